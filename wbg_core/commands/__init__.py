@@ -1,0 +1,1 @@
+"""Subcommands of the `wbg` CLI, one module per feature."""

@@ -1,0 +1,120 @@
+"""Typed access to the bundled Materials Project data."""
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..composition.encoding import encode_counts
+from ..composition.parse import FormulaError, format_formula, parse_formula, reduce_composition
+from .registry import DataError, data_path
+
+BANDGAP_FILE = "mp_bandgap.csv"
+STRUCTURES_FILE = "mp_structures.npz"
+STRUCTURES_META_FILE = "mp_structures_meta.parquet"
+EMBEDDING_FILE = "matscholar-embedding.json"
+_BANDGAP_COLUMNS = ["formula", "band_gap", "formation_energy_per_atom", "material_id", "source"]
+
+
+def _canonical(text: str) -> str:
+    comp, reason = reduce_composition(parse_formula(text))
+    if comp is None:
+        raise FormulaError(f"{text!r}: {reason}")
+    return format_formula(comp)
+
+
+@lru_cache(maxsize=2)
+def load_bandgaps(data_dir: Path | None = None) -> pd.DataFrame:
+    """The 89,885 MP compositions with their band gaps.
+
+    Columns: formula (canonical reduced formula, as decode() writes it), mp_formula (as MP
+    writes it, e.g. with brackets), band_gap, formation_energy_per_atom, material_id,
+    source, encodable (fits the 87 x 8 matrix), encode_error (why not). Read with
+    keep_default_na=False so sodium nitride, `NaN`, stays a formula.
+    """
+    path = data_path(BANDGAP_FILE, data_dir)
+    try:
+        df = pd.read_csv(path, keep_default_na=False, na_values={"band_gap": [""],
+                         "formation_energy_per_atom": [""], "material_id": [""]},
+                         dtype={"formula": str, "material_id": str, "source": str})
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path} could not be read as CSV: {exc}") from exc
+    if list(df.columns) != _BANDGAP_COLUMNS:
+        raise DataError(f"{path} has columns {list(df.columns)}, expected {_BANDGAP_COLUMNS}")
+    df = df.rename(columns={"formula": "mp_formula"})
+    df.insert(0, "formula", [_canonical(f) for f in df["mp_formula"]])
+    enc = encode_counts(df["formula"].to_numpy(dtype=object))
+    df["encodable"] = enc.ok
+    df["encode_error"] = pd.array(enc.errors, dtype="string")
+    df.attrs["counts"] = enc.counts
+    return df
+
+
+def bandgap_counts(df: pd.DataFrame) -> np.ndarray:
+    """Count matrix (N, 87) aligned with the rows of load_bandgaps() (zeros if not encodable)."""
+    counts = df.attrs.get("counts")
+    if counts is None or len(counts) != len(df):
+        counts = encode_counts(df["formula"].to_numpy(dtype=object)).counts
+    return counts
+
+
+@dataclass(frozen=True)
+class StructurePool:
+    """The MP template structures as arrays; structure(i) builds a pymatgen Structure."""
+
+    meta: pd.DataFrame  # material_id, formula, spacegroup, band_gap, formation_energy_per_atom
+    cell: np.ndarray  # (M, 6) a, b, c, alpha, beta, gamma
+    offsets: np.ndarray  # (M + 1,)
+    numbers: np.ndarray  # (sites,) atomic numbers
+    frac: np.ndarray  # (sites, 3)
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def sites(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return self.numbers[a:b], self.frac[a:b]
+
+    def structure(self, i: int):
+        from pymatgen.core import Lattice, Structure
+
+        numbers, frac = self.sites(i)
+        lattice = Lattice.from_parameters(*self.cell[i])
+        return Structure(lattice, [int(z) for z in numbers], frac.astype(np.float64))
+
+    def index_of(self, material_id: str) -> int:
+        hits = np.flatnonzero(self.meta["material_id"].to_numpy() == material_id)
+        if len(hits) == 0:
+            raise KeyError(f"no structure with material id {material_id!r} in the pool")
+        return int(hits[0])
+
+
+@lru_cache(maxsize=2)
+def load_structures(data_dir: Path | None = None) -> StructurePool:
+    npz_path = data_path(STRUCTURES_FILE, data_dir)
+    meta_path = data_path(STRUCTURES_META_FILE, data_dir)
+    try:
+        with np.load(npz_path) as z:
+            arrays = {k: z[k] for k in ("cell", "offsets", "numbers", "frac")}
+        meta = pd.read_parquet(meta_path)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        raise DataError(f"{npz_path} or {meta_path} could not be read: {exc}") from exc
+    if len(meta) != len(arrays["cell"]) or arrays["offsets"][-1] != len(arrays["numbers"]):
+        raise DataError(f"{npz_path} and {meta_path} disagree on the number of structures")
+    return StructurePool(meta=meta, **arrays)
+
+
+@lru_cache(maxsize=2)
+def load_element_embedding(data_dir: Path | None = None) -> dict[str, np.ndarray]:
+    """Matscholar element embedding: symbol -> 200-d vector."""
+    path = data_path(EMBEDDING_FILE, data_dir)
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is not valid JSON: {exc}") from exc
+    return {el: np.asarray(v, dtype=np.float32) for el, v in raw.items()}
