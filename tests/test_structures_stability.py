@@ -1,0 +1,94 @@
+"""CHGNet relaxation, fitted elemental references, formation energy, energy above hull."""
+import json
+
+import numpy as np
+import pytest
+
+from wbg_core.data import load_structures
+from wbg_core.structures import stability
+from wbg_core.structures.substitute import substitute
+from wbg_core.structures.templates import find_templates
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_reference_file_is_committed_and_complete():
+    refs = stability.element_references()
+    assert refs["fit_mae_eV_per_atom"] < 0.1
+    pool = load_structures()
+    from pymatgen.core import Element
+
+    pool_elements = {Element.from_Z(int(z)).symbol for z in np.unique(pool.numbers)}
+    # He occurs only in compounds without an MP formation energy: no reference can be fitted
+    assert pool_elements - set(refs["elements"]) <= {"He"}
+    with pytest.raises(stability.FormulaError, match="reference"):
+        stability.formation_energy_per_atom({"He": 1, "Na": 2}, -1.0)
+    assert all(v["n_compounds"] >= 1 for v in refs["elements"].values())
+
+
+def test_relax_small_structure_in_seconds():
+    template = find_templates("GaN", 1, exclude_formulas={"GaN"})[0]  # wurtzite AlN
+    sub = substitute(template, "GaN")
+    rel = stability.relax(sub.structure, fmax=0.1, steps=100)
+    assert rel.converged and 0 < rel.steps <= 100
+    assert rel.seconds < 20
+    assert rel.energy_per_atom <= rel.initial_energy_per_atom + 1e-6
+    assert len(rel.structure) == len(sub.structure)
+    # relaxed GaN cell: experimental wurtzite a = 3.19 A, CHGNet (PBE-like) a few % larger
+    assert 3.1 < rel.structure.lattice.a < 3.35
+
+
+@pytest.mark.parametrize("mp_id", ["mp-10694", "mp-27396", "mp-2165"])  # ScF3, NiCl2, SmZn
+def test_formation_energy_of_mp_structures_matches_mp(mp_id):
+    assert mp_id not in stability.element_references()["material_ids"]  # not used in the fit
+    pool = load_structures()
+    i = pool.index_of(mp_id)
+    s = pool.structure(i)
+    e = stability.chgnet_energies(s)[0]
+    ef = stability.formation_energy_per_atom(s.composition, e)
+    mp = pool.meta["formation_energy_per_atom"].iloc[i]
+    assert ef == pytest.approx(mp, abs=0.15)
+
+
+def test_hull_of_a_known_stable_compound():
+    hull = stability.energy_above_hull("ScF3", -4.319137)  # MP's own value: on the hull
+    assert abs(hull["e_above_hull"]) < 1e-6
+    hull = stability.energy_above_hull("ScF3", -3.0)
+    assert hull["e_above_hull"] == pytest.approx(1.319137, abs=1e-5)
+    assert hull["decomposition"] == {"ScF3": 1.0}
+    hull = stability.energy_above_hull("Sc2F", 0.5)  # far above: decomposes to Sc + ScF3
+    assert set(hull["decomposition"]) == {"Sc", "ScF3"} and hull["e_above_hull"] > 0.5
+
+
+def test_assess_applies_the_papers_rule():
+    template = find_templates("GaN", 1, exclude_formulas={"GaN"})[0]
+    final, st = stability.assess(substitute(template, "GaN").structure, do_relax=False)
+    assert st.formation_energy_per_atom < 0 and st.charge_neutral and st.smact_valid
+    assert st.passes_paper_rule
+    assert st.e_above_hull is not None and st.e_above_hull < 0.3
+    assert json.dumps(st.to_dict())
+
+
+def test_isolated_atoms_give_nan_not_a_crash():
+    from pymatgen.core import Lattice, Structure
+
+    s = Structure(Lattice.cubic(20.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert np.isnan(stability.chgnet_energies(s)[0])
+    with pytest.raises(ValueError, match="no neighbour"):
+        stability.relax(s)
+
+
+def test_disordered_structure_cannot_be_relaxed():
+    from pymatgen.core import Lattice, Structure
+
+    s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.6), [{"Na": 0.5, "K": 0.5}, "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with pytest.raises(ValueError, match="disordered"):
+        stability.relax(s)
