@@ -1,0 +1,50 @@
+"""plotly figures from Crystal Toolkit's scene."""
+import pytest
+
+from wbg_core.data import load_structures
+from wbg_core.structures.scene import SceneError, structure_figure
+
+
+@pytest.fixture(scope="module")
+def nacl():
+    pool = load_structures()
+    return pool.structure(pool.index_of("mp-22862"))
+
+
+def test_ordered_structure_has_atoms_bonds_cell_and_legend(nacl):
+    fig = structure_figure(nacl, polyhedra=True)
+    names = [t.name for t in fig.data]
+    atoms = [t for t in fig.data if t.type == "scatter3d" and t.mode == "markers"]
+    assert sorted(t.name for t in atoms) == ["Cl", "Na"]
+    assert len({t.marker.color for t in atoms}) == 2
+    assert "bonds" in names and "unit cell" in names
+    assert any(t.type == "mesh3d" for t in fig.data)
+    # conventional rock-salt cell drawn with image atoms on faces and corners
+    assert sum(len(t.x) for t in atoms) >= 8
+    assert fig.layout.scene.aspectmode == "data"
+    assert fig.to_json()
+
+
+def test_without_polyhedra_or_bonds(nacl):
+    fig = structure_figure(nacl, bonds=False)
+    assert not any(t.type == "mesh3d" for t in fig.data)
+    assert "bonds" not in [t.name for t in fig.data]
+
+
+def test_disordered_structure_renders_with_a_message():
+    from pymatgen.core import Lattice, Structure
+
+    s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), [{"Na": 0.6, "K": 0.4}, "Cl"],
+                                  [[0, 0, 0], [0.5, 0.5, 0.5]])
+    fig = structure_figure(s)
+    mixed = [t for t in fig.data if t.name and "mixed" in t.name]
+    assert len(mixed) == 1 and mixed[0].name.startswith("Na")
+    assert "Na 0.60 + K 0.40" in mixed[0].text[0]
+    assert "partially occupied" in fig.layout.title.text
+
+
+def test_empty_structure_is_a_clear_error():
+    from pymatgen.core import Lattice, Structure
+
+    with pytest.raises(SceneError, match="no sites"):
+        structure_figure(Structure(Lattice.cubic(3), [], []))
