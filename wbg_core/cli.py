@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = [
     "wbg_core.commands.data",
     "wbg_core.commands.bench",
+    "wbg_core.commands.structure",
 ]
 
 

@@ -1,0 +1,74 @@
+"""`wbg structure`: CIFs + provenance, and clear one-line errors for bad input."""
+import json
+import os
+import zipfile
+
+import pytest
+
+from wbg_core.cli import main
+
+
+@pytest.mark.slow  # first use: builds the template index and the MP hull table (~15 s)
+def test_structure_writes_cifs_and_provenance(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["structure", "GaN", "--top-k", "2", "--zip", "--output", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    files = sorted(p.name for p in out.iterdir())
+    assert "provenance.json" in files and "structures.zip" in files
+    cifs = [f for f in files if f.endswith(".cif")]
+    assert len(cifs) == 2
+    prov = json.loads((out / "provenance.json").read_text())
+    first = prov[0]
+    assert first["formula"] == "GaN" and first["template_id"] == "mp-804"  # GaN is in the pool
+    assert first["emd"] == 0.0 and first["exact_stoichiometry"]
+    for key in ("band_gap_mean", "band_gap_std", "formation_energy_per_atom", "e_above_hull",
+                "relax_steps", "warnings", "template_formula", "spacegroup"):
+        assert key in first
+    assert first["formation_energy_per_atom"] < 0
+    assert report["candidates"][0]["template_id"] == "mp-804"
+    names = zipfile.ZipFile(out / "structures.zip").namelist()
+    assert "index.csv" in names and len(names) == 3
+    from pymatgen.core import Structure
+
+    assert Structure.from_file(out / cifs[0]).composition.reduced_formula == "GaN"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["structure", "Xx2", "--output", "{tmp}"], "not an element"),
+    (["structure", "SrYF5"], "--output"),
+    (["structure", "SrYF5", "--top-k", "0", "--output", "{tmp}"], "--top-k"),
+    (["structure", "Na11Cl13", "--no-fallback", "--output", "{tmp}"], "coefficients"),
+    (["structure", "SrYF5", "--output", "{file}"], "not a folder"),
+])
+def test_bad_input_is_one_line(argv, message, tmp_path, capsys):
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    argv = [a.replace("{tmp}", str(tmp_path / "o")).replace("{file}", str(f)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    assert main(["structure", "GaN", "--output", str(ro / "x")]) == 2
+    assert "cannot" in capsys.readouterr().err
+
+
+def test_unwritable_output_path_under_a_file(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["structure", "GaN", "--output", str(f / "sub")]) == 2
+    assert "cannot create" in capsys.readouterr().err
+
+
+def test_fallback_is_explained(tmp_path, capsys):
+    assert main(["structure", "Na11Cl13", "--top-k", "1", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "fallback analogue" in out
+    prov = json.loads((tmp_path / "provenance.json").read_text())
+    assert prov[0]["exact_stoichiometry"] is False and prov[0]["requested_formula"] == "Na11Cl13"
+    assert prov[0]["band_gap_mean"] is None  # the oracle's gap is for the request, not the analogue

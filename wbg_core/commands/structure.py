@@ -1,0 +1,97 @@
+"""`wbg structure FORMULA`: candidate crystal structures (CIF + provenance JSON) for a formula."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "structure",
+        help="predict crystal structures for a formula: EMD template, substitution, CHGNet; writes CIFs",
+        description="Template (smallest Element Mover's Distance among MP structures with the same "
+                    "coefficient multiset), element substitution, optional CHGNet relaxation, formation "
+                    "energy and energy above the MP hull. Writes one CIF per candidate and provenance.json.",
+    )
+    p.add_argument("formula", nargs="?", metavar="FORMULA", help="e.g. SrYF5")
+    p.add_argument("--top-k", type=int, default=3, help="number of alternative templates (default 3)")
+    p.add_argument("--relax", action="store_true", help="relax cell and positions with CHGNet")
+    p.add_argument("--steps", type=int, default=200, help="maximum relaxation steps (default 200)")
+    p.add_argument("--fmax", type=float, default=0.1, help="force threshold in eV/A (default 0.1)")
+    p.add_argument("--polymorphs", action="store_true",
+                   help="allow several polymorphs of one template formula among the top k")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="fail when no template has the formula's coefficient multiset")
+    p.add_argument("--zip", action="store_true", help="also write structures.zip with an index.csv")
+    p.add_argument("--output", "-o", help="output folder (created if missing)")
+    p.add_argument("--json", action="store_true", help="print the provenance as JSON")
+    p.add_argument("--fit-references", action="store_true",
+                   help="(maintainers) refit models/chgnet_element_refs.json and exit")
+    p.set_defaults(handler=_structure)
+
+
+def _structure(args) -> int:
+    import os
+    from pathlib import Path
+
+    from ..cli import UserError, print_json
+
+    if args.fit_references:
+        from ..structures.stability import fit_element_references
+
+        r = fit_element_references()
+        print(f"fitted references for {len(r['elements'])} elements from {r['n_compounds']} compounds; "
+              f"fit MAE {r['fit_mae_eV_per_atom']} eV/atom")
+        return 0
+    if not args.formula:
+        raise UserError("give a formula, e.g. `wbg structure SrYF5 --output out/`")
+    if not args.output:
+        raise UserError("--output DIR is required (where the CIF files go)")
+    if not 1 <= args.top_k <= 50:
+        raise UserError("--top-k must be between 1 and 50")
+    if not 1 <= args.steps <= 5000 or not 0 < args.fmax <= 10:
+        raise UserError("--steps must be 1..5000 and --fmax in (0, 10] eV/A")
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder {out}: {exc.strerror or exc}") from exc
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"the output folder {out} is not writable")
+
+    from ..structures.pipeline import predict_structures, write_outputs
+
+    try:
+        candidates = predict_structures(
+            args.formula, args.top_k, relax=args.relax, fmax=args.fmax, steps=args.steps,
+            max_per_formula=None if args.polymorphs else 1, fallback=not args.no_fallback,
+        )
+    except ValueError as exc:  # FormulaError / NoTemplateError are ValueErrors with user messages
+        from ..composition.parse import FormulaError
+
+        if isinstance(exc, FormulaError):
+            raise
+        raise UserError(str(exc)) from exc
+    try:
+        written = write_outputs(candidates, out, zip_name="structures" if args.zip else None)
+    except OSError as exc:
+        raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from exc
+    records = [c.provenance for c in candidates]
+    if args.json:
+        print_json({"output": written["output"], "files": written["files"], "candidates": records})
+        return 0
+    for c, name in zip(candidates, written["files"]):
+        p = c.provenance
+        ef = p["formation_energy_per_atom"]
+        eh = p["e_above_hull"]
+        gap = p["band_gap_mean"]
+        print(f"{name}: {p['formula']} from {p['template_id']} ({p['template_formula']}, EMD {p['emd']:.3f}), "
+              f"{p['spacegroup_symbol'] or '?'}; E_f {'%.3f' % ef if ef is not None else '-'} eV/atom, "
+              f"E_hull {'%.3f' % eh if eh is not None else '-'} eV/atom, "
+              f"gap {'%.2f' % gap if gap is not None else '-'} eV; "
+              f"paper rule {'pass' if p['passes_paper_rule'] else 'fail'}")
+        for w in p["warnings"]:
+            print(f"  warning: {w}")
+    print(f"wrote {len(written['files'])} files to {written['output']}")
+    return 0

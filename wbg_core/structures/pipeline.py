@@ -1,0 +1,136 @@
+"""Formula -> candidate structures with provenance: templates, substitution, CHGNet, the oracle's gap.
+
+`predict_structures` is what the CLI (`wbg structure`) and the web app call; `write_outputs`
+writes the CIFs and provenance JSON of a result to a folder.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..composition.parse import format_formula
+from .stability import DEFAULT_FMAX, DEFAULT_STEPS, assess
+from .substitute import substitute
+from .templates import find_templates, reduce
+
+
+@dataclass
+class Candidate:
+    structure: object  # pymatgen Structure (relaxed when asked)
+    provenance: dict = field(default_factory=dict)
+
+
+def oracle_gap(formula: str) -> tuple[float | None, float | None, str | None]:
+    """(band_gap_mean, band_gap_std, warning) from the band-gap oracle, tolerating its absence."""
+    try:
+        from ..models.oracle import load_oracle
+
+        df = load_oracle().predict([formula])
+        row = df.iloc[0]
+        if isinstance(row.get("error"), str) and row.get("error"):
+            return None, None, f"oracle: {row['error']}"
+        mean, std = float(row["band_gap_mean"]), float(row["band_gap_std"])
+        return (mean if math.isfinite(mean) else None), (std if math.isfinite(std) else None), None
+    except (ImportError, FileNotFoundError) as exc:
+        return None, None, f"band-gap oracle unavailable ({type(exc).__name__}: {exc})"
+    except Exception as exc:  # the oracle's own errors (ModelError, DataError, ...)
+        if type(exc).__name__.endswith("Error"):
+            return None, None, f"band-gap oracle failed ({type(exc).__name__}: {exc})"
+        raise
+
+
+def predict_structures(formula: str, top_k: int = 3, *, relax: bool = False,
+                       fmax: float = DEFAULT_FMAX, steps: int = DEFAULT_STEPS,
+                       exclude_formulas=(), max_per_formula: int | None = 1,
+                       fallback: bool = True, with_gap: bool = True) -> list[Candidate]:
+    """Candidate structures for `formula`, best template first.
+
+    For each of the top_k templates (by default one polymorph per template formula, the most
+    stable, so the alternatives are different compositions): substitute, optionally relax with
+    CHGNet, compute formation energy and energy above the MP hull, and collect provenance.
+    Raises FormulaError for bad formulas and NoTemplateError when no template exists.
+    """
+    query = format_formula(reduce(formula))
+    templates = find_templates(query, top_k, exclude_formulas=exclude_formulas,
+                               max_per_formula=max_per_formula, fallback=fallback)
+    gap_mean = gap_std = None
+    gap_note = None
+    if with_gap:
+        gap_mean, gap_std, gap_note = oracle_gap(query)
+    out = []
+    for rank, t in enumerate(templates, 1):
+        sub = substitute(t, query)
+        notes = list(sub.warnings)
+        try:
+            final, st = assess(sub.structure, do_relax=relax, fmax=fmax, steps=steps)
+            notes += st.warnings
+            stab = st.to_dict()
+        except ValueError as exc:  # CHGNet refuses the structure (isolated atoms, ...)
+            final, stab = sub.structure, {}
+            notes.append(f"no CHGNet energy: {exc}")
+        if gap_note:
+            notes.append(gap_note)
+        sg_symbol = sg_number = None
+        try:
+            from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+            sga = SpacegroupAnalyzer(final, symprec=0.1)
+            sg_symbol, sg_number = sga.get_space_group_symbol(), sga.get_space_group_number()
+        except Exception:
+            notes.append("no space group found at symprec 0.1")
+        prov = {
+            "name": f"{sub.result_formula}_{rank}_{t.material_id}",
+            "formula": sub.result_formula,
+            "requested_formula": query,
+            "rank": rank,
+            "template_id": t.material_id,
+            "template_formula": t.formula,
+            "template_spacegroup": t.spacegroup,
+            "emd": round(t.emd, 6),
+            "exact_stoichiometry": sub.exact,
+            "substitution": sub.mapping,
+            "volume_scale_guess": round(sub.volume_scale, 4),
+            "spacegroup": sg_number,
+            "spacegroup_symbol": sg_symbol,
+            "n_sites": len(final),
+            "band_gap_mean": gap_mean if sub.exact else None,
+            "band_gap_std": gap_std if sub.exact else None,
+            "energy_per_atom": stab.get("energy_per_atom"),
+            "formation_energy_per_atom": stab.get("formation_energy_per_atom"),
+            "e_above_hull": stab.get("e_above_hull"),
+            "decomposition": stab.get("decomposition"),
+            "relaxed": relax,
+            "relax_steps": stab.get("relax_steps"),
+            "relax_converged": stab.get("relax_converged"),
+            "relax_seconds": stab.get("relax_seconds"),
+            "charge_neutral": sub.charge_neutral,
+            "smact_valid": sub.smact_valid,
+            "passes_paper_rule": stab.get("passes_paper_rule", False),
+            "paper_rule": "formation energy < 0, charge neutral, electronegativity balanced",
+            "warnings": notes,
+        }
+        out.append(Candidate(structure=final, provenance=prov))
+    return out
+
+
+def write_outputs(candidates: list[Candidate], output: str | Path, zip_name: str | None = None) -> dict:
+    """Write one CIF per candidate and provenance.json (and optionally a zip) into `output`."""
+    from .export import _unique, cif_zip, safe_filename, write_cif
+
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    records = []
+    for c in candidates:
+        name = _unique(safe_filename(c.provenance.get("name") or c.provenance["formula"]), used)
+        write_cif(c.structure, out / name, c.provenance)
+        records.append({"file": name, **c.provenance})
+    (out / "provenance.json").write_text(json.dumps(records, indent=2, default=str) + "\n")
+    result = {"output": str(out), "files": [r["file"] for r in records] + ["provenance.json"]}
+    if zip_name:
+        zpath = out / safe_filename(zip_name, suffix=".zip")
+        zpath.write_bytes(cif_zip([(c.structure, c.provenance) for c in candidates]))
+        result["files"].append(zpath.name)
+    return result
