@@ -15,6 +15,8 @@ COMMAND_MODULES = [
     "wbg_core.commands.data",
     "wbg_core.commands.bench",
     "wbg_core.commands.structure",
+    "wbg_core.commands.train",
+    "wbg_core.commands.models",
 ]
 
 

@@ -1,0 +1,133 @@
+"""`wbg predict`, `wbg reconstruct`, `wbg generate`: the shipped models from the command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="band gap (mean and std, eV) of formulas by the oracle ensemble")
+    p.add_argument("formulas", nargs="*", metavar="FORMULA")
+    p.add_argument("--input", type=Path, help="CSV with a 'formula' column (or one column of formulas)")
+    p.add_argument("--output", type=Path, help="write CSV: formula, band_gap_mean, band_gap_std, error")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_predict)
+    p = sub.add_parser("reconstruct", help="autoencoder round trip per formula")
+    p.add_argument("formulas", nargs="*", metavar="FORMULA")
+    p.add_argument("--input", type=Path)
+    p.add_argument("--output", type=Path, help="write CSV: formula, reconstructed, match, error")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_reconstruct)
+    p = sub.add_parser("generate", help="sample formulas from the generator (duplicates kept)")
+    p.add_argument("-n", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", type=Path, help="write CSV: formula, valid, smact_valid")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_generate)
+
+
+def read_formula_csv(path: Path) -> list[str]:
+    """Formulas from a user CSV: a 'formula' column, else the only column; clear errors."""
+    import pandas as pd
+
+    from ..cli import UserError
+
+    if not path.exists():
+        raise UserError(f"input file {path} does not exist")
+    try:
+        df = pd.read_csv(path, keep_default_na=False, dtype=str)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not a readable CSV: {exc}") from exc
+    cols = {c.strip().lower(): c for c in df.columns}
+    if "formula" in cols:
+        return df[cols["formula"]].tolist()
+    if len(df.columns) == 1:
+        return df[df.columns[0]].tolist()
+    raise UserError(f"{path} has columns {list(df.columns)}; it needs a 'formula' column")
+
+
+def _inputs(args) -> list[str]:
+    from ..cli import UserError
+
+    formulas = list(args.formulas)
+    if args.input:
+        formulas += read_formula_csv(args.input)
+    if not formulas:
+        raise UserError("give formulas as arguments or --input CSV")
+    return formulas
+
+
+def _emit(df, args) -> None:
+    from ..cli import print_json
+
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(args.output, index=False)
+        print(f"wrote {len(df)} rows to {args.output}", file=sys.stderr)
+    if args.json:
+        print_json(df.astype(object).where(df.notna(), None).to_dict(orient="records"))
+    elif not args.output:
+        print(df.to_string(index=False))
+
+
+def _predict(args) -> int:
+    from ..models import ModelError, load_oracle
+    from ..cli import UserError
+
+    formulas = _inputs(args)
+    try:
+        oracle = load_oracle()
+    except ModelError as exc:
+        raise UserError(str(exc)) from exc
+    df = oracle.predict(formulas)
+    df["band_gap_mean"] = df["band_gap_mean"].round(4)
+    df["band_gap_std"] = df["band_gap_std"].round(4)
+    _emit(df, args)
+    return 0
+
+
+def reconstruct_table(formulas: list[str]):
+    import pandas as pd
+
+    from ..composition import canonical_formula
+    from ..models import load_autoencoder
+
+    ae = load_autoencoder()
+    z, ok, errors = ae.encode_formulas(formulas)
+    rec = ae.decode(z[ok]) if ok.any() else []
+    out = pd.DataFrame({"formula": formulas, "reconstructed": None, "match": False, "error": errors})
+    idx = [i for i in range(len(formulas)) if ok[i]]
+    for j, i in enumerate(idx):
+        out.at[i, "reconstructed"] = rec[j]
+        out.at[i, "match"] = rec[j] == canonical_formula(formulas[i])
+        if rec[j] is None:
+            out.at[i, "error"] = "decodes to no valid formula"
+    return out
+
+
+def _reconstruct(args) -> int:
+    from ..models import ModelError
+    from ..cli import UserError
+
+    try:
+        df = reconstruct_table(_inputs(args))
+    except ModelError as exc:
+        raise UserError(str(exc)) from exc
+    _emit(df, args)
+    return 0
+
+
+def _generate(args) -> int:
+    from ..models import ModelError, load_gan
+    from ..cli import UserError
+
+    if args.n < 1 or args.n > 5_000_000:
+        raise UserError("-n must be between 1 and 5,000,000")
+    try:
+        gan = load_gan()
+    except ModelError as exc:
+        raise UserError(str(exc)) from exc
+    df = gan.sample(args.n, seed=args.seed)
+    _emit(df, args)
+    return 0

@@ -1,0 +1,66 @@
+"""`wbg train {autoencoder,oracle,gan,all}`: the command that produces the shipped checkpoints."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+MODELS = ("autoencoder", "oracle", "gan")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model (resumable; writes model.safetensors, config.json, card.json)")
+    p.add_argument("model", choices=(*MODELS, "all"))
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto picks CUDA when present (bf16 mixed precision on CUDA)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (per ensemble member for the oracle)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output directory (default models/; each model goes to OUT/<model>)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: settings, 2)")
+    p.add_argument("--limit", type=int, default=None, help="train on the first N rows only (smoke tests)")
+    p.add_argument("--members", type=int, default=None, help="oracle ensemble size (default 5)")
+    p.add_argument("--json", action="store_true", help="print the resulting card(s) as JSON")
+    p.set_defaults(handler=_train)
+
+
+def _train(args) -> int:
+    from ..cli import UserError, print_json
+    from ..settings import get_settings, set_torch_threads
+    from ..models.training import pick_device
+
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError("--epochs must be at least 1")
+    set_torch_threads(args.threads)
+    try:
+        device = pick_device(args.device)
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from exc
+    out = args.out or get_settings().models_dir
+    command = "python -m wbg_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith(("__main__.py", "wbg")) else None
+    cards = {}
+    for name in MODELS if args.model == "all" else (args.model,):
+        target = Path(out) / name
+        print(f"training {name} on {device} -> {target}", file=sys.stderr)
+        if name == "autoencoder":
+            from ..models.autoencoder import AEConfig, train
+
+            cfg = AEConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+            cards[name] = train(target, cfg, device, command=command, limit=args.limit)
+        elif name == "oracle":
+            from ..models.oracle import OracleConfig, train
+
+            kw = {"epochs": args.epochs} if args.epochs else {}
+            if args.members:
+                kw["members"] = args.members
+            cards[name] = train(target, OracleConfig(seed=args.seed, **kw), device, command=command, limit=args.limit)
+        else:
+            from ..models.gan import GANConfig, train
+
+            cfg = GANConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+            cards[name] = train(target, cfg, device, command=command, limit=args.limit)
+        print(f"{name}: {cards[name].get('metrics')}", file=sys.stderr)
+    if args.json:
+        print_json(cards)
+    return 0

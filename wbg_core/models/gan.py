@@ -1,0 +1,255 @@
+"""The composition generator: a WGAN with gradient penalty over 87 x 8 matrices (the paper's MATGAN).
+
+After Dan et al. (npj Comput. Mater. 2020) as PAPER.md describes: noise of length 128 ->
+Linear -> transposed convolutions with BatchNorm and ReLU -> sigmoid (an 87 x 8 matrix of
+probabilities); the critic is five convolutions (16, 16, 32, 64, 128 channels) with
+LeakyReLU, then a linear layer; gradient penalty weight 10; Adam with betas (0.5, 0.9).
+Two departures, both for stable training: no BatchNorm in the critic (it breaks the
+per-sample gradient penalty of WGAN-GP; Gulrajani et al. 2017), and learning rates of
+1e-4 for both networks (MATGAN's 1e-3 / 1e-2 are tuned for batch 32 on a GPU). Samples
+are decoded with the "argmax" rule (an element is present when its largest probability
+reaches 0.5) and kept with 2-8 elements, as MATGAN did.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..composition import N_COUNTS, N_ELEMENTS, VOCAB, counts_to_formulas, counts_to_onehot, encode_counts, onehot_to_counts
+from .checkpoint import ModelError, load_checkpoint, load_module_state, save_checkpoint
+
+NAME = "gan"
+NOISE = 128
+
+
+@dataclass
+class GANConfig:
+    noise_dim: int = NOISE
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    gp_weight: float = 10.0
+    n_critic: int = 5
+    batch_size: int = 128
+    epochs: int = 20  # one epoch = critic steps covering the training set once
+    seed: int = 0
+
+
+class Generator(nn.Module):
+    def __init__(self, noise_dim: int = NOISE):
+        super().__init__()
+        self.noise_dim = noise_dim
+        self.fc = nn.Sequential(nn.Linear(noise_dim, 128 * 6), nn.BatchNorm1d(128 * 6), nn.ReLU())
+
+        def up(cin, cout, kernel):
+            return [nn.ConvTranspose2d(cin, cout, kernel, stride=(2, 1), padding=(1, 0)), nn.BatchNorm2d(cout), nn.ReLU()]
+
+        self.deconv = nn.Sequential(
+            *up(128, 64, (4, 3)),  # 6x1 -> 12x3
+            *up(64, 32, (4, 3)),  # -> 24x5
+            *up(32, 16, (4, 3)),  # -> 48x7
+            nn.ConvTranspose2d(16, 1, (4, 2), stride=(2, 1), padding=(1, 0)),  # -> 96x8
+        )
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        h = self.fc(noise).view(-1, 128, 6, 1)
+        return torch.sigmoid(self.deconv(h)[:, 0, :N_ELEMENTS, :])
+
+
+class Critic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        act = nn.LeakyReLU(0.2)
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), act,
+            nn.Conv2d(16, 16, 3, stride=(2, 1), padding=1), act,  # 44x8
+            nn.Conv2d(16, 32, 3, stride=(2, 2), padding=1), act,  # 22x4
+            nn.Conv2d(32, 64, 3, stride=(2, 1), padding=1), act,  # 11x4
+            nn.Conv2d(64, 128, 3, stride=(2, 2), padding=1), act,  # 6x2
+            nn.Flatten(), nn.Linear(128 * 6 * 2, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.unsqueeze(1)).squeeze(-1)
+
+
+def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    eps = torch.rand(real.shape[0], 1, 1, device=real.device)
+    mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    grad, = torch.autograd.grad(critic(mix).sum(), mix, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+class CompositionGAN:
+    """Sampling formulas from the trained generator."""
+
+    def __init__(self, gen: Generator, config: dict, card: dict, directory: Path | None = None):
+        self.gen = gen.eval()
+        self.config = config
+        self.card = card
+        self.directory = directory
+
+    @torch.no_grad()
+    def sample_probs(self, n: int, seed: int = 0, batch: int = 8192) -> np.ndarray:
+        g = torch.Generator().manual_seed(seed)
+        out = np.zeros((n, N_ELEMENTS, N_COUNTS), np.float32)
+        for s in range(0, n, batch):
+            m = min(batch, n - s)
+            out[s : s + m] = self.gen(torch.randn(m, self.gen.noise_dim, generator=g)).numpy()
+        return out
+
+    def sample_counts(self, n: int, seed: int = 0, batch: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+        """Counts (n, 87) and validity (2-8 elements), generated in memory-bounded batches."""
+        counts = np.zeros((n, N_ELEMENTS), np.int8)
+        valid = np.zeros(n, bool)
+        for k, s in enumerate(range(0, n, batch)):
+            m = min(batch, n - s)
+            c, v = onehot_to_counts(self.sample_probs(m, seed=seed * 100_003 + k), rule="argmax")
+            n_el = (c > 0).sum(axis=1)
+            counts[s : s + m] = c
+            valid[s : s + m] = v & (n_el >= 2) & (n_el <= 8)
+        return counts, valid
+
+    def sample(self, n: int, seed: int = 0) -> pd.DataFrame:
+        """n samples, one row each (duplicates kept): formula ('' if invalid), valid, smact_valid."""
+        from ..composition import smact_valid
+
+        counts, valid = self.sample_counts(n, seed)
+        formulas = counts_to_formulas(counts)
+        formulas[~valid] = ""
+        sv = smact_valid(np.where(valid, formulas, None))
+        return pd.DataFrame({"formula": formulas, "valid": valid, "smact_valid": sv})
+
+
+def train(out: Path, cfg: GANConfig, device: torch.device, command: str | None = None, limit: int | None = None) -> dict:
+    from ..data import load_bandgaps, split
+    from ..data.registry import load_registry
+    from .training import TrainState, Timer, card_base, progress, seed_epoch
+
+    out = Path(out)
+    df = load_bandgaps()
+    parts = split(df, seed=cfg.seed, subset="encodable")
+    sha = load_registry()["files"]["mp_bandgap.csv"]["sha256"]
+    counts = encode_counts(parts["train"]["formula"].to_numpy(dtype=object)).counts
+    if limit:
+        counts = counts[:limit]
+    real_all = torch.from_numpy(counts_to_onehot(counts)).to(device)
+    torch.manual_seed(cfg.seed)
+    gen, critic = Generator(cfg.noise_dim).to(device), Critic().to(device)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
+    opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
+    signature = {"model": NAME, **asdict(cfg), "data": sha, "limit": limit}
+    signature.pop("epochs")
+    signature["betas"] = list(cfg.betas)
+    state = TrainState(out, signature=signature)
+    if state.try_resume({"gen": gen, "critic": critic}, {"g": opt_g, "d": opt_d}):
+        print(f"resuming gan after epoch {state.epoch}", file=sys.stderr)
+    timer = Timer()
+    n = len(real_all)
+    for epoch in progress(cfg.epochs, state.epoch, NAME):
+        rng = seed_epoch(cfg.seed, epoch)
+        gen.train()
+        critic.train()
+        perm = torch.from_numpy(rng.permutation(n)).to(device)
+        d_losses, g_losses, w_dists = [], [], []
+        steps = n // cfg.batch_size
+        for step in range(steps):
+            real = real_all[perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+            fake = gen(torch.randn(len(real), cfg.noise_dim, device=device)).detach()
+            w_dist = critic(real).mean() - critic(fake).mean()
+            d_loss = -w_dist + cfg.gp_weight * gradient_penalty(critic, real, fake)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            d_losses.append(d_loss.item())
+            w_dists.append(w_dist.item())
+            if (step + 1) % cfg.n_critic == 0:
+                g_loss = -critic(gen(torch.randn(cfg.batch_size, cfg.noise_dim, device=device))).mean()
+                opt_g.zero_grad(set_to_none=True)
+                g_loss.backward()
+                opt_g.step()
+                g_losses.append(g_loss.item())
+        state.epoch = epoch + 1
+        state.history.append({"epoch": epoch + 1, "critic_loss": float(np.mean(d_losses)),
+                              "generator_loss": float(np.mean(g_losses)), "wasserstein": float(np.mean(w_dists))})
+        state.elapsed_s += timer()
+        timer = Timer()
+        state.save({"gen": gen, "critic": critic}, {"g": opt_g, "d": opt_d})
+    gen = gen.cpu().eval()
+    config = {"class": "Generator", "kwargs": {"noise_dim": cfg.noise_dim}, "train": {**asdict(cfg), "betas": list(cfg.betas)}}
+    card = card_base(NAME, device, cfg.seed, cfg.epochs, config["train"], sha, command)
+    card["wall_time_s"] = round(state.elapsed_s, 1)
+    card["history"] = state.history
+    model = CompositionGAN(gen, config, card)
+    card["metrics"] = evaluate(model, df, counts)
+    save_checkpoint(out, gen.state_dict(), config, card)
+    return card
+
+
+def evaluate(model: CompositionGAN, df: pd.DataFrame, train_counts: np.ndarray, n: int = 100_000, seed: int = 12345) -> dict:
+    """Validity, SMACT validity, uniqueness, novelty, element and gap distributions of n samples."""
+    from ..composition import smact_valid
+
+    samples = model.sample(n, seed=seed)
+    valid = samples["valid"].to_numpy()
+    formulas = samples["formula"].to_numpy(dtype=object)
+    uniq = pd.unique(formulas[valid])
+    known = set(df["formula"])
+    novel_mask = np.array([f not in known for f in uniq])
+    counts, _ = model.sample_counts(n, seed=seed)
+    gen_freq = (counts[valid] > 0).mean(axis=0)
+    data_freq = (train_counts > 0).mean(axis=0)
+    p, q = gen_freq / gen_freq.sum(), data_freq / data_freq.sum()
+    mid = (p + q) / 2
+    js = float(0.5 * np.sum(np.where(p > 0, p * np.log(p / mid), 0)) + 0.5 * np.sum(np.where(q > 0, q * np.log(q / mid), 0)))
+    metrics = {
+        "samples": n,
+        "valid_fraction": float(valid.mean()),
+        "smact_valid_fraction": float(samples["smact_valid"].mean()),
+        "smact_valid_fraction_of_valid": float(samples["smact_valid"][valid].mean()) if valid.any() else 0.0,
+        "smact_valid_fraction_no_alloys": float(smact_valid(np.where(valid, formulas, None), include_alloys=False).mean()),
+        "unique_fraction_of_valid": float(len(uniq) / max(1, valid.sum())),
+        "novel_fraction_of_unique": float(novel_mask.mean()) if len(uniq) else 0.0,
+        "element_frequency_js_divergence": js,
+        "element_frequency": {"elements": list(VOCAB), "generated": gen_freq.round(5).tolist(), "data": data_freq.round(5).tolist()},
+        "n_elements_histogram": np.bincount((counts[valid] > 0).sum(axis=1), minlength=9).tolist(),
+        "slice_seed7_5000_valid_fraction": float(model.sample_counts(5000, seed=7)[1].mean()),
+    }
+    try:
+        from .oracle import load_oracle
+
+        gaps = load_oracle().predict(list(uniq[:20000]))["band_gap_mean"].to_numpy()
+        bins = np.arange(0, 10.5, 0.5)
+        metrics["gap_histogram"] = {
+            "bins": bins.tolist(),
+            "generated_unique": np.histogram(gaps[~np.isnan(gaps)], bins)[0].tolist(),
+            "data": np.histogram(df["band_gap"].to_numpy(), bins)[0].tolist(),
+        }
+    except Exception as exc:  # the oracle may not be trained yet: the card says so
+        metrics["gap_histogram"] = {"error": f"oracle unavailable: {exc}"}
+    return metrics
+
+
+def load(directory: Path) -> CompositionGAN:
+    directory = Path(directory)
+    tensors, config, card = load_checkpoint(directory)
+    if config.get("class") != "Generator":
+        raise ModelError(f"{directory / 'config.json'} is not a generator config")
+    gen = Generator(**config["kwargs"])
+    load_module_state(gen, tensors, directory / "model.safetensors")
+    return CompositionGAN(gen, config, card, directory)
+
+
+@lru_cache(maxsize=4)
+def load_gan(directory: str | None = None) -> CompositionGAN:
+    from ..settings import get_settings, set_torch_threads
+
+    set_torch_threads()
+    return load(Path(directory) if directory else get_settings().models_dir / NAME)
