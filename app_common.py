@@ -1,0 +1,181 @@
+"""What every page of the Streamlit app shares: models and data loaded once per server
+(st.cache_resource), the app-wide choice of checkpoints, per-session folders and the URL state.
+
+Pages stay thin: they lay out widgets and call wbg_core (computing lives in wbg_core).
+"""
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from wbg_core.settings import get_settings  # noqa: E402
+
+def _load_errors():
+    from wbg_core.data import DataError
+    from wbg_core.models import ModelError
+
+    return (ModelError, DataError, FileNotFoundError, OSError, ValueError, KeyError)
+
+
+def page(title: str, icon: str = "🔬") -> None:
+    st.set_page_config(page_title=f"{title} · WBG studio", page_icon=icon, layout="wide")
+    st.title(title)
+
+
+# ---------------------------------------------------------------- server-wide state
+
+@st.cache_resource
+def _active() -> dict:
+    """Which checkpoint set the whole server uses (switched on the Models page)."""
+    return {"label": "shipped", "dir": str(get_settings().models_dir)}
+
+
+def runs_dir() -> Path:
+    return ROOT / "runs" / "app_train"
+
+
+def active_label() -> str:
+    return _active()["label"]
+
+
+def set_active(label: str, directory: Path) -> None:
+    a = _active()
+    a["label"], a["dir"] = label, str(directory)
+
+
+def model_dirs() -> dict[str, Path]:
+    """Directory of each model in the active set (shipped ones fill what a trained set lacks)."""
+    from wbg_core.app_support import complete_set
+
+    return complete_set(Path(_active()["dir"]), get_settings().models_dir)
+
+
+def model_dir(name: str) -> Path:
+    return model_dirs()[name]
+
+
+@st.cache_resource(show_spinner="Loading the autoencoder…")
+def _autoencoder(directory: str):
+    from wbg_core.models import load_autoencoder
+    from wbg_core.settings import set_torch_threads
+
+    set_torch_threads()
+    return load_autoencoder(directory)
+
+
+@st.cache_resource(show_spinner="Loading the band-gap oracle…")
+def _oracle(directory: str):
+    from wbg_core.models import load_oracle
+    from wbg_core.settings import set_torch_threads
+
+    set_torch_threads()
+    return load_oracle(directory)
+
+
+@st.cache_resource(show_spinner="Loading the generator…")
+def _gan(directory: str):
+    from wbg_core.models import load_gan
+
+    return load_gan(directory)
+
+
+@st.cache_resource(show_spinner="Loading the latent map…")
+def _latent_map(directory: str):
+    from wbg_core.models.autoencoder import load_latent_map
+
+    return load_latent_map(directory)
+
+
+@st.cache_resource(show_spinner="Loading the Materials Project data…")
+def bandgaps():
+    from wbg_core.data import load_bandgaps
+
+    return load_bandgaps()
+
+
+@st.cache_resource(show_spinner="Indexing the known formulas…")
+def known_data():
+    from wbg_core.app_support import build_known_data
+
+    return build_known_data(bandgaps())
+
+
+def _get(loader, name: str, show: bool):
+    try:
+        return loader(str(model_dir(name)))
+    except _load_errors() as exc:
+        if show:
+            st.error(f"The {name} checkpoint cannot be loaded: {exc}. "
+                     "Train it with `wbg train` or pick another set on the Models page.")
+        return None
+
+
+def autoencoder(show: bool = True):
+    return _get(_autoencoder, "autoencoder", show)
+
+
+def oracle(show: bool = True):
+    return _get(_oracle, "oracle", show)
+
+
+def gan(show: bool = True):
+    return _get(_gan, "gan", show)
+
+
+def latent_map(show: bool = True):
+    return _get(_latent_map, "autoencoder", show)
+
+
+# ---------------------------------------------------------------- per-session state
+
+def session_id() -> str:
+    if "session_id" not in st.session_state:
+        st.session_state["session_id"] = uuid.uuid4().hex[:12]
+    return st.session_state["session_id"]
+
+
+def session_dir() -> Path:
+    """A folder of this browser session only (campaigns); two sessions never share one."""
+    d = Path(get_settings().campaigns_dir) / f"session-{session_id()}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+# ---------------------------------------------------------------- shareable URL state
+
+def qp(key: str, default=None):
+    v = st.query_params.get(key)
+    return default if v in (None, "") else v
+
+
+def qp_float(key: str, default: float) -> float:
+    try:
+        return float(qp(key, default))
+    except (TypeError, ValueError):
+        return default
+
+
+def set_qp(**values) -> None:
+    for k, v in values.items():
+        if v is None or v == "":
+            if k in st.query_params:
+                del st.query_params[k]
+        elif st.query_params.get(k) != str(v):
+            st.query_params[k] = str(v)
+
+
+def selected_candidates() -> list[str]:
+    """Candidates sent from the screening page to the structure page (this session)."""
+    return list(st.session_state.get("candidates", []))
+
+
+def send_candidates(formulas: list[str]) -> None:
+    cur = selected_candidates()
+    st.session_state["candidates"] = cur + [f for f in formulas if f not in cur]

@@ -1,0 +1,144 @@
+"""Structures: EMD template alternatives, the substituted structure in 3D, CHGNet, CIF and zip downloads."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import app_common as ac  # noqa: E402
+from wbg_core.composition import FormulaError, reduced_formula  # noqa: E402
+
+ac.page("Structures", "🧊")
+st.caption("The paper's template step: the Materials Project structure whose composition is nearest by "
+           "Element Mover's Distance (same stoichiometric coefficients) gets the new elements; CHGNet "
+           "gives the energy, the formation energy against fitted elemental references and the energy "
+           "above the MP hull. Candidate structures are hypotheses to check with DFT.")
+
+cands = ac.selected_candidates()
+c1, c2 = st.columns([2, 1])
+with c1:
+    if "struct_formula" not in st.session_state:
+        st.session_state["struct_formula"] = ac.qp("formula", cands[0] if cands else "SrYF5")
+    if cands:
+        pick = st.selectbox("Candidates sent from screening", ["—"] + cands, key="cand_pick")
+        if pick != "—" and pick != st.session_state.get("_last_pick"):
+            st.session_state["_last_pick"] = pick
+            st.session_state["struct_formula"] = pick
+    text = st.text_input("Formula", key="struct_formula")
+with c2:
+    top_k = st.slider("Template alternatives", 1, 8, 3, key="top_k")
+
+try:
+    formula = reduced_formula(text)
+except FormulaError as exc:
+    st.error(f"Not a formula: {exc}")
+    st.stop()
+ac.set_qp(formula=formula)
+
+
+@st.cache_resource(show_spinner="Searching templates and computing CHGNet energies…", max_entries=32)
+def _candidates(formula: str, top_k: int):
+    from wbg_core.structures.pipeline import predict_structures
+
+    return predict_structures(formula, top_k=top_k, relax=False)
+
+
+try:
+    found = _candidates(formula, top_k)
+except FormulaError as exc:  # NoTemplateError is one
+    st.error(f"No structure for {formula}: {exc}")
+    st.stop()
+except Exception as exc:  # noqa: BLE001 - the data or CHGNet failed: say so, keep the page
+    st.error(f"The structure search failed: {type(exc).__name__}: {exc}")
+    st.stop()
+
+cols = ["rank", "template_id", "template_formula", "template_spacegroup", "emd", "formula", "spacegroup_symbol",
+        "formation_energy_per_atom", "e_above_hull", "band_gap_mean", "passes_paper_rule"]
+table = pd.DataFrame([{k: c.provenance.get(k) for k in cols} for c in found])
+st.dataframe(table, hide_index=True, width="stretch",
+             column_config={"formation_energy_per_atom": st.column_config.NumberColumn("E_f (eV/atom)", format="%.3f"),
+                            "e_above_hull": st.column_config.NumberColumn("E_hull (eV/atom)", format="%.3f"),
+                            "band_gap_mean": st.column_config.NumberColumn("gap (eV)", format="%.2f")})
+
+ids = [c.provenance["template_id"] for c in found]
+want = ac.qp("template")
+choice = st.radio("Show", ids, index=ids.index(want) if want in ids else 0, horizontal=True, key="tmpl",
+                  format_func=lambda i: f"{i} ({found[ids.index(i)].provenance['template_formula']})")
+ac.set_qp(template=choice)
+cand = found[ids.index(choice)]
+relaxed = st.session_state.setdefault("relaxed", {})
+key = f"{formula}|{choice}"
+structure, prov = (relaxed[key] if key in relaxed else (cand.structure, cand.provenance))
+for w in prov.get("warnings", []):
+    st.caption(f"⚠️ {w}")
+
+left, right = st.columns([3, 1])
+with right:
+    bonds = st.toggle("Bonds", True, key="bonds")
+    poly = st.toggle("Polyhedra", False, key="poly")
+    cell = st.toggle("Unit cell", True, key="cell")
+    st.metric("Formation energy", f"{prov['formation_energy_per_atom']:.3f} eV/atom"
+              if prov.get("formation_energy_per_atom") is not None else "—")
+    st.metric("Energy above hull", f"{prov['e_above_hull']:.3f} eV/atom"
+              if prov.get("e_above_hull") is not None else "—")
+    st.caption(("relaxed with CHGNet" if prov.get("relaxed") else "template geometry, not relaxed")
+               + f" · {prov.get('n_sites')} sites · {prov.get('spacegroup_symbol') or '?'}")
+    if st.button("Relax with CHGNet", disabled=key in relaxed, key="relax"):
+        from wbg_core.structures.stability import assess
+
+        with st.status(f"Relaxing {prov['formula']} with CHGNet (FIRE, cell and positions)…", expanded=True) as stt:
+            try:
+                final, stab = assess(cand.structure, do_relax=True)
+                new = {**cand.provenance, **{k: v for k, v in stab.to_dict().items()
+                                             if k in ("energy_per_atom", "formation_energy_per_atom", "e_above_hull",
+                                                      "decomposition", "passes_paper_rule")},
+                       "relaxed": True, "relax_steps": stab.relax_steps, "relax_converged": stab.relax_converged,
+                       "relax_seconds": stab.relax_seconds, "warnings": stab.warnings}
+                relaxed[key] = (final, new)
+                stt.update(label=f"Relaxed in {stab.relax_steps} steps ({stab.relax_seconds:.1f} s)", state="complete")
+                st.rerun()
+            except Exception as exc:  # noqa: BLE001
+                stt.update(label="Relaxation failed", state="error")
+                st.error(f"CHGNet could not relax this structure: {exc}")
+with left:
+    try:
+        from wbg_core.structures.scene import structure_figure
+
+        fig = structure_figure(structure, bonds=bonds, polyhedra=poly, title=f"{prov['formula']} from {choice}")
+        if not cell:
+            fig.for_each_trace(lambda t: t.update(visible=False) if t.name == "unit cell" else None)
+        st.plotly_chart(fig, width="stretch", key="structure3d")
+    except Exception as exc:  # noqa: BLE001
+        st.error(f"The 3D view failed: {exc}")
+
+from wbg_core.structures.export import cif_string, cif_zip, safe_filename  # noqa: E402
+
+d1, d2 = st.columns(2)
+with d1:
+    try:
+        st.download_button("Download CIF", cif_string(structure, prov).encode(),
+                           safe_filename(prov.get("name") or prov["formula"]), "chemical/x-cif", key="dl_cif")
+    except Exception as exc:  # noqa: BLE001
+        st.error(f"CIF export failed: {exc}")
+with d2:
+    batch = list(dict.fromkeys([formula] + cands))
+    st.caption(f"Zip: the best structure of each of {len(batch)} formula(s) "
+               f"({', '.join(batch[:6])}{'…' if len(batch) > 6 else ''}) with index.csv")
+    if st.button("Prepare zip", key="prep_zip"):
+        items, bar = [], st.progress(0.0, text="Building structures…")
+        for i, f in enumerate(batch):
+            try:
+                c = _candidates(f, 1)[0] if f != formula else found[ids.index(choice)]
+                s_, p_ = relaxed.get(f"{f}|{c.provenance['template_id']}", (c.structure, c.provenance))
+                items.append((s_, p_))
+            except Exception as exc:  # noqa: BLE001
+                st.error(f"{f}: {exc}")
+            bar.progress((i + 1) / len(batch), text=f"{i + 1}/{len(batch)} {f}")
+        st.session_state["zip"] = cif_zip(items)
+    if st.session_state.get("zip"):
+        st.download_button("Download zip of CIFs", st.session_state["zip"], "candidates.zip", "application/zip",
+                           key="dl_zip")

@@ -1,0 +1,191 @@
+"""Models: model cards with diagnostic figures, checkpoint sets, retraining in the background."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import plotly.express as px  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import app_common as ac  # noqa: E402
+from wbg_core.app_support import (  # noqa: E402
+    calibration_curve, checkpoint_sets, generator_vs_data, job_running, model_status,
+    oracle_test_predictions, read_card, read_log, start_training,
+)
+from wbg_core.settings import get_settings  # noqa: E402
+
+ac.page("Models", "📈")
+
+# ---------------------------------------------------------------- which checkpoints the app uses
+sets = checkpoint_sets(get_settings().models_dir, ac.runs_dir())
+labels = list(sets)
+cur = ac.active_label() if ac.active_label() in sets else "shipped"
+c1, c2 = st.columns([3, 1])
+with c1:
+    choice = st.selectbox("Checkpoint set used by the whole app", labels, index=labels.index(cur), key="set",
+                          help="'shipped' is models/; others were trained from this page (runs/app_train/). "
+                               "A set that lacks a model falls back to the shipped one.")
+with c2:
+    st.write("")
+    if st.button("Use this set", disabled=choice == cur, key="use_set"):
+        ac.set_active(choice, sets[choice])
+        st.rerun()
+st.caption(f"In use: **{ac.active_label()}**")
+
+dirs = ac.model_dirs()
+status = {m["model"]: m for m in model_status(dirs)}
+
+
+@st.cache_data(show_spinner="Evaluating the oracle on the test split…", max_entries=4)
+def _oracle_eval(directory: str, limit: int):
+    return oracle_test_predictions(ac.oracle(show=False), limit=limit)
+
+
+@st.cache_data(show_spinner="Sampling the generator…", max_entries=4)
+def _gan_freq(directory: str, n: int):
+    return generator_vs_data(ac.gan(show=False), n=n)
+
+
+def _card(name: str):
+    s = status[name]
+    if not s["ok"]:
+        st.error(f"{name}: {s['error']}")
+        return None
+    card = read_card(dirs[name])
+    cols = st.columns(max(len(s["metrics"]), 1) + 1)
+    cols[0].metric("trained", s["created"] or "?", help=s["device"])
+    for col, (k, v) in zip(cols[1:], s["metrics"].items()):
+        col.metric(k, v)
+    st.markdown(f"**Data**: `{(card.get('data') or {}).get('file')}` · split {card.get('split')}  \n"
+                f"**Training command**: `{card.get('command') or 'python -m wbg_core train ' + name}`  \n"
+                f"**Directory**: `{dirs[name]}`")
+    with st.expander("Full card (card.json)"):
+        st.json({k: v for k, v in card.items() if k != "history"}, expanded=False)
+    hist = card.get("history")
+    if hist:
+        runs = hist if isinstance(hist[0], list) else [hist]  # the oracle keeps one history per member
+        with st.expander("Training curve"):
+            fig = go.Figure()
+            for r, run in enumerate(runs):
+                if not run or not isinstance(run[0], dict):
+                    continue
+                keys = [k for k in run[0] if k != "epoch" and isinstance(run[0][k], (int, float))]
+                for k in keys:
+                    fig.add_trace(go.Scatter(x=[h.get("epoch") for h in run], y=[h.get(k) for h in run],
+                                             name=f"{k}" + (f" (member {r})" if len(runs) > 1 else "")))
+            fig.update_layout(height=300, xaxis_title="epoch", margin=dict(t=20))
+            st.plotly_chart(fig, width="stretch")
+    return card
+
+
+tab_or, tab_ae, tab_gan, tab_train = st.tabs(["Oracle", "Autoencoder", "Generator", "Retrain"])
+with tab_or:
+    if _card("oracle") is not None:
+        n = st.select_slider("Test formulas to evaluate", [500, 1000, 3000, 10000], value=1000, key="n_test")
+        try:
+            ev = _oracle_eval(str(dirs["oracle"]), n)
+        except Exception as exc:  # noqa: BLE001 - shown, the rest of the page keeps working
+            st.error(f"Evaluation failed: {exc}")
+            ev = None
+        if ev is not None:
+            err = ev["band_gap_mean"] - ev["band_gap"]
+            a, b, c = st.columns(3)
+            with a:
+                top = float(max(ev["band_gap"].max(), ev["band_gap_mean"].max()))
+                fig = px.scatter(ev, x="band_gap", y="band_gap_mean", opacity=0.4, hover_name="formula",
+                                 labels={"band_gap": "MP gap (eV)", "band_gap_mean": "predicted (eV)"},
+                                 title=f"Parity (test, n={len(ev)}), MAE {np.abs(err).mean():.3f} eV",
+                                 render_mode="webgl")
+                fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", line=dict(color="grey", dash="dash"),
+                                         showlegend=False))
+                st.plotly_chart(fig, width="stretch")
+            with b:
+                fig = px.histogram(x=err, nbins=80, title="Error (predicted − MP)",
+                                   labels={"x": "error (eV)"})
+                st.plotly_chart(fig, width="stretch")
+            with c:
+                cal = calibration_curve(ev["band_gap"].to_numpy(), ev["band_gap_mean"].to_numpy(),
+                                        ev["band_gap_std"].to_numpy())
+                fig = px.line(cal, x="expected", y="observed", markers=True, title="Uncertainty calibration",
+                              labels={"expected": "expected coverage", "observed": "observed coverage"})
+                fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="grey", dash="dash"),
+                                         showlegend=False))
+                st.plotly_chart(fig, width="stretch")
+with tab_ae:
+    card = _card("autoencoder")
+    if card is not None:
+        m = card.get("metrics") or {}
+        rates = {k: v for k, v in m.items() if isinstance(v, float) and v <= 1}
+        if rates:
+            fig = px.bar(x=list(rates), y=list(rates.values()), labels={"x": "", "y": "rate"},
+                         title="Reconstruction and decode validity")
+            st.plotly_chart(fig, width="stretch")
+with tab_gan:
+    if _card("gan") is not None:
+        n = st.select_slider("Generated samples", [1000, 5000, 20000], value=5000, key="n_gan")
+        try:
+            freq = _gan_freq(str(dirs["gan"]), n).head(40)
+            fig = go.Figure([go.Bar(x=freq["element"], y=freq["data"], name="Materials Project"),
+                             go.Bar(x=freq["element"], y=freq["generated"], name="generated")])
+            fig.update_layout(barmode="group", title="Share of formulas containing each element (top 40)",
+                              yaxis_title="share", height=420)
+            st.plotly_chart(fig, width="stretch")
+        except Exception as exc:  # noqa: BLE001
+            st.error(f"Sampling failed: {exc}")
+
+
+# ---------------------------------------------------------------- retraining
+@st.cache_resource
+def _jobs() -> list:
+    return []
+
+
+with tab_train:
+    st.caption("Runs `wbg train` as a background process writing to a new folder of `runs/app_train/`; "
+               "the shipped checkpoints stay available in the set selector above.")
+    with st.form("train"):
+        a, b, c, d = st.columns(4)
+        model = a.selectbox("Model", ["autoencoder", "oracle", "gan", "all"], key="train_model")
+        device = b.radio("Device", ["auto", "cpu", "cuda"], horizontal=True, key="train_device")
+        epochs = c.number_input("Epochs (0: the model's default)", 0, 1000, 1, key="train_epochs")
+        limit = d.number_input("Rows (0: all)", 0, 100000, 3000, step=1000, key="train_limit")
+        go_train = st.form_submit_button("Start training", type="primary")
+    if go_train:
+        if any(job_running(j.pid) for j in _jobs()):
+            st.error("A training job is already running; wait for it to finish.")
+        else:
+            try:
+                job = start_training(model, device, ac.runs_dir(), epochs=epochs or None, limit=limit or None,
+                                     members=2 if limit else None)
+                _jobs().append(job)
+            except (OSError, ValueError) as exc:
+                st.error(f"Could not start training: {exc}")
+
+    @st.fragment(run_every=2.0)
+    def _follow():
+        jobs = _jobs()
+        if not jobs:
+            st.info("No training job started from this server yet.")
+            return
+        job = jobs[-1]
+        running = job_running(job.pid)
+        log, frac = read_log(job.log)
+        st.markdown(f"**{job.model}** on `{job.device}` → `{job.out}` · "
+                    f"{'running' if running else 'finished'}")
+        st.progress(min(frac or 0.0, 1.0), text=f"{100 * (frac or 0):.0f}% of the current model's epochs")
+        st.code(log or "(no output yet)", language="text")
+        if not running:
+            ok = any((job.out / m / "card.json").exists() for m in ("autoencoder", "oracle", "gan"))
+            if ok and not getattr(job, "switched", False):
+                ac.set_active(job.out.name, job.out)
+                job.switched = True
+                st.success(f"Finished: the app now uses `{job.out.name}` (switch back to 'shipped' above).")
+            elif not ok:
+                st.error("The job ended without writing a checkpoint; see its log above.")
+
+    _follow()

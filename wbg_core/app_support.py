@@ -1,0 +1,495 @@
+"""Pure-Python helpers the Streamlit pages share (no streamlit import here).
+
+The pages lay out widgets; everything they compute, parse or format lives here or in the
+rest of wbg_core: reading pasted or uploaded formulas, the oracle table with the Materials
+Project value and EMD neighbours, decoding points of the latent map, model status for the
+home page, the figures of the model cards, and background training jobs.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .composition import FormulaError, reduced_formula, smact_valid
+from .models import MODEL_NAMES
+
+MAX_FORMULAS = 2000  # rows one oracle request may hold
+
+
+# ---------------------------------------------------------------- formula input
+
+def split_formula_text(text: str) -> list[str]:
+    """Formulas from pasted text: one per line, or separated by commas, semicolons or tabs."""
+    parts = re.split(r"[\n,;\t]+", text or "")
+    return [p.strip() for p in parts if p.strip()]
+
+
+def read_formula_csv_bytes(data: bytes) -> list[str]:
+    """Formulas from an uploaded CSV (a 'formula' column, else the only column); ValueError says why."""
+    try:
+        df = pd.read_csv(io.BytesIO(data), keep_default_na=False, dtype=str)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"not a readable CSV: {exc}") from exc
+    cols = {c.strip().lower(): c for c in df.columns}
+    if "formula" in cols:
+        return [s.strip() for s in df[cols["formula"]].tolist()]
+    if len(df.columns) == 1:
+        return [s.strip() for s in df[df.columns[0]].tolist()]
+    raise ValueError(f"the CSV has columns {list(df.columns)}; it needs a 'formula' column")
+
+
+# ---------------------------------------------------------------- known data
+
+class KnownData:
+    """The bundled MP band gaps keyed by canonical reduced formula; EMD index built on first use."""
+
+    def __init__(self, df: pd.DataFrame):
+        from .data import bandgap_counts
+
+        counts = bandgap_counts(df)
+        t = df[["formula", "band_gap", "material_id"]].copy()
+        t.attrs = {}
+        t["_row"] = np.arange(len(df))
+        t = t.dropna(subset=["band_gap"]).drop_duplicates("formula").reset_index(drop=True)
+        self._counts = counts[t["_row"].to_numpy()]
+        self._encodable = df["encodable"].to_numpy()[t["_row"].to_numpy()]
+        self.table = t.drop(columns="_row")
+        self.index = {f: i for i, f in enumerate(self.table["formula"])}
+        self._cdfs: np.ndarray | None = None
+
+    def lookup(self, formula: str) -> tuple[float | None, str | None]:
+        i = self.index.get(formula)
+        if i is None:
+            return None, None
+        row = self.table.iloc[i]
+        return float(row["band_gap"]), str(row["material_id"])
+
+    @property
+    def cdfs(self) -> np.ndarray:
+        """(N, 103) cumulative Pettifor vectors; rows off the scale are +inf (never nearest)."""
+        if self._cdfs is None:
+            from .composition import VOCAB
+            from .structures.emd import MOD_PETTI, SCALE_LENGTH, cumulative
+
+            onto = np.zeros((len(VOCAB), SCALE_LENGTH))
+            for i, el in enumerate(VOCAB):
+                if el in MOD_PETTI:
+                    onto[i, MOD_PETTI[el]] = 1.0
+            c = self._counts.astype(np.float64)
+            tot = c.sum(axis=1, keepdims=True)
+            vec = (c @ onto) / np.where(tot > 0, tot, 1)
+            names = self.table["formula"].tolist()
+            for i in np.flatnonzero(~self._encodable).tolist():  # counts above 8: parse those formulas
+                vec[i] = 0
+                try:
+                    comp = _fast_comp(names[i])
+                    total = float(sum(comp.values()))
+                    for el, n in comp.items():
+                        vec[i, MOD_PETTI[el]] += n / total
+                except (FormulaError, KeyError):
+                    vec[i] = np.nan
+            cd = cumulative(vec)
+            cd[~np.isfinite(cd).all(axis=1)] = np.inf
+            self._cdfs = cd
+        return self._cdfs
+
+    def nearest(self, formula: str, k: int = 5) -> pd.DataFrame:
+        """k nearest known formulas by Element Mover's Distance (the formula itself excluded)."""
+        from .structures.emd import emd_to_many
+
+        d = emd_to_many(formula, self.cdfs)
+        own = self.index.get(reduced_formula(formula))
+        if own is not None:
+            d[own] = np.inf
+        order = np.argsort(d, kind="stable")[:k]
+        out = self.table.iloc[order][["formula", "band_gap", "material_id"]].copy()
+        out.insert(1, "emd", np.round(d[order], 4))
+        return out.reset_index(drop=True)
+
+
+_SIMPLE = re.compile(r"([A-Z][a-z]?)(\d*(?:\.\d+)?)")
+
+
+def _fast_comp(formula: str) -> dict[str, float]:
+    """Composition of a canonical formula (element symbols and numbers only); parser fallback."""
+    from .composition import parse_formula
+
+    parts = _SIMPLE.findall(formula)
+    if "".join(a + b for a, b in parts) != formula:
+        return parse_formula(formula)
+    comp: dict[str, float] = {}
+    for el, n in parts:
+        comp[el] = comp.get(el, 0.0) + (float(n) if n else 1.0)
+    return comp
+
+
+def build_known_data(df: pd.DataFrame | None = None) -> KnownData:
+    from .data import load_bandgaps
+
+    return KnownData(load_bandgaps() if df is None else df)
+
+
+def oracle_report(oracle, formulas: list[str], known: KnownData | None = None) -> pd.DataFrame:
+    """One row per input: formula (reduced), predicted gap and std, MP value if in the data, error.
+
+    Invalid rows keep their input and get the reason in `error`; valid rows are answered.
+    """
+    if len(formulas) > MAX_FORMULAS:
+        raise ValueError(f"{len(formulas)} formulas: at most {MAX_FORMULAS} per request")
+    reduced: list[str | None] = []
+    errors: list[str | None] = []
+    for f in formulas:
+        try:
+            reduced.append(reduced_formula(f))
+            errors.append(None)
+        except FormulaError as exc:
+            reduced.append(None)
+            errors.append(str(exc))
+    ok = [r for r in reduced if r is not None]
+    pred = oracle.predict(ok) if ok else pd.DataFrame(columns=["formula", "band_gap_mean", "band_gap_std", "error"])
+    rows = []
+    j = 0
+    for f, r, e in zip(formulas, reduced, errors):
+        row = {"input": f, "formula": r, "band_gap_mean": np.nan, "band_gap_std": np.nan,
+               "in_data": False, "mp_band_gap": np.nan, "mp_id": None, "error": e}
+        if r is not None:
+            p = pred.iloc[j]
+            j += 1
+            if isinstance(p["error"], str) and p["error"]:
+                row["error"] = p["error"]
+            else:
+                row["band_gap_mean"] = round(float(p["band_gap_mean"]), 3)
+                row["band_gap_std"] = round(float(p["band_gap_std"]), 3)
+            if known is not None:
+                gap, mid = known.lookup(r)
+                if gap is not None:
+                    row.update(in_data=True, mp_band_gap=gap, mp_id=mid)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- latent map
+
+def map_to_latent(latent_map: dict, xy) -> np.ndarray:
+    """Latent vectors of 2-D map points (the PCA is inverted on its two components)."""
+    xy = np.atleast_2d(np.asarray(xy, np.float32))
+    return latent_map["pca_mean"][None, :] + xy @ latent_map["pca_components"]
+
+
+def place_formulas(ae, latent_map: dict, formulas: list[str]) -> pd.DataFrame:
+    """Map coordinates of formulas: formula, x, y, error (formulas the 87 x 8 matrix cannot hold fail)."""
+    canon, errs = [], []
+    for f in formulas:
+        try:
+            canon.append(reduced_formula(f))
+            errs.append(None)
+        except FormulaError as exc:
+            canon.append(f)
+            errs.append(str(exc))
+    z, ok, enc_err = ae.encode_formulas(np.asarray(canon, dtype=object))
+    xy = (z - latent_map["pca_mean"]) @ latent_map["pca_components"].T
+    out = pd.DataFrame({"formula": canon, "x": xy[:, 0], "y": xy[:, 1]})
+    out["error"] = [e or (None if o else (ee or "cannot be encoded")) for e, o, ee in zip(errs, ok, enc_err)]
+    out.loc[out["error"].notna(), ["x", "y"]] = np.nan
+    return out
+
+
+def decode_latents(ae, oracle, z: np.ndarray) -> pd.DataFrame:
+    """formula (None where the decode is invalid), predicted gap and std, SMACT validity."""
+    formulas = ae.decode(z)
+    out = pd.DataFrame({"formula": formulas})
+    ok = np.array([f is not None for f in formulas])
+    out["band_gap_mean"] = np.nan
+    out["band_gap_std"] = np.nan
+    if ok.any() and oracle is not None:
+        p = oracle.predict(list(formulas[ok]))
+        out.loc[ok, "band_gap_mean"] = p["band_gap_mean"].round(3).to_numpy()
+        out.loc[ok, "band_gap_std"] = p["band_gap_std"].round(3).to_numpy()
+    out["smact_valid"] = smact_valid(np.where(ok, formulas, None))
+    return out
+
+
+def decode_map_points(ae, oracle, latent_map: dict, xy) -> pd.DataFrame:
+    xy = np.atleast_2d(np.asarray(xy, np.float32))
+    out = decode_latents(ae, oracle, map_to_latent(latent_map, xy))
+    out.insert(0, "x", xy[:, 0])
+    out.insert(1, "y", xy[:, 1])
+    return out
+
+
+def interpolate(ae, oracle, latent_map: dict, start: str, end: str, steps: int = 10) -> pd.DataFrame:
+    """Decode points on the straight line between two formulas' latent vectors."""
+    if steps < 2:
+        raise ValueError("steps must be at least 2")
+    placed = place_formulas(ae, latent_map, [start, end])
+    bad = placed[placed["error"].notna()]
+    if len(bad):
+        raise FormulaError("; ".join(f"{r.formula}: {r.error}" for r in bad.itertuples()))
+    z, _, _ = ae.encode_formulas(np.asarray(placed["formula"], dtype=object))
+    t = np.linspace(0, 1, steps, dtype=np.float32)[:, None]
+    zs = (1 - t) * z[0] + t * z[1]
+    out = decode_latents(ae, oracle, zs)
+    xy = (zs - latent_map["pca_mean"]) @ latent_map["pca_components"].T
+    out.insert(0, "t", t[:, 0].round(3))
+    out.insert(1, "x", xy[:, 0])
+    out.insert(2, "y", xy[:, 1])
+    return out
+
+
+# ---------------------------------------------------------------- status of data and models
+
+def data_status(data_dir: Path | None = None) -> list[dict]:
+    from .settings import get_settings
+
+    root = Path(data_dir or get_settings().data_dir)
+    try:
+        reg = json.loads((root / "registry.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        return [{"file": "registry.json", "present": False, "error": str(exc)}]
+    out = []
+    for name, info in reg.get("files", {}).items():
+        p = root / name
+        out.append({"file": name, "present": p.exists(), "rows": info.get("rows"),
+                    "MB": round(info.get("bytes", 0) / 1e6, 1), "licence": info.get("licence"),
+                    "modified": _mtime(p)})
+    return out
+
+
+def _mtime(p: Path) -> str | None:
+    try:
+        return dt.datetime.fromtimestamp(p.stat().st_mtime, dt.timezone.utc).strftime("%Y-%m-%d")
+    except OSError:
+        return None
+
+
+def headline_metrics(name: str, card: dict) -> dict[str, str]:
+    """A few numbers per model card for the home page and the models page."""
+    m = card.get("metrics") or {}
+    out: dict[str, str] = {}
+    if name == "autoencoder":
+        for key, label in (("reconstruction_rate_strict", "test reconstruction"),
+                           ("random_box_valid_strict", "random-point valid decodes")):
+            if key in m:
+                out[label] = f"{100 * m[key]:.1f}%"
+    elif name == "oracle":
+        t = m.get("test_full") or {}
+        if "mae" in t:
+            out["test MAE"] = f"{t['mae']:.3f} eV"
+        if "r2" in t:
+            out["test R²"] = f"{t['r2']:.3f}"
+    elif name == "gan":
+        for key, val in m.items():
+            if isinstance(val, float) and any(s in key for s in ("valid", "novel", "unique")):
+                out[key.replace("_", " ")] = f"{100 * val:.1f}%" if val <= 1 else f"{val:.3g}"
+            if len(out) >= 3:
+                break
+    return out
+
+
+def read_card(directory: Path) -> dict:
+    path = Path(directory) / "card.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {"error": f"{path} is missing"}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return {"error": f"{path} is unreadable: {exc}"}
+
+
+def model_status(dirs: dict[str, Path] | Path | None = None) -> list[dict]:
+    """Per model: ok, error, created date, epochs, headline metrics, training command.
+
+    dirs: one models directory (holding autoencoder/, oracle/, gan/) or {model: its directory}.
+    """
+    from .settings import get_settings
+
+    if not isinstance(dirs, dict):
+        root = Path(dirs or get_settings().models_dir)
+        dirs = {m: root / m for m in MODEL_NAMES}
+    cards = {m: read_card(dirs[m]) for m in MODEL_NAMES}
+    out = []
+    for name in MODEL_NAMES:
+        card = cards[name]
+        out.append({"model": name, "ok": "error" not in card, "error": card.get("error"),
+                    "created": (card.get("created") or "")[:10] or None,
+                    "device": card.get("device"), "epochs": card.get("epochs"),
+                    "metrics": headline_metrics(name, card) if "error" not in card else {},
+                    "command": card.get("command")})
+    return out
+
+
+# ---------------------------------------------------------------- model-card figures
+
+def oracle_test_predictions(oracle, limit: int | None = 3000, seed: int | None = None) -> pd.DataFrame:
+    """formula, band_gap (MP), band_gap_mean, band_gap_std on the test split (first `limit` rows)."""
+    from .data import load_bandgaps, split
+    from .settings import get_settings
+
+    parts = split(load_bandgaps(), seed=get_settings().split_seed if seed is None else seed)
+    test = parts["test"]
+    if limit:
+        test = test.iloc[:limit]
+    pred = oracle.predict(test["formula"].tolist())
+    return pd.DataFrame({"formula": test["formula"].to_numpy(), "band_gap": test["band_gap"].to_numpy(),
+                         "band_gap_mean": pred["band_gap_mean"].to_numpy(),
+                         "band_gap_std": pred["band_gap_std"].to_numpy()})
+
+
+def calibration_curve(y: np.ndarray, mean: np.ndarray, std: np.ndarray, n: int = 19) -> pd.DataFrame:
+    """Expected vs observed coverage of central Gaussian intervals (a calibrated model sits on y = x)."""
+    from scipy.stats import norm
+
+    ok = np.isfinite(mean) & np.isfinite(std) & (std > 0)
+    z = np.abs(y[ok] - mean[ok]) / std[ok]
+    expected = np.linspace(0.05, 0.95, n)
+    observed = [(z <= norm.ppf(0.5 + p / 2)).mean() if ok.any() else np.nan for p in expected]
+    return pd.DataFrame({"expected": expected, "observed": observed})
+
+
+def element_frequencies(formulas) -> pd.Series:
+    """Share of formulas containing each element (index: element symbol)."""
+    from .composition import parse_formula
+
+    counts: dict[str, int] = {}
+    n = 0
+    for f in formulas:
+        if not f:
+            continue
+        try:
+            comp = parse_formula(f)
+        except FormulaError:
+            continue
+        n += 1
+        for el in comp:
+            counts[el] = counts.get(el, 0) + 1
+    s = pd.Series(counts, dtype=float) / max(n, 1)
+    return s.sort_values(ascending=False)
+
+
+def generator_vs_data(gan, n: int = 5000, seed: int = 0) -> pd.DataFrame:
+    """Element frequency in generated formulas vs in the data (element, data, generated)."""
+    from .data import load_bandgaps
+
+    df = load_bandgaps()
+    data = element_frequencies(df.loc[df["encodable"], "formula"].to_numpy())
+    s = gan.sample(n, seed=seed)
+    gen = element_frequencies(s.loc[s["valid"], "formula"].to_numpy())
+    out = pd.DataFrame({"data": data, "generated": gen}).fillna(0.0)
+    out.index.name = "element"
+    return out.sort_values("data", ascending=False).reset_index()
+
+
+# ---------------------------------------------------------------- checkpoints and training jobs
+
+def checkpoint_sets(shipped: Path, runs_dir: Path) -> dict[str, Path]:
+    """Label -> models directory: the shipped set first, then app-trained sets (newest first)."""
+    out = {"shipped": Path(shipped)}
+    if runs_dir.exists():
+        for d in sorted(runs_dir.iterdir(), reverse=True):
+            if d.is_dir() and any((d / m / "card.json").exists() for m in MODEL_NAMES):
+                out[d.name] = d
+    return out
+
+
+def complete_set(directory: Path, fallback: Path) -> dict[str, Path]:
+    """Directory of each model: from `directory` when it holds that model, else from `fallback`."""
+    return {m: (Path(directory) / m if (Path(directory) / m / "card.json").exists() else Path(fallback) / m)
+            for m in MODEL_NAMES}
+
+
+_TQDM = re.compile(r"(\d+)/(\d+) \[")
+
+
+@dataclass
+class TrainJob:
+    model: str
+    device: str
+    out: Path
+    log: Path
+    pid: int
+    command: list[str]
+    started: str
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "device": self.device, "out": str(self.out), "log": str(self.log),
+                "pid": self.pid, "command": self.command, "started": self.started}
+
+
+def train_command(model: str, device: str, out: Path, epochs: int | None = None, limit: int | None = None,
+                  members: int | None = None, threads: int | None = None) -> list[str]:
+    if model not in (*MODEL_NAMES, "all"):
+        raise ValueError(f"unknown model {model!r}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}")
+    cmd = [sys.executable, "-m", "wbg_core", "train", model, "--device", device, "--out", str(out)]
+    if epochs:
+        cmd += ["--epochs", str(int(epochs))]
+    if limit:
+        cmd += ["--limit", str(int(limit))]
+    if members:
+        cmd += ["--members", str(int(members))]
+    if threads:
+        cmd += ["--threads", str(int(threads))]
+    return cmd
+
+
+def start_training(model: str, device: str, runs_dir: Path, **kw) -> TrainJob:
+    """Launch `wbg train` in the background, writing into a new directory of runs_dir; log beside it."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(runs_dir) / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "train.log"
+    cmd = train_command(model, device, out, **kw)
+    with open(log, "w") as fh:
+        fh.write("$ " + " ".join(shlex.quote(c) for c in cmd) + "\n")
+        fh.flush()
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    job = TrainJob(model, device, out, log, proc.pid, cmd, stamp)
+    (out / "job.json").write_text(json.dumps(job.to_dict(), indent=2))
+    return job
+
+
+def job_running(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:  # a zombie is finished
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def read_log(path: Path, tail: int = 40) -> tuple[str, float | None]:
+    """Last lines of a training log (tqdm redraws split on carriage returns) and the last progress fraction."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return "", None
+    lines = [seg for line in text.split("\n") for seg in line.split("\r") if seg.strip()]
+    frac = None
+    for line in reversed(lines):
+        m = _TQDM.search(line)
+        if m and int(m.group(2)) > 0:
+            frac = int(m.group(1)) / int(m.group(2))
+            break
+    return "\n".join(lines[-tail:]), frac
