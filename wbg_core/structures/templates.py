@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..composition.parse import FormulaError, format_formula, parse_formula, reduce_composition
-from .emd import SCALE_LENGTH, MOD_PETTI, cumulative, emd_to_many
+from .emd import SCALE_LENGTH, MOD_PETTI, cumulative, emd_sparse, emd_to_many, sparse_pool
 
 
 class NoTemplateError(FormulaError):
@@ -50,13 +50,15 @@ class TemplateIndex:
     """What the vectorised search needs, computed once per pool."""
 
     formulas: np.ndarray  # (F,) distinct reduced formulas (object)
-    cdfs: np.ndarray  # (F, 103) cumulative Pettifor distributions
+    cdfs: np.ndarray  # (F, 103) cumulative Pettifor distributions (dense path, kept for checks)
+    sparse: tuple[np.ndarray, np.ndarray, np.ndarray]  # (F, E) positions, fractions, lengths
     keys: list[tuple[int, ...]]  # (F,) sorted coefficient multiset of each formula
     n_elements: np.ndarray  # (F,)
     by_key: dict[tuple[int, ...], np.ndarray]  # multiset -> formula rows
     by_n: dict[int, np.ndarray]  # number of elements -> formula rows
     structure_formula: np.ndarray  # (M,) formula row of each pool structure
     members: list[np.ndarray]  # formula row -> pool indices, best polymorph first
+    sizes: np.ndarray  # (F,) structures per formula
     material_ids: np.ndarray
     spacegroups: np.ndarray
     e_form: np.ndarray
@@ -129,9 +131,10 @@ def _build_index(data_dir) -> TemplateIndex:
     members = np.split(order, splits)
     sg = np.array([int(s) if str(s).isdigit() else -1 for s in meta["spacegroup"]])
     return TemplateIndex(
-        formulas=formulas, cdfs=cdfs, keys=keys, n_elements=n_el,
+        formulas=formulas, cdfs=cdfs, sparse=sparse_pool(comps), keys=keys, n_elements=n_el,
         by_key={k: np.asarray(v) for k, v in by_key.items()}, by_n=by_n,
-        structure_formula=structure_formula, members=members, material_ids=ids,
+        structure_formula=structure_formula, members=members,
+        sizes=np.array([len(m) for m in members]), material_ids=ids,
         spacegroups=sg, e_form=e_form, band_gap=meta["band_gap"].to_numpy(dtype=np.float64),
     )
 
@@ -187,18 +190,12 @@ def find_templates(formula: str, top_k: int = 5, *, exclude_formulas: tuple[str,
     ix = template_index(data_dir)
     key = coefficient_key(comp)
     excluded = {format_formula(reduce(f)) for f in exclude_formulas}
-    q = np.zeros(SCALE_LENGTH)
-    total = float(sum(comp.values()))
-    for el, n in comp.items():
-        q[MOD_PETTI[el]] += n / total
-    q = cumulative(q)
-
     def search(rows: np.ndarray, exact: bool) -> list[Template]:
         if excluded:
             rows = rows[~np.isin(ix.formulas[rows], list(excluded))]
         if len(rows) == 0:
             return []
-        dists = emd_to_many(q, ix.cdfs[rows])
+        dists = emd_sparse(comp, *ix.sparse, rows=rows)
         found = _rank(ix, rows, dists, top_k + len(exclude_ids), max_per_formula, exact)
         return [t for t in found if t.material_id not in set(exclude_ids)][:top_k]
 
@@ -219,5 +216,28 @@ def find_templates(formula: str, top_k: int = 5, *, exclude_formulas: tuple[str,
 def emd_to_pool(formula: str, data_dir=None) -> np.ndarray:
     """EMD from `formula` to every structure of the pool (M,), in pool order."""
     ix = template_index(data_dir)
-    per_formula = emd_to_many(formula, ix.cdfs)
-    return per_formula[ix.structure_formula]
+    return emd_sparse(reduce(formula), *ix.sparse)[ix.structure_formula]
+
+
+def nearest_in_pool(formula: str, k: int = 5, data_dir=None) -> tuple[np.ndarray, np.ndarray]:
+    """The k pool structures nearest to `formula` by EMD alone (any coefficients).
+
+    Returns (pool indices, distances), nearest first, ties by pool index: the same order as a
+    full sort of all M distances.
+    """
+    ix = template_index(data_dir)
+    per_formula = emd_sparse(reduce(formula), *ix.sparse)
+    # enough distinct formulas to hold k structures, then expand to their structures
+    sizes = ix.sizes
+    take = min(len(per_formula), max(k, 1))
+    while True:
+        part = np.argpartition(per_formula, take - 1)[:take] if take < len(per_formula) else np.arange(len(per_formula))
+        cutoff = per_formula[part].max()
+        if sizes[part].sum() >= k or take == len(per_formula):
+            break
+        take = min(len(per_formula), take * 2)
+    rows = np.flatnonzero(per_formula <= cutoff + 1e-9)  # every formula tied with the cutoff too
+    idx = np.concatenate([ix.members[r] for r in rows])
+    d = per_formula[ix.structure_formula[idx]]
+    order = np.lexsort((idx, np.round(d, 9)))[:k]
+    return idx[order], d[order]
