@@ -1,0 +1,18 @@
+"""AppTest: the home page (status of data and checkpoints, links, credit)."""
+from app_testing import app, empty_models, need_models, no_exception, texts  # noqa: F401
+
+
+def test_home_renders_status_and_credit():
+    need_models()
+    at = app().run()
+    no_exception(at)
+    t = texts(at)
+    assert "Materials Project" in t and "CC-BY 4.0" in t
+    assert "oracle" in t and "autoencoder" in t
+    assert not at.error
+
+
+def test_home_missing_checkpoints_are_errors_not_crashes(empty_models):
+    at = app().run()
+    no_exception(at)
+    assert any("missing" in e.value for e in at.error)
