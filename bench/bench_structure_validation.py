@@ -70,8 +70,11 @@ def run(repeats: int = 1) -> dict:
     matcher = StructureMatcher()
     rows = []
     t_start = time.perf_counter()
+    import json
+    import os
     import sys
 
+    log = os.environ.get("WBG_VALIDATION_LOG")  # optional: append each row as JSON (long runs)
     for k, i in enumerate(test_set()):
         if k % 10 == 0:
             print(f"validation: {k} done, {time.perf_counter() - t_start:.0f} s", file=sys.stderr, flush=True)
@@ -110,6 +113,9 @@ def run(repeats: int = 1) -> dict:
         if np.isfinite(e_real):
             row["chgnet_e_form_real"] = formation_energy_per_atom(real.composition, float(e_real))
         rows.append(row)
+        if log:
+            with open(log, "a") as fh:
+                fh.write(json.dumps(row, default=float) + "\n")
     wall = time.perf_counter() - t_start
 
     n = len(rows)

@@ -68,3 +68,19 @@ def test_vectorised_equals_pairwise(bandgaps):
 def test_bad_formula_is_a_formula_error(bad):
     with pytest.raises(FormulaError):
         emd(bad, "NaCl")
+
+
+@pytest.mark.parametrize("query", ["SrYF5", "CaTiO3", "H2O", "Cs", "LiFePO4"])
+def test_sparse_kernel_equals_dense(bandgaps, query):
+    from wbg_core.structures.emd import _sparse_kernel_py, emd_sparse, sparse_pool
+    from wbg_core.structures.templates import reduce
+
+    formulas = bandgaps["formula"].to_numpy(dtype=object)[::30]
+    comps = [reduce(f) for f in formulas]
+    pos, w, n = sparse_pool(comps)
+    dense = emd_to_many(query, cumulative(np.stack([composition_vector(c) for c in comps])))
+    np.testing.assert_allclose(emd_sparse(query, pos, w, n), dense, atol=1e-12)
+    rows = np.arange(0, len(comps), 7)
+    out = np.empty(len(rows))
+    (qp,), (qw,), (k,) = sparse_pool([reduce(query)])
+    np.testing.assert_allclose(_sparse_kernel_py(rows, pos, w, n, qp[:k], qw[:k], out), dense[rows], atol=1e-12)

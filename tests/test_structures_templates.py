@@ -89,3 +89,14 @@ def test_query_over_whole_pool_is_fast(index):
     assert d.shape == (115_541,)
     assert elapsed < 1.0
     assert np.isclose(d.min(), 0.0)  # CaTiO3 is in the pool
+
+
+@pytest.mark.parametrize("query", ["SrYF5", "CaTiO3", "AlSCl"])
+def test_nearest_in_pool_is_the_head_of_the_full_ranking(index, query):
+    from wbg_core.structures.templates import nearest_in_pool
+
+    d = emd_to_pool(query)
+    full = np.lexsort((np.arange(len(d)), np.round(d, 9)))[:25]
+    idx, dist = nearest_in_pool(query, 25)
+    assert np.array_equal(idx, full)
+    np.testing.assert_allclose(dist, d[full], atol=1e-12)
