@@ -1,0 +1,270 @@
+"""`wbg campaign`, `wbg screen`, `wbg experiment`: the discovery engine from the command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("campaign", help="active-learning campaign in the latent space (new, step, run, status, export)")
+    csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    n = csub.add_parser("new", help="create a campaign directory from a seed set")
+    n.add_argument("directory", type=Path, help="campaign directory (a bare name goes under the campaigns dir)")
+    g = n.add_mutually_exclusive_group()
+    g.add_argument("--seeds-file", type=Path, help="CSV with columns formula, band_gap (eV)")
+    g.add_argument("--random-seeds", type=int, default=300, help="N random training-split formulas (default 300)")
+    n.add_argument("--below", type=float, help="draw the random seeds from gaps below this (Exp 4: 3.0)")
+    n.add_argument("--objective", choices=["max", "window"], default="max")
+    n.add_argument("--min-gap", type=float, default=None, help="window lower end (hits for 'max'; default 5 eV there)")
+    n.add_argument("--max-gap", type=float, default=None, help="window upper end")
+    n.add_argument("--kappa", type=float, default=10.0)
+    n.add_argument("--batch", type=int, default=20)
+    n.add_argument("--budget", type=int, default=None, help="total proposals (default: unlimited)")
+    n.add_argument("--invalid", choices=["skip", "penalty"], default="skip",
+                   help="skip: decode before labelling (default); penalty: the paper's 0 eV for invalid decodes")
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--overwrite", action="store_true")
+    n.add_argument("--json", action="store_true")
+    n.set_defaults(handler=_campaign_new)
+    for name, hlp in (("step", "run one round"), ("run", "run several rounds")):
+        s = csub.add_parser(name, help=hlp)
+        s.add_argument("directory", type=Path)
+        if name == "run":
+            s.add_argument("--rounds", type=int, required=True)
+        s.add_argument("--json", action="store_true")
+        s.set_defaults(handler=_campaign_run)
+    s = csub.add_parser("status", help="rounds done, best gap, hits, budget left")
+    s.add_argument("directory", type=Path)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler=_campaign_status)
+    s = csub.add_parser("export", help="CSV of every seed and proposal")
+    s.add_argument("directory", type=Path)
+    s.add_argument("--output", type=Path, required=True)
+    s.set_defaults(handler=_campaign_export)
+
+    p = sub.add_parser("screen", help="screen generated candidates for a band-gap window")
+    p.add_argument("--min-gap", type=float, default=None)
+    p.add_argument("--max-gap", type=float, default=None)
+    p.add_argument("--pool", type=int, default=100_000, help="generator samples (the paper: 1,180,000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--p-threshold", type=float, default=0.5, help="minimum probability of lying in the window")
+    p.add_argument("--max-atoms", type=int, default=7, help="0 for no limit (default 7: the paper's < 8)")
+    p.add_argument("--max-elements", type=int, default=3, help="0 for no limit (default 3: the paper's < 4)")
+    p.add_argument("--require", default="", help="comma-separated elements every candidate must hold")
+    p.add_argument("--exclude", default="", help="comma-separated elements no candidate may hold")
+    p.add_argument("--novel-only", action="store_true", help="drop formulas in the bundled MP data")
+    p.add_argument("--smact-only", action="store_true", help="drop SMACT-invalid formulas")
+    p.add_argument("--model", choices=["oracle", "forest"], default="oracle",
+                   help="screening model: the oracle, or a random forest trained on the train split or --campaign")
+    p.add_argument("--campaign", type=Path, help="with --model forest: train it on this campaign's seeds + AL labels")
+    p.add_argument("--top", type=int, default=None)
+    p.add_argument("--output", type=Path, help="write the ranked candidates as CSV")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_screen)
+
+    p = sub.add_parser("experiment", help="the paper's experiments (exp1-exp4), results in docs/experiments.md")
+    p.add_argument("name", choices=["exp1", "exp2", "exp3", "exp4"])
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=None, help="seed-set size (default 1000 / 300 / 300)")
+    p.add_argument("--budget", type=int, default=1000, help="AL proposals per repeat")
+    p.add_argument("--pool", type=int, default=200_000, help="generator samples in the fixed pool")
+    p.add_argument("--models", default="rf,roost", help="screening models: rf, roost")
+    p.add_argument("--invalid", choices=["skip", "penalty"], default="skip")
+    p.add_argument("--test-limit", type=int, default=None, help="subsample the test split for MAE")
+    p.add_argument("--no-doc", action="store_true", help="do not write docs/experiments*")
+    p.add_argument("--output", type=Path, help="also write the result JSON here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_experiment)
+
+
+def _progress(quiet: bool):
+    if quiet:
+        return None
+    return lambda f, m: print(f"[{100 * f:5.1f}%] {m}", file=sys.stderr)
+
+
+def _campaign_dir(path: Path) -> Path:
+    from ..settings import get_settings
+
+    if not path.is_absolute() and len(path.parts) == 1 and not path.exists():
+        return get_settings().campaigns_dir / path
+    return path
+
+
+def _engine_errors():
+    from ..models import ModelError
+    from ..engine.campaign import CampaignError
+    from ..engine.screening import ScreenError
+
+    return (CampaignError, ScreenError, ModelError, ValueError)
+
+
+def _campaign_new(args) -> int:
+    from ..cli import UserError, print_json
+    from ..engine.campaign import Campaign, CampaignConfig, pick_seeds, seeds_from_csv
+    from ..settings import set_torch_threads
+
+    set_torch_threads()
+    try:
+        if args.seeds_file:
+            seeds = seeds_from_csv(args.seeds_file)
+        else:
+            seeds = pick_seeds(args.random_seeds, seed=args.seed, max_gap=args.below)
+        window_min = args.min_gap if args.min_gap is not None else (5.0 if args.objective == "max" else None)
+        cfg = CampaignConfig(objective=args.objective, window_min=window_min, window_max=args.max_gap, kappa=args.kappa,
+                             batch_size=args.batch, budget=args.budget, invalid=args.invalid, seed=args.seed)
+        camp = Campaign.new(_campaign_dir(args.directory), cfg, seeds["formula"], seeds["band_gap"], overwrite=args.overwrite)
+    except _engine_errors() as exc:
+        raise UserError(str(exc)) from exc
+    status = camp.status()
+    if args.json:
+        print_json(status)
+    else:
+        print(f"campaign {camp.directory}: {status['seeds']} seeds, best seed {status['best_formula']} "
+              f"{status['best_gap']:.2f} eV")
+    return 0
+
+
+def _campaign_run(args) -> int:
+    from dataclasses import asdict
+
+    from ..cli import UserError, print_json
+    from ..engine.campaign import Campaign
+    from ..settings import set_torch_threads
+
+    set_torch_threads()
+    rounds = getattr(args, "rounds", 1)
+    if rounds < 1:
+        raise UserError("--rounds must be at least 1")
+    try:
+        camp = Campaign.load(_campaign_dir(args.directory))
+        if camp.done():
+            raise UserError(f"the campaign's budget of {camp.config.budget} proposals is spent")
+        reports = camp.run(rounds, progress_callback=_progress(args.json))
+    except _engine_errors() as exc:
+        raise UserError(str(exc)) from exc
+    if args.json:
+        print_json([asdict(r) for r in reports])
+    else:
+        for r in reports:
+            print(f"round {r.round}: {r.labelled} labelled ({r.valid_decode_rate:.0%} of {r.decode_attempts} decodes valid, "
+                  f"{r.duplicates_skipped} duplicates skipped), best this round "
+                  f"{r.best_gap_round if r.best_gap_round is not None else float('nan'):.2f} eV, overall {r.best_gap:.2f} eV "
+                  f"({r.best_formula}), hits {r.hits_round} (total {r.hits_total}), novel {r.novel_round}, {r.time_s:.1f} s")
+    return 0
+
+
+def _campaign_status(args) -> int:
+    from ..cli import UserError, print_json
+    from ..engine.campaign import Campaign
+
+    try:
+        camp = Campaign.load(_campaign_dir(args.directory))
+    except _engine_errors() as exc:
+        raise UserError(str(exc)) from exc
+    st = camp.status()
+    if args.json:
+        st["history"] = camp.history().to_dict(orient="records")
+        print_json(st)
+    else:
+        print(f"{st['directory']}: {st['rounds_done']} rounds, {st['total_proposals']} proposals "
+              f"({st['labelled_al']} labelled), budget left {st['budget_left']}, best {st['best_formula']} "
+              f"{st['best_gap']:.2f} eV, hits {st['hits_total']}")
+    return 0
+
+
+def _campaign_export(args) -> int:
+    from ..cli import UserError
+    from ..engine.campaign import Campaign
+
+    try:
+        path = Campaign.load(_campaign_dir(args.directory)).export(args.output)
+    except _engine_errors() as exc:
+        raise UserError(str(exc)) from exc
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _elements(text: str) -> tuple[str, ...]:
+    return tuple(e.strip() for e in text.split(",") if e.strip())
+
+
+def _screen(args) -> int:
+    from ..cli import UserError, print_json
+    from ..engine.screening import ScreenConfig, describe_empty, screen
+    from ..settings import set_torch_threads
+
+    set_torch_threads()
+    cfg = ScreenConfig(min_gap=args.min_gap, max_gap=args.max_gap, pool=args.pool, seed=args.seed,
+                       p_threshold=args.p_threshold, max_atoms=args.max_atoms or None,
+                       max_elements=args.max_elements or None, require_elements=_elements(args.require),
+                       exclude_elements=_elements(args.exclude), novel_only=args.novel_only,
+                       smact_only=args.smact_only, top=args.top)
+    try:
+        cfg.validate()
+        model = None
+        if args.model == "forest":
+            model = _forest(args.campaign)
+        elif args.campaign:
+            raise UserError("--campaign needs --model forest (the oracle is not retrained)")
+        df = screen(cfg, progress_callback=_progress(args.json), model=model)
+    except _engine_errors() as exc:
+        raise UserError(str(exc)) from exc
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(args.output, index=False)
+        print(f"wrote {len(df)} candidates to {args.output}", file=sys.stderr)
+    if len(df) == 0:
+        print(describe_empty(df), file=sys.stderr)
+    if args.json:
+        print_json({"candidates": df.to_dict(orient="records"), "stage_s": df.attrs["stage_s"],
+                    "funnel": df.attrs["funnel"], "model": df.attrs["model"]})
+    else:
+        if len(df) and not args.output:
+            print(df.head(50).to_string(index=False))
+        print("funnel: " + ", ".join(f"{k} {v:,}" for k, v in df.attrs["funnel"].items()), file=sys.stderr)
+        print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in df.attrs["stage_s"].items()), file=sys.stderr)
+    return 0
+
+
+def _forest(campaign: Path | None):
+    from ..data import load_bandgaps, split
+    from ..engine.campaign import Campaign
+    from ..engine.experiments import train_forest
+    from ..settings import get_settings
+
+    if campaign is not None:
+        data = Campaign.load(_campaign_dir(campaign)).labelled()
+    else:
+        data = split(load_bandgaps(), seed=get_settings().split_seed)["train"]
+    return train_forest(data["formula"].tolist(), data["band_gap"].to_numpy(), seed=0)
+
+
+def _experiment(args) -> int:
+    import json
+
+    from ..cli import UserError, print_json
+    from ..engine.experiments import ExperimentConfig, run_experiment, save_result, write_doc
+    from ..settings import set_torch_threads
+
+    set_torch_threads()
+    cfg = ExperimentConfig(name=args.name, repeats=args.repeats, n_seeds=args.seeds, budget=args.budget, pool=args.pool,
+                           models=_elements(args.models), invalid=args.invalid, test_limit=args.test_limit)
+    try:
+        cfg = cfg.resolved()
+        result = run_experiment(cfg, progress_callback=_progress(args.json))
+    except _engine_errors() as exc:
+        raise UserError(str(exc)) from exc
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    if not args.no_doc:
+        save_result(result)
+        write_doc()
+    if args.json:
+        print_json(result)
+    else:
+        for k, (m, s) in result["summary"].items():
+            print(f"{k}: {m:.4g} +- {s:.2g}")
+    return 0

@@ -1,0 +1,286 @@
+"""Screening generated compositions for a band-gap window.
+
+Order of the funnel is by cost: the generator's samples are decoded and filtered on their
+count vectors (atoms, elements, required/excluded elements: vectorised, microseconds per
+million), de-duplicated as raw bytes, and only then written as formulas, labelled by the
+screening model (straight from the count vectors, no string parsing) and tested against the
+window; SMACT, the slowest check per formula, runs last on the few that pass.
+
+The window test uses the uncertainty: p_in_window = P(a <= gap <= b) for a normal with the
+model's mean and std; a candidate passes when p_in_window >= p_threshold. With threshold 0.5
+and an open upper end this is "mean >= a"; a higher threshold asks for confidence.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ..composition.elements import ATOMIC_NUMBER, VOCAB, VOCAB_INDEX
+
+Progress = Callable[[float, str], None] | None
+COLUMNS = ["formula", "band_gap_mean", "band_gap_std", "p_in_window", "smact_valid", "novel", "n_atoms", "n_elements"]
+PAPER_POOL = 1_180_000
+_VOCAB_Z = np.array([ATOMIC_NUMBER[s] for s in VOCAB], np.int64)
+
+
+class ScreenError(ValueError):
+    """Bad screening input; the message says what to fix."""
+
+
+@dataclass
+class ScreenConfig:
+    min_gap: float | None = None
+    max_gap: float | None = None
+    pool: int = 100_000  # generator samples (the paper: 1,180,000)
+    seed: int = 0
+    p_threshold: float = 0.5
+    max_atoms: int | None = 7  # paper's code: fewer than 8 atoms
+    max_elements: int | None = 3  # and fewer than 4 elements
+    require_elements: tuple[str, ...] = ()
+    exclude_elements: tuple[str, ...] = ()
+    novel_only: bool = False
+    smact_only: bool = False  # keep only SMACT-valid candidates (the column is always there)
+    top: int | None = None
+    chunk: int = 65_536
+
+    def validate(self) -> "ScreenConfig":
+        a, b = self.min_gap, self.max_gap
+        if a is None and b is None:
+            raise ScreenError("give a band-gap window: --min-gap and/or --max-gap (eV)")
+        for name, v in (("min_gap", a), ("max_gap", b)):
+            if v is not None and not np.isfinite(v):
+                raise ScreenError(f"{name} must be a number")
+        if a is not None and b is not None:
+            if b < a:
+                raise ScreenError(f"the window [{a}, {b}] eV is inverted: max-gap is below min-gap")
+            if b == a:
+                raise ScreenError(f"the window [{a}, {b}] eV is empty: make max-gap larger than min-gap")
+        if b is not None and b <= 0:
+            raise ScreenError("max-gap must be above 0 eV (the models predict gaps >= 0)")
+        if self.pool < 1:
+            raise ScreenError("the pool must hold at least 1 candidate")
+        if not 0 <= self.p_threshold <= 1:
+            raise ScreenError("p_threshold must be in [0, 1] (0 keeps the whole labelled pool)")
+        if self.max_atoms is not None and self.max_atoms < 1:
+            raise ScreenError("max_atoms must be at least 1")
+        if self.max_elements is not None and self.max_elements < 1:
+            raise ScreenError("max_elements must be at least 1")
+        for el in (*self.require_elements, *self.exclude_elements):
+            if el not in VOCAB_INDEX:
+                raise ScreenError(f"unknown element {el!r} (the encoding holds {len(VOCAB)} elements, e.g. 'Sr', 'F')")
+        clash = set(self.require_elements) & set(self.exclude_elements)
+        if clash:
+            raise ScreenError(f"elements both required and excluded: {sorted(clash)}")
+        return self
+
+    @property
+    def window(self) -> tuple[float, float]:
+        return (-np.inf if self.min_gap is None else self.min_gap, np.inf if self.max_gap is None else self.max_gap)
+
+
+def oracle_features_from_counts(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(atomic numbers, fractions) for Roost-style models, straight from count rows."""
+    counts = np.asarray(counts)
+    n_el = (counts > 0).sum(axis=1)
+    width = max(1, int(n_el.max()) if len(n_el) else 1)
+    rows, cols = np.nonzero(counts)
+    pos = np.arange(len(rows)) - np.repeat(np.cumsum(n_el) - n_el, n_el)
+    z = np.zeros((len(counts), width), np.int64)
+    w = np.zeros((len(counts), width), np.float32)
+    z[rows, pos] = _VOCAB_Z[cols]
+    tot = counts.sum(axis=1, dtype=np.float32)
+    w[rows, pos] = counts[rows, cols] / tot[rows]
+    return z, w
+
+
+def p_in_window(mean: np.ndarray, std: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    from scipy.special import ndtr
+
+    a, b = window
+    sd = np.maximum(np.asarray(std, np.float64), 1e-6)
+    mean = np.asarray(mean, np.float64)
+    hi = ndtr((b - mean) / sd) if np.isfinite(b) else 1.0
+    lo = ndtr((a - mean) / sd) if np.isfinite(a) else 0.0
+    return np.clip(hi - lo, 0.0, 1.0)
+
+
+class ArrayModel:
+    """Adapter: anything with predict_arrays(z, w) (the oracle), or the random forest."""
+
+    def __init__(self, model=None):
+        if model is None:
+            from ..models import load_oracle
+
+            model = load_oracle()
+        self.model = model
+        self.name = type(model).__name__
+
+    def __call__(self, z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if hasattr(self.model, "predict_arrays"):
+            return self.model.predict_arrays(z, w)
+        if hasattr(self.model, "predict_features"):
+            from ..models.forest import features_from_arrays
+
+            return self.model.predict_features(features_from_arrays(z, w))
+        raise TypeError(f"{self.name} has neither predict_arrays nor predict_features")
+
+
+def filter_counts(counts: np.ndarray, cfg: ScreenConfig) -> np.ndarray:
+    """Cheap structural filters on count rows (atoms, elements, required, excluded)."""
+    keep = np.ones(len(counts), bool)
+    if cfg.max_atoms is not None:
+        keep &= counts.sum(axis=1, dtype=np.int32) <= cfg.max_atoms
+    if cfg.max_elements is not None:
+        keep &= (counts > 0).sum(axis=1) <= cfg.max_elements
+    for el in cfg.require_elements:
+        keep &= counts[:, VOCAB_INDEX[el]] > 0
+    for el in cfg.exclude_elements:
+        keep &= counts[:, VOCAB_INDEX[el]] == 0
+    return keep
+
+
+def _unique_rows(counts: np.ndarray) -> np.ndarray:
+    if len(counts) == 0:
+        return counts
+    v = np.ascontiguousarray(counts).view(np.dtype((np.void, counts.shape[1])))[:, 0]
+    _, idx = np.unique(v, return_index=True)
+    return counts[np.sort(idx)]
+
+
+def generate_pool(n: int, seed: int, cfg: ScreenConfig | None = None, progress_callback: Progress = None,
+                  stage: dict | None = None, funnel: dict | None = None) -> np.ndarray:
+    """Unique count rows of n generator samples that decode (2-8 elements) and pass cfg's
+    structural filters; memory stays at one chunk of probabilities plus the survivors."""
+    from ..composition import onehot_to_counts
+    from ..models import load_gan
+
+    gan = load_gan()
+    stage = stage if stage is not None else {}
+    funnel = funnel if funnel is not None else {}
+    cb = progress_callback or (lambda f, m: None)
+    chunk = cfg.chunk if cfg else 65_536
+    kept, n_valid, n_struct = [], 0, 0
+    for k, s in enumerate(range(0, n, chunk)):
+        m = min(chunk, n - s)
+        t = time.perf_counter()
+        probs = gan.sample_probs(m, seed=seed * 100_003 + k, batch=min(m, 16_384))
+        stage["generate"] = stage.get("generate", 0.0) + time.perf_counter() - t
+        t = time.perf_counter()
+        c, v = onehot_to_counts(probs, rule="argmax")
+        del probs
+        n_el = (c > 0).sum(axis=1)
+        v &= (n_el >= 2) & (n_el <= 8)
+        n_valid += int(v.sum())
+        stage["decode"] = stage.get("decode", 0.0) + time.perf_counter() - t
+        t = time.perf_counter()
+        c = c[v]
+        if cfg is not None:
+            c = c[filter_counts(c, cfg)]
+        n_struct += len(c)
+        kept.append(_unique_rows(c))
+        stage["filter"] = stage.get("filter", 0.0) + time.perf_counter() - t
+        cb(0.6 * (s + m) / n, f"generated {s + m:,} of {n:,}")
+    t = time.perf_counter()
+    pool = _unique_rows(np.concatenate(kept)) if kept else np.zeros((0, len(VOCAB)), np.int8)
+    stage["dedupe"] = stage.get("dedupe", 0.0) + time.perf_counter() - t
+    funnel.update({"generated": n, "decoded_valid": n_valid, "structure_filter": n_struct, "unique": len(pool)})
+    return pool
+
+
+def screen(cfg: ScreenConfig, progress_callback: Progress = None, model=None, pool_counts: np.ndarray | None = None) -> pd.DataFrame:
+    """Passing candidates, ranked; df.attrs holds 'stage_s' (seconds per stage), 'funnel'
+    (how many survive each stage) and 'config'. model: None for the oracle, or any model
+    with predict_arrays(z, w) / predict_features(x) (e.g. a ForestRegressor). pool_counts:
+    screen these count rows instead of sampling the generator."""
+    from ..composition import counts_to_formulas, smact_valid
+    from ..data import load_bandgaps
+
+    cfg.validate()
+    cb = progress_callback or (lambda f, m: None)
+    stage: dict[str, float] = {}
+    funnel: dict[str, int] = {}
+    t_all = time.perf_counter()
+    if pool_counts is None:
+        pool = generate_pool(cfg.pool, cfg.seed, cfg, cb, stage, funnel)
+    else:
+        t = time.perf_counter()
+        pc = np.asarray(pool_counts, np.int8)
+        funnel["generated"] = funnel["decoded_valid"] = len(pc)
+        pc = pc[filter_counts(pc, cfg)]
+        funnel["structure_filter"] = len(pc)
+        pool = _unique_rows(pc)
+        funnel["unique"] = len(pool)
+        stage["filter"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    formulas = counts_to_formulas(pool)
+    novel = ~pd.Index(formulas).isin(pd.Index(load_bandgaps()["formula"]))
+    if cfg.novel_only:
+        pool, formulas, novel = pool[novel], formulas[novel], novel[novel]
+    funnel["after_novelty"] = len(pool)
+    stage["formulas_novelty"] = time.perf_counter() - t
+
+    cb(0.65, f"labelling {len(pool):,} unique candidates")
+    t = time.perf_counter()
+    predict = ArrayModel(model)
+    mean = np.zeros(len(pool), np.float64)
+    std = np.zeros(len(pool), np.float64)
+    step = 50_000
+    for s in range(0, len(pool), step):
+        z, w = oracle_features_from_counts(pool[s : s + step])
+        m, sd = predict(z, w)
+        mean[s : s + step], std[s : s + step] = m, sd
+        cb(0.65 + 0.3 * min(1.0, (s + step) / max(1, len(pool))), f"labelled {min(s + step, len(pool)):,}")
+    stage["model"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    p = p_in_window(mean, std, cfg.window)
+    keep = p >= cfg.p_threshold
+    funnel["in_window"] = int(keep.sum())
+    stage["window"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    sv = smact_valid(formulas[keep])
+    stage["smact"] = time.perf_counter() - t
+    sel = np.flatnonzero(keep)
+    counts_sel = pool[sel]
+    df = pd.DataFrame({
+        "formula": formulas[sel].astype(str) if len(sel) else np.array([], dtype=object),
+        "band_gap_mean": mean[sel].round(4),
+        "band_gap_std": std[sel].round(4),
+        "p_in_window": p[sel].round(4),
+        "smact_valid": sv,
+        "novel": novel[sel],
+        "n_atoms": counts_sel.sum(axis=1, dtype=np.int32),
+        "n_elements": (counts_sel > 0).sum(axis=1),
+    }, columns=COLUMNS)
+    if cfg.smact_only:
+        df = df[df["smact_valid"]]
+    funnel["passed"] = len(df)
+    a, b = cfg.window
+    if np.isfinite(b):  # closed window: most probable first, then nearest the centre
+        centre = (a + b) / 2 if np.isfinite(a) else b / 2
+        df = df.assign(_d=(df["band_gap_mean"] - centre).abs()).sort_values(["p_in_window", "_d"], ascending=[False, True]).drop(columns="_d")
+    else:  # open above: the widest gaps first
+        df = df.sort_values(["p_in_window", "band_gap_mean"], ascending=[False, False])
+    if cfg.top:
+        df = df.head(cfg.top)
+    df = df.reset_index(drop=True)
+    stage["total"] = time.perf_counter() - t_all
+    df.attrs["stage_s"] = {k: round(v, 3) for k, v in stage.items()}
+    df.attrs["funnel"] = funnel
+    df.attrs["config"] = asdict(cfg)
+    df.attrs["model"] = predict.name
+    cb(1.0, f"{len(df):,} candidates pass")
+    return df
+
+
+def describe_empty(df: pd.DataFrame) -> str:
+    """Why nothing passed, from the funnel: where the candidates were lost."""
+    f = df.attrs.get("funnel", {})
+    steps = " -> ".join(f"{k} {v:,}" for k, v in f.items())
+    return f"no candidate passed the filters ({steps}); widen the window, lower the threshold or grow the pool"
