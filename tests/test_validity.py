@@ -25,3 +25,11 @@ def test_alloys_follow_the_flag():
 def test_batches_of_duplicates_keep_order():
     out = smact_valid(np.array(["NaCl", "NaCl2", "NaCl"] * 1000, dtype=object))
     assert out.tolist() == [True, False, True] * 1000
+
+
+def test_many_element_formulas_are_refused_quickly():
+    import time
+
+    t = time.perf_counter()
+    assert not smact_valid(["Fe3Co5Ni7Cu2Mn4Cr3V2Ti5Mo3O8"])[0]  # 11 elements: 30 s in SMACT
+    assert time.perf_counter() - t < 5.0  # enumeration skipped, not a speed target
