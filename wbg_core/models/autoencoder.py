@@ -183,14 +183,14 @@ def train(out: Path, cfg: AEConfig, device: torch.device, command: str | None = 
     card["wall_time_s"] = round(state.elapsed_s, 1)
     card["history"] = state.history
     model = Autoencoder(net, config, card)
-    card["metrics"] = evaluate(model, counts["test"], counts["train"], n_random=1000 if limit else 10_000)
+    card["metrics"] = evaluate(model, counts["test"], counts["train"], n_random=500 if limit else 2000)
     latent_map = build_latent_map(model, df.iloc[:limit] if limit else df)
     save_checkpoint(Path(out), net.state_dict(), config, card)
     np.savez_compressed(Path(out) / "latent_map.npz", **latent_map)
     return card
 
 
-def evaluate(model: Autoencoder, test_counts: np.ndarray, train_counts: np.ndarray, n_random: int = 10_000, seed: int = 0) -> dict:
+def evaluate(model: Autoencoder, test_counts: np.ndarray, train_counts: np.ndarray, n_random: int = 2000, seed: int = 0) -> dict:
     """Reconstruction on test formulas; validity of random points of the BO search box."""
     from ..composition import smact_valid
 
