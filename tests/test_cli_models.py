@@ -1,0 +1,64 @@
+import json
+
+import pandas as pd
+import pytest
+
+from wbg_core.cli import main
+
+
+def test_predict_csv_keeps_rows_in_order_with_errors(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("formula\nNaCl\nnot a formula!\nSrYF5\n\nNaN\n")
+    out = tmp_path / "out.csv"
+    assert main(["predict", "--input", str(src), "--output", str(out)]) == 0
+    df = pd.read_csv(out, keep_default_na=False)
+    assert list(df.columns) == ["formula", "band_gap_mean", "band_gap_std", "error"]
+    assert df["formula"].tolist() == ["NaCl", "not a formula!", "SrYF5", "", "NaN"]
+    assert df["error"].iloc[1] and df["error"].iloc[3]
+    assert df["error"].iloc[0] == "" and df["error"].iloc[4] == ""
+
+
+def test_predict_json(capsys):
+    assert main(["predict", "LiF", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["formula"] == "LiF" and rows[0]["band_gap_mean"] > 5
+
+
+@pytest.mark.parametrize("content, message", [("a,b\n1,2\n", "needs a 'formula' column"), ("", "not a readable CSV")])
+def test_malformed_csv_is_a_clear_error(tmp_path, capsys, content, message):
+    src = tmp_path / "bad.csv"
+    src.write_text(content)
+    assert main(["predict", "--input", str(src)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    from wbg_core.models import oracle
+    from wbg_core import settings
+
+    monkeypatch.setenv("WBG_MODELS_DIR", str(tmp_path))
+    settings.get_settings.cache_clear()
+    oracle.load_oracle.cache_clear()
+    try:
+        assert main(["predict", "NaCl"]) == 2
+        assert "missing" in capsys.readouterr().err
+    finally:
+        settings.get_settings.cache_clear()
+        oracle.load_oracle.cache_clear()
+
+
+def test_reconstruct_and_generate(tmp_path):
+    out = tmp_path / "r.csv"
+    assert main(["reconstruct", "SrYF5", "Fe9O", "--output", str(out)]) == 0
+    df = pd.read_csv(out, keep_default_na=False)
+    assert list(df.columns) == ["formula", "reconstructed", "match", "error"]
+    assert df["reconstructed"].iloc[0] == "SrYF5" and "count above 8" in df["error"].iloc[1]
+    gen = tmp_path / "g.csv"
+    assert main(["generate", "-n", "200", "--seed", "1", "--output", str(gen)]) == 0
+    g = pd.read_csv(gen, keep_default_na=False)
+    assert len(g) == 200 and list(g.columns) == ["formula", "valid", "smact_valid"]
+
+
+def test_train_rejects_bad_arguments(capsys):
+    assert main(["train", "oracle", "--epochs", "0"]) == 2
+    assert "--epochs" in capsys.readouterr().err

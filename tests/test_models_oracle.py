@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+
+from wbg_core.models import ModelError, load_oracle
+from wbg_core.models.oracle import OracleConfig, RoostGap, embedding_table, featurise, load, robust_l1, train
+from wbg_core.models.training import pick_device
+
+
+def test_featurise_takes_formulas_the_matrix_cannot_hold():
+    z, w, errors = featurise(["Rb2Fe2(SO4)3", "NaCl", "Xx", "Fe9O"])
+    assert errors[0] is None and errors[3] is None
+    assert np.isclose(w[0].sum(), 1.0)
+    assert "not an element" in errors[2]
+
+
+def test_member_is_permutation_invariant():
+    torch.manual_seed(0)
+    net = RoostGap(torch.from_numpy(embedding_table())).eval()
+    z, w, _ = featurise(["SrYF5", "F5YSr"])
+    out = net(torch.from_numpy(z[:, :3]), torch.from_numpy(w[:, :3]))
+    assert torch.allclose(out[0], out[1], atol=1e-5)
+
+
+def test_a_few_steps_reduce_the_robust_loss(bandgaps):
+    torch.manual_seed(0)
+    rows = bandgaps.iloc[:512]
+    z, w, _ = featurise(rows["formula"])
+    m = int((z > 0).sum(1).max())
+    zt, wt = torch.from_numpy(z[:, :m]), torch.from_numpy(w[:, :m])
+    y = torch.from_numpy(rows["band_gap"].to_numpy(np.float32))
+    net = RoostGap(torch.from_numpy(embedding_table()))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    first = robust_l1(net(zt, wt), y).item()
+    for _ in range(40):
+        loss = robust_l1(net(zt, wt), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert robust_l1(net(zt, wt), y).item() < first - 0.3
+
+
+def test_tiny_training_writes_a_loadable_checkpoint(tmp_path):
+    card = train(tmp_path, OracleConfig(members=2, epochs=1), pick_device("cpu"), limit=400)
+    oracle = load(tmp_path)
+    assert len(oracle.members) == 2
+    pred = oracle.predict(["NaCl", "bad formula!"])
+    assert pred["band_gap_mean"].iloc[0] >= 0 and np.isnan(pred["band_gap_mean"].iloc[1])
+    assert "unexpected character" in pred["error"].iloc[1]
+    assert "baseline_random_forest" in card
+
+
+def test_shipped_oracle_matches_its_card_on_a_slice(bandgaps):
+    from wbg_core.data import split
+
+    oracle = load_oracle()
+    card = oracle.card
+    test = split(bandgaps, seed=card["seed"])["test"].iloc[:500]
+    pred = oracle.predict(test["formula"])
+    mae = float(np.abs(pred["band_gap_mean"].to_numpy() - test["band_gap"].to_numpy()).mean())
+    assert mae == pytest.approx(card["metrics"]["slice_first_500_test"]["mae"], abs=1e-4)
+
+
+def test_shipped_oracle_is_a_real_model():
+    # The MAE targets are judged in bench_models; here: far better than predicting the mean.
+    m = load_oracle().card["metrics"]
+    assert m["test_full"]["r2"] > 0.6
+    assert 0.5 < m["test_full"]["within_2_sigma"] <= 1.0
+
+
+@pytest.mark.parametrize("formula, low, high", [("LiF", 8.0, 14.0), ("Cu", 0.0, 0.3), ("Si", 0.0, 1.5)])
+def test_shipped_oracle_knows_classic_compounds(formula, low, high):
+    pred = load_oracle().predict([formula])
+    assert low <= pred["band_gap_mean"].iloc[0] <= high
+    assert pred["band_gap_std"].iloc[0] > 0
+
+
+def test_corrupt_oracle_checkpoint_is_named(tmp_path):
+    (tmp_path / "config.json").write_text('{"class": "RoostGapEnsemble", "members": 1, "kwargs": {}}')
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(ModelError, match="model.safetensors"):
+        load(tmp_path)
