@@ -37,12 +37,12 @@ st.graphviz_chart(PIPELINE, width="stretch")
 st.subheader("Pages")
 cols = st.columns(3)
 links = [
-    ("pages/1_Latent_explorer.py", "Latent explorer", "🗺️", "the map of all formulas, decoding and interpolation"),
-    ("pages/2_Oracle.py", "Oracle", "🔮", "band gap ± uncertainty of any formulas, with known neighbours"),
-    ("pages/3_Active_learning.py", "Active learning", "🔁", "GP + UCB campaigns in the latent space"),
-    ("pages/4_Band_gap_window.py", "Band-gap window", "🎯", "screen generated formulas for a gap window"),
-    ("pages/5_Structures.py", "Structures", "🧊", "template structures in 3D, CHGNet, CIF downloads"),
-    ("pages/6_Models.py", "Models", "📈", "model cards, diagnostics, retraining"),
+    ("pages/1_Latent_explorer.py", "Latent explorer", ":material/scatter_plot:", "the map of all formulas, decoding and interpolation"),
+    ("pages/2_Oracle.py", "Oracle", ":material/bolt:", "band gap ± uncertainty of any formulas, with known neighbours"),
+    ("pages/3_Active_learning.py", "Active learning", ":material/autorenew:", "GP + UCB campaigns in the latent space"),
+    ("pages/4_Band_gap_window.py", "Band-gap window", ":material/filter_alt:", "screen generated formulas for a gap window"),
+    ("pages/5_Structures.py", "Structures", ":material/deployed_code:", "template structures in 3D, CHGNet, CIF downloads"),
+    ("pages/6_Models.py", "Models", ":material/monitoring:", "model cards, diagnostics, retraining"),
 ]
 for i, (path, label, icon, text) in enumerate(links):
     with cols[i % 3]:

@@ -75,6 +75,7 @@ if go_btn:
             novel_only=novel, smact_only=smact, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
         st.session_state["screen_result"] = {"cand": cand, "pool": pool_df, "funnel": funnel,
                                       "window": (window[0], None if open_top else window[1]), "model": model_name}
+        bar.empty()
     except ValueError as err:  # ScreenError and bad inputs
         bar.empty()
         st.error(f"Screening failed: {err}")
