@@ -1,0 +1,101 @@
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wbg_core.data.loaders import bandgap_counts
+from wbg_core.engine.screening import (COLUMNS, ScreenConfig, ScreenError, describe_empty, filter_counts,
+                                       oracle_features_from_counts, p_in_window, screen)
+
+
+@pytest.fixture(scope="module")
+def data_pool(bandgaps):
+    c = bandgap_counts(bandgaps)[bandgaps["encodable"].to_numpy()]
+    return c[np.random.default_rng(0).integers(0, len(c), 6000)]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"min_gap": 3.0, "max_gap": 3.0}, "empty"),
+    ({"min_gap": 5.0, "max_gap": 2.0}, "inverted"),
+    ({}, "window"),
+    ({"min_gap": 1.0, "pool": 0}, "pool"),
+    ({"min_gap": 1.0, "require_elements": ("Xx",)}, "unknown element"),
+    ({"min_gap": 1.0, "require_elements": ("O",), "exclude_elements": ("O",)}, "both"),
+    ({"min_gap": 1.0, "p_threshold": 1.5}, "p_threshold"),
+])
+def test_bad_windows_and_filters_are_refused(kwargs, match):
+    with pytest.raises(ScreenError, match=match):
+        ScreenConfig(**kwargs).validate()
+
+
+def test_p_in_window():
+    p = p_in_window(np.array([5.0, 5.0, 0.0]), np.array([1.0, 1e-9, 1.0]), (5.0, np.inf))
+    assert np.allclose(p, [0.5, 0.5, 0.0], atol=1e-6)
+    assert np.isclose(p_in_window(np.array([2.5]), np.array([0.5]), (2.0, 3.0))[0], 0.6827, atol=1e-3)
+
+
+def test_counts_features_match_the_oracle_on_formulas(data_pool):
+    from wbg_core.composition import counts_to_formulas
+    from wbg_core.models import load_oracle
+
+    oracle = load_oracle()
+    c = data_pool[:200]
+    z, w = oracle_features_from_counts(c)
+    mean, std = oracle.predict_arrays(z, w)
+    ref = oracle.predict(counts_to_formulas(c))
+    assert np.allclose(mean, ref["band_gap_mean"], atol=1e-4)
+    assert np.allclose(std, ref["band_gap_std"], atol=1e-4)
+
+
+@pytest.mark.parametrize("window,extra", [
+    ((4.0, None), {}),
+    ((1.0, 3.0), {"require_elements": ("O",), "p_threshold": 0.3}),
+    ((0.5, 2.0), {"exclude_elements": ("O", "F"), "max_atoms": 5, "max_elements": 2, "smact_only": True}),
+])
+def test_screening_a_small_pool(data_pool, window, extra):
+    cfg = ScreenConfig(min_gap=window[0], max_gap=window[1], **extra)
+    seen = []
+    df = screen(cfg, pool_counts=data_pool, progress_callback=lambda f, m: seen.append(f))
+    assert list(df.columns) == COLUMNS
+    assert len(df) > 0 and seen[-1] == 1.0
+    assert (df["p_in_window"] >= cfg.p_threshold).all()
+    assert df["p_in_window"].is_monotonic_decreasing
+    assert df["formula"].is_unique
+    assert (df["n_atoms"] <= cfg.max_atoms).all() and (df["n_elements"] <= cfg.max_elements).all()
+    for el in cfg.require_elements:
+        assert df["formula"].str.contains(el).all()
+    if cfg.smact_only:
+        assert df["smact_valid"].all()
+    assert df.attrs["funnel"]["passed"] == len(df)
+    assert set(df.attrs["stage_s"]) >= {"model", "window", "smact", "total"}
+
+
+def test_nothing_passes_gives_an_empty_frame_and_a_reason(data_pool):
+    df = screen(ScreenConfig(min_gap=40.0), pool_counts=data_pool)
+    assert len(df) == 0 and list(df.columns) == COLUMNS
+    assert "no candidate passed" in describe_empty(df)
+
+
+def test_structure_filter():
+    c = np.zeros((3, 87), np.int8)
+    c[0, [0, 7]] = [2, 1]  # H2O
+    c[1, [0, 7]] = [8, 4]  # 12 atoms
+    c[2, [1, 2, 3, 4]] = 1  # 4 elements
+    keep = filter_counts(c, ScreenConfig(min_gap=1.0))
+    assert keep.tolist() == [True, False, False]
+
+
+@pytest.mark.slow
+def test_screen_cli_on_a_generated_pool(tmp_path):
+    out = tmp_path / "cand.csv"
+    r = subprocess.run([sys.executable, "-m", "wbg_core", "screen", "--min-gap", "3", "--pool", "5000", "--output", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(out)
+    assert list(df.columns)[:6] == ["formula", "band_gap_mean", "band_gap_std", "p_in_window", "smact_valid", "novel"]
+    assert "funnel:" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "wbg_core", "screen", "--min-gap", "5", "--max-gap", "2"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "inverted" in r.stderr and "Traceback" not in r.stderr
