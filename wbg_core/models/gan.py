@@ -208,7 +208,7 @@ def evaluate(model: CompositionGAN, df: pd.DataFrame, train_counts: np.ndarray, 
     data_freq = (train_counts > 0).mean(axis=0)
     p, q = gen_freq / gen_freq.sum(), data_freq / data_freq.sum()
     mid = (p + q) / 2
-    js = float(0.5 * np.sum(np.where(p > 0, p * np.log(p / mid), 0)) + 0.5 * np.sum(np.where(q > 0, q * np.log(q / mid), 0)))
+    js = float(0.5 * sum(np.sum(a[a > 0] * np.log(a[a > 0] / mid[a > 0])) for a in (p, q)))
     metrics = {
         "samples": n,
         "valid_fraction": float(valid.mean()),
