@@ -28,7 +28,7 @@ def test_exp4_defaults_to_low_gap_seeds():
 @pytest.mark.slow
 def test_one_small_repeat_end_to_end(tmp_path):
     cfg = ExperimentConfig(name="exp4", repeats=1, n_seeds=40, budget=20, batch_size=10, pool=3000,
-                           models=("rf",), test_limit=300)
+                           models=("rf",), test_limit=300, generator="ae")
     res = run_experiment(cfg)
     row = res["repeats"][0]
     assert row["seeds"] == 40 and row["seed_max_gap"] < 3.0

@@ -58,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=["oracle", "forest"], default="oracle",
                    help="screening model: the oracle, or a random forest trained on the train split or --campaign")
     p.add_argument("--campaign", type=Path, help="with --model forest: train it on this campaign's seeds + AL labels")
+    p.add_argument("--generator", choices=["gan", "ae"], default="gan",
+                   help="candidate source: the GAN (paper) or decoded points of the autoencoder's latent box")
     p.add_argument("--top", type=int, default=None)
     p.add_argument("--output", type=Path, help="write the ranked candidates as CSV")
     p.add_argument("--json", action="store_true")
@@ -70,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=int, default=1000, help="AL proposals per repeat")
     p.add_argument("--pool", type=int, default=200_000, help="generator samples in the fixed pool")
     p.add_argument("--models", default="rf,roost", help="screening models: rf, roost")
+    p.add_argument("--generator", choices=["gan", "ae"], default="gan",
+                   help="pool source: the GAN (paper) or decoded points of the autoencoder's latent box")
     p.add_argument("--invalid", choices=["skip", "penalty"], default="skip")
     p.add_argument("--test-limit", type=int, default=None, help="subsample the test split for MAE")
     p.add_argument("--no-doc", action="store_true", help="do not write docs/experiments*")
@@ -200,7 +204,7 @@ def _screen(args) -> int:
                        p_threshold=args.p_threshold, max_atoms=args.max_atoms or None,
                        max_elements=args.max_elements or None, require_elements=_elements(args.require),
                        exclude_elements=_elements(args.exclude), novel_only=args.novel_only,
-                       smact_only=args.smact_only, top=args.top)
+                       smact_only=args.smact_only, top=args.top, generator=args.generator)
     try:
         cfg.validate()
         model = None
@@ -250,7 +254,8 @@ def _experiment(args) -> int:
 
     set_torch_threads()
     cfg = ExperimentConfig(name=args.name, repeats=args.repeats, n_seeds=args.seeds, budget=args.budget, pool=args.pool,
-                           models=_elements(args.models), invalid=args.invalid, test_limit=args.test_limit)
+                           models=_elements(args.models), invalid=args.invalid, test_limit=args.test_limit,
+                           generator=args.generator)
     try:
         cfg = cfg.resolved()
         result = run_experiment(cfg, progress_callback=_progress(args.json))

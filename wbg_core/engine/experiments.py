@@ -47,6 +47,7 @@ class ExperimentConfig:
     invalid: str = "skip"
     pool: int = 200_000  # generator samples for the fixed pool
     pool_seed: int = 2021
+    generator: str = "gan"  # "ae": decoded latent-box points, while the GAN is mode-collapsed
     wide_gap: float = 6.0
     max_atoms: int = 7
     max_elements: int = 3
@@ -59,6 +60,8 @@ class ExperimentConfig:
             raise ValueError(f"unknown experiment {self.name!r}: use one of {EXPERIMENTS}")
         if self.repeats < 1:
             raise ValueError("repeats must be at least 1")
+        if self.generator not in ("gan", "ae"):
+            raise ValueError("generator must be 'gan' or 'ae'")
         if self.budget < 1:
             raise ValueError("budget must be at least 1")
         bad = [m for m in self.models if m not in ("rf", "roost")]
@@ -73,12 +76,13 @@ class ExperimentConfig:
 
 # ---- the fixed pool and the reference list -----------------------------------------------------
 @lru_cache(maxsize=2)
-def fixed_pool(n: int, seed: int, max_atoms: int, max_elements: int) -> tuple[np.ndarray, np.ndarray]:
+def fixed_pool(n: int, seed: int, max_atoms: int, max_elements: int, generator: str = "gan") -> tuple[np.ndarray, np.ndarray]:
     """(unique count rows, formulas) of n generator samples with the paper's size limits."""
     from ..composition import counts_to_formulas
     from .screening import ScreenConfig, generate_pool
 
-    cfg = ScreenConfig(min_gap=0.0, pool=n, seed=seed, max_atoms=max_atoms, max_elements=max_elements)
+    cfg = ScreenConfig(min_gap=0.0, pool=n, seed=seed, max_atoms=max_atoms, max_elements=max_elements,
+                       generator=generator)
     counts = generate_pool(n, seed, cfg)
     return counts, counts_to_formulas(counts)
 
@@ -95,11 +99,11 @@ def pool_predictions(model, counts: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=2)
-def reference_list(n: int, seed: int, max_atoms: int, max_elements: int, wide_gap: float) -> dict:
+def reference_list(n: int, seed: int, max_atoms: int, max_elements: int, wide_gap: float, generator: str = "gan") -> dict:
     """Exp 1: the oracle's wide-gap list on the fixed pool."""
     from ..composition import smact_valid
 
-    counts, formulas = fixed_pool(n, seed, max_atoms, max_elements)
+    counts, formulas = fixed_pool(n, seed, max_atoms, max_elements, generator)
     mean = pool_predictions(None, counts)
     wide = mean >= wide_gap
     gt5 = mean > 5.0
@@ -260,8 +264,8 @@ def run_experiment(cfg: ExperimentConfig, progress_callback: Progress = None) ->
     cb = progress_callback or (lambda f, m: None)
     t0 = time.perf_counter()
     cb(0.0, f"{cfg.name}: generating the fixed pool ({cfg.pool:,} samples)")
-    pool_counts, pool_formulas = fixed_pool(cfg.pool, cfg.pool_seed, cfg.max_atoms, cfg.max_elements)
-    ref = reference_list(cfg.pool, cfg.pool_seed, cfg.max_atoms, cfg.max_elements, cfg.wide_gap)
+    pool_counts, pool_formulas = fixed_pool(cfg.pool, cfg.pool_seed, cfg.max_atoms, cfg.max_elements, cfg.generator)
+    ref = reference_list(cfg.pool, cfg.pool_seed, cfg.max_atoms, cfg.max_elements, cfg.wide_gap, cfg.generator)
     test = test_split(cfg.test_limit)
     reference = {"pool_samples": cfg.pool, "pool_unique_small": ref["pool_unique"], "list_size": ref["list_size"],
                  "smact_gt5": ref["smact_gt5"], "pool_s": round(time.perf_counter() - t0, 1)}
@@ -319,7 +323,8 @@ def results_markdown(directory: Path = RESULTS_DIR) -> str:
         s, c, ref, paper = r["summary"], r["config"], r["reference"], r["paper"]
         n = len(r["repeats"])
         out.append(f"### {name}\n")
-        out.append(f"Run {r['date']}, {n} repeat(s), {r['wall_s']:.0f} s; fixed pool: {ref['pool_samples']:,} generator "
+        out.append(f"Run {r['date']}, {n} repeat(s), {r['wall_s']:.0f} s; fixed pool: {ref['pool_samples']:,} "
+                   f"{'GAN' if c.get('generator', 'gan') == 'gan' else 'autoencoder latent-box'} "
                    f"samples -> {ref['pool_unique_small']:,} unique with < {c['max_atoms'] + 1} atoms and "
                    f"< {c['max_elements'] + 1} elements; reference list (oracle >= {c['wide_gap']} eV): "
                    f"{ref['list_size']} formulas (paper: 102); oracle > 5 eV and SMACT-valid: {ref['smact_gt5']} (paper: 74).\n")

@@ -54,7 +54,7 @@ class GPHyper:
 
 def objective_values(gap: np.ndarray, objective: str, window: tuple[float, float] | None) -> np.ndarray:
     """What the GP models: the gap itself ('max'), or minus the distance to [a, b] ('window')."""
-    gap = np.asarray(gap, dtype=np.float64)
+    gap = np.array(gap, dtype=np.float64)  # a copy: callers write into it
     if objective == "max":
         return gap
     if objective == "window":
