@@ -77,11 +77,14 @@ def launch_browser(pw):
 
 
 def wait_idle(page, selector: str = '[data-testid="stMain"]', timeout: int = LONG) -> None:
-    """Wait for a selector, then for the script-running indicator to be gone."""
+    """Wait for a selector, then for the script run to end (stApp's script state, no spinner)."""
     page.wait_for_selector(selector, timeout=timeout)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " && !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=timeout, polling=200)
+        "() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
+        " return app && app.getAttribute('data-test-script-state') === 'notRunning'"
+        " && !document.querySelector('[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')"
+        " && !document.querySelector('[data-testid=\"stSpinner\"]')"
+        " && !document.querySelector('[data-testid=\"stSkeleton\"]'); }", timeout=timeout, polling=200)
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +143,7 @@ def test_oracle_prediction(page, server):
     _open(page, server, "oracle")
     box = page.locator("textarea").first
     box.fill("CaF2")
-    page.get_by_role("button", name="Predict").click()
+    page.get_by_role("button", name="Predict", exact=True).click()
     page.wait_for_selector('[data-testid="stMetricLabel"]:has-text("CaF2")', timeout=LONG)
     wait_idle(page)
     value = page.locator('[data-testid="stMetricValue"]').first.inner_text()
@@ -154,7 +157,7 @@ def test_window_screening_structure_cif_and_zip(page, server):
     from pymatgen.core import Structure
 
     _open(page, server, "window", "?gap_min=0.5&gap_max=8")
-    page.get_by_role("button", name="Screen").click()
+    page.get_by_role("button", name="Screen", exact=True).click()
     page.wait_for_selector('text=Funnel', timeout=LONG)
     wait_idle(page)
     page.screenshot(path=str(ARTIFACTS / "window_screened.png"), full_page=True)
