@@ -110,7 +110,9 @@ def test_resume_after_an_interrupted_round_matches_an_uninterrupted_run(tmp_path
 def test_window_objective_and_paper_penalty_mode(tmp_path, seeds, kw):
     camp = Campaign.new(None, _cfg(budget=20, **kw), seeds["formula"], seeds["band_gap"])
     reports = camp.run(2)
-    assert sum(r.proposals for r in reports) == 20
+    assert len(reports) == 2
+    # penalty mode proposes the batch as drawn; decodes that repeat a known formula are skipped
+    assert 10 <= sum(r.proposals for r in reports) <= 20
     last = camp.rounds[-1]
     if kw.get("invalid") == "penalty":
         assert (last.loc[~last["valid"], "band_gap"] == 0).all()
