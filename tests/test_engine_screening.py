@@ -52,7 +52,8 @@ def test_counts_features_match_the_oracle_on_formulas(data_pool):
 @pytest.mark.parametrize("window,extra", [
     ((4.0, None), {}),
     ((1.0, 3.0), {"require_elements": ("O",), "p_threshold": 0.3}),
-    ((0.5, 2.0), {"exclude_elements": ("O", "F"), "max_atoms": 5, "max_elements": 2, "smact_only": True}),
+    ((0.5, 2.0), {"exclude_elements": ("O", "F"), "max_atoms": 5, "max_elements": 2, "smact_only": True,
+                    "p_threshold": 0.2}),
 ])
 def test_screening_a_small_pool(data_pool, window, extra):
     cfg = ScreenConfig(min_gap=window[0], max_gap=window[1], **extra)
