@@ -36,7 +36,7 @@ def read_formula_csv(path: Path) -> list[str]:
     if not path.exists():
         raise UserError(f"input file {path} does not exist")
     try:
-        df = pd.read_csv(path, keep_default_na=False, dtype=str)
+        df = pd.read_csv(path, keep_default_na=False, dtype=str, skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not a readable CSV: {exc}") from exc
     cols = {c.strip().lower(): c for c in df.columns}
