@@ -129,6 +129,17 @@ def gan(show: bool = True):
     return _get(_gan, "gan", show)
 
 
+@st.cache_resource(show_spinner="Loading the latent sampler…")
+def _latent_sampler(directory: str):
+    from wbg_core.models.autoencoder import LatentSampler
+
+    return LatentSampler.shipped(directory)
+
+
+def latent_sampler(show: bool = True):
+    return _get(_latent_sampler, "autoencoder", show)
+
+
 def latent_map(show: bool = True):
     return _get(_latent_map, "autoencoder", show)
 

@@ -13,13 +13,14 @@ import app_common as ac  # noqa: E402
 from wbg_core.app_support import forest_on, screen_window, split_formula_text  # noqa: E402
 
 ac.page("Band-gap window", "🎯")
-st.caption("Sample the generator (MATGAN), keep compositions that pass the filters, label them with a "
+st.caption("Sample a generator, keep compositions that pass the filters, label them with a "
            "screening model and rank by the probability that the gap lies in the window "
            "(normal with the model's mean and σ).")
 
-gan = ac.gan()
-if gan is None:
-    st.stop()
+GENERATORS = {
+    "autoencoder latent sampling (diverse)": ac.latent_sampler,
+    "GAN (MATGAN-style; the shipped one is under-trained)": ac.gan,
+}
 
 lo0, hi0 = ac.qp_float("gap_min", 3.0), ac.qp_float("gap_max", 5.0)
 if not 0 <= lo0 < hi0 <= 15:
@@ -42,6 +43,7 @@ with st.form("screen"):
         pool = st.select_slider("Generator samples", [2_000, 10_000, 50_000, 200_000], value=10_000, key="pool")
         models = ["oracle (Roost ensemble)", "random forest on random MP data", "random forest on my AL campaign"]
         model_name = st.selectbox("Screening model", models, key="model")
+        gen_name = st.selectbox("Generator", list(GENERATORS), key="generator")
         seed = st.number_input("Seed", 0, 10_000, 0, key="seed")
     go_btn = st.form_submit_button("Screen", type="primary")
 
@@ -51,6 +53,9 @@ if go_btn:
     exc = tuple(split_formula_text(exclude.replace(" ", ",")))
     bar = st.progress(0.0, text="starting…")
     try:
+        gan = GENERATORS[gen_name]()
+        if gan is None:
+            st.stop()
         if model_name.startswith("oracle"):
             model = ac.oracle()
         elif "random MP" in model_name:

@@ -46,7 +46,9 @@ class ScreenConfig:
     smact_only: bool = False  # keep only SMACT-valid candidates (the column is always there)
     top: int | None = None
     chunk: int = 65_536
-    generator: str = "gan"  # or "ae": uniform points of the autoencoder's latent box, decoded
+    # "ae" (uniform points of the autoencoder's latent box, decoded) by default while the shipped
+    # GAN is under-trained (0.14% unique samples, docs/models.md); "gan" is the paper's MATGAN route.
+    generator: str = "ae"
 
     def validate(self) -> "ScreenConfig":
         a, b = self.min_gap, self.max_gap
@@ -154,24 +156,6 @@ def _unique_rows(counts: np.ndarray) -> np.ndarray:
     return counts[np.sort(idx)]
 
 
-class _AEGenerator:
-    """The autoencoder as a generator: uniform points of the latent box of every encodable
-    MP formula, decoded. A fallback pool when the GAN is mode-collapsed (its card's
-    unique_fraction_of_valid says so); not the paper's MATGAN."""
-
-    def __init__(self):
-        from ..models import load_autoencoder
-        from ..models.autoencoder import load_latent_map
-
-        self.ae = load_autoencoder()
-        lm = load_latent_map()
-        self.lo, self.hi = lm["latent_lo"], lm["latent_hi"]
-
-    def sample_probs(self, n: int, seed: int = 0, batch: int = 8192) -> np.ndarray:
-        z = np.random.default_rng(seed).uniform(self.lo, self.hi, (n, len(self.lo))).astype(np.float32)
-        return self.ae.decode_probs(z, batch=batch)
-
-
 def generate_pool(n: int, seed: int, cfg: ScreenConfig | None = None, progress_callback: Progress = None,
                   stage: dict | None = None, funnel: dict | None = None) -> np.ndarray:
     """Unique count rows of n generator samples that decode (2-8 elements) and pass cfg's
@@ -179,7 +163,12 @@ def generate_pool(n: int, seed: int, cfg: ScreenConfig | None = None, progress_c
     from ..composition import onehot_to_counts
     from ..models import load_gan
 
-    gan = _AEGenerator() if cfg is not None and cfg.generator == "ae" else load_gan()
+    if cfg is not None and cfg.generator == "ae":
+        from ..models.autoencoder import LatentSampler
+
+        gan = LatentSampler.shipped()
+    else:
+        gan = load_gan()
     stage = stage if stage is not None else {}
     funnel = funnel if funnel is not None else {}
     cb = progress_callback or (lambda f, m: None)

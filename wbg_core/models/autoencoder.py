@@ -273,3 +273,33 @@ def load_latent_map(directory: str | None = None) -> dict:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
         raise ModelError(f"latent map {path} is corrupt: {exc}") from exc
+
+
+class LatentSampler:
+    """The autoencoder as a composition generator: uniform points of the latent box of the
+    encodable MP formulas, decoded (argmax rule, 2-8 elements). Same interface as the GAN's
+    sample_probs / sample_counts, so screening can use either; diverse where the shipped,
+    under-trained GAN is not (docs/models.md)."""
+
+    def __init__(self, autoencoder: Autoencoder, lo: np.ndarray, hi: np.ndarray):
+        self.ae, self.lo, self.hi = autoencoder, lo, hi
+
+    @classmethod
+    def shipped(cls, directory: str | None = None) -> "LatentSampler":
+        lm = load_latent_map(directory)
+        return cls(load_autoencoder(directory), lm["latent_lo"], lm["latent_hi"])
+
+    def sample_probs(self, n: int, seed: int = 0, batch: int = 8192) -> np.ndarray:
+        z = np.random.default_rng(seed).uniform(self.lo, self.hi, (n, len(self.lo))).astype(np.float32)
+        return self.ae.decode_probs(z, batch=batch)
+
+    def sample_counts(self, n: int, seed: int = 0, batch: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+        counts = np.zeros((n, N_ELEMENTS), np.int8)
+        valid = np.zeros(n, bool)
+        for k, s in enumerate(range(0, n, batch)):
+            m = min(batch, n - s)
+            c, v = onehot_to_counts(self.sample_probs(m, seed=seed * 100_003 + k), rule="argmax")
+            n_el = (c > 0).sum(axis=1)
+            counts[s : s + m] = c
+            valid[s : s + m] = v & (n_el >= 2) & (n_el <= 8)
+        return counts, valid
