@@ -23,6 +23,7 @@ from torch import nn
 
 from ..composition import N_COUNTS, N_ELEMENTS, counts_to_formulas, counts_to_onehot, encode_counts, onehot_to_counts
 from .checkpoint import ModelError, load_checkpoint, load_module_state, save_checkpoint
+from .sampling import CompositionSampler
 
 NAME = "autoencoder"
 
@@ -275,7 +276,7 @@ def load_latent_map(directory: str | None = None) -> dict:
         raise ModelError(f"latent map {path} is corrupt: {exc}") from exc
 
 
-class LatentSampler:
+class LatentSampler(CompositionSampler):
     """The autoencoder as a composition generator: uniform points of the latent box of the
     encodable MP formulas, decoded (argmax rule, 2-8 elements). Same interface as the GAN's
     sample_probs / sample_counts, so screening can use either; diverse where the shipped,
@@ -292,14 +293,3 @@ class LatentSampler:
     def sample_probs(self, n: int, seed: int = 0, batch: int = 8192) -> np.ndarray:
         z = np.random.default_rng(seed).uniform(self.lo, self.hi, (n, len(self.lo))).astype(np.float32)
         return self.ae.decode_probs(z, batch=batch)
-
-    def sample_counts(self, n: int, seed: int = 0, batch: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-        counts = np.zeros((n, N_ELEMENTS), np.int8)
-        valid = np.zeros(n, bool)
-        for k, s in enumerate(range(0, n, batch)):
-            m = min(batch, n - s)
-            c, v = onehot_to_counts(self.sample_probs(m, seed=seed * 100_003 + k), rule="argmax")
-            n_el = (c > 0).sum(axis=1)
-            counts[s : s + m] = c
-            valid[s : s + m] = v & (n_el >= 2) & (n_el <= 8)
-        return counts, valid

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..composition import N_COUNTS, N_ELEMENTS, VOCAB, counts_to_formulas, counts_to_onehot, encode_counts, onehot_to_counts
 from .checkpoint import ModelError, load_checkpoint, load_module_state, save_checkpoint
+from .sampling import CompositionSampler
 
 NAME = "gan"
 NOISE = 128
@@ -87,7 +88,7 @@ def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> 
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
-class CompositionGAN:
+class CompositionGAN(CompositionSampler):
     """Sampling formulas from the trained generator."""
 
     def __init__(self, gen: Generator, config: dict, card: dict, directory: Path | None = None):
@@ -104,28 +105,6 @@ class CompositionGAN:
             m = min(batch, n - s)
             out[s : s + m] = self.gen(torch.randn(m, self.gen.noise_dim, generator=g)).numpy()
         return out
-
-    def sample_counts(self, n: int, seed: int = 0, batch: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-        """Counts (n, 87) and validity (2-8 elements), generated in memory-bounded batches."""
-        counts = np.zeros((n, N_ELEMENTS), np.int8)
-        valid = np.zeros(n, bool)
-        for k, s in enumerate(range(0, n, batch)):
-            m = min(batch, n - s)
-            c, v = onehot_to_counts(self.sample_probs(m, seed=seed * 100_003 + k), rule="argmax")
-            n_el = (c > 0).sum(axis=1)
-            counts[s : s + m] = c
-            valid[s : s + m] = v & (n_el >= 2) & (n_el <= 8)
-        return counts, valid
-
-    def sample(self, n: int, seed: int = 0) -> pd.DataFrame:
-        """n samples, one row each (duplicates kept): formula ('' if invalid), valid, smact_valid."""
-        from ..composition import smact_valid
-
-        counts, valid = self.sample_counts(n, seed)
-        formulas = counts_to_formulas(counts)
-        formulas[~valid] = ""
-        sv = smact_valid(np.where(valid, formulas, None))
-        return pd.DataFrame({"formula": formulas, "valid": valid, "smact_valid": sv})
 
 
 def train(out: Path, cfg: GANConfig, device: torch.device, command: str | None = None, limit: int | None = None) -> dict:
