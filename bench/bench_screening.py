@@ -38,11 +38,12 @@ def _naive(n: int) -> float:
     import numpy as np
 
     from wbg_core.composition import counts_to_formulas, smact_valid
-    from wbg_core.models import load_gan, load_oracle
+    from wbg_core.models import load_oracle
+    from wbg_core.models.autoencoder import LatentSampler
 
-    gan, oracle = load_gan(), load_oracle()
+    gen, oracle = LatentSampler.shipped(), load_oracle()  # the screening's default generator
     t = time.perf_counter()
-    counts, valid = gan.sample_counts(n, seed=1)
+    counts, valid = gen.sample_counts(n, seed=1)
     f = counts_to_formulas(counts[valid])
     oracle.predict(list(f))
     smact_valid(np.array(f, dtype=object))
