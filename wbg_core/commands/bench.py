@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
+import importlib
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -48,9 +49,10 @@ def _bench(args) -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = {}
     for name in names:
-        spec = importlib.util.spec_from_file_location(f"bench_{name}", benches[name])
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        # importable by name, so benchmarks can run parts in spawned child processes
+        if str(BENCH_DIR) not in sys.path:
+            sys.path.insert(0, str(BENCH_DIR))
+        module = importlib.import_module(f"bench_{name}")
         t0 = time.perf_counter()
         result = module.run(repeats=args.repeats)
         result.update({
