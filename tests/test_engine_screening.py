@@ -100,3 +100,14 @@ def test_screen_cli_on_a_generated_pool(tmp_path):
     r = subprocess.run([sys.executable, "-m", "wbg_core", "screen", "--min-gap", "5", "--max-gap", "2"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "inverted" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_pool_rows_are_reduced_formulas():
+    import numpy as np
+
+    from wbg_core.engine.screening import ScreenConfig, generate_pool
+
+    cfg = ScreenConfig(min_gap=0.0, generator="ae", max_atoms=None, max_elements=None).validate()
+    pool = generate_pool(3000, seed=0, cfg=cfg)
+    assert len(pool) > 100
+    assert (np.gcd.reduce(pool.astype(int), axis=1) == 1).all()  # H4Cl2 and H2Cl are one candidate

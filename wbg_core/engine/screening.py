@@ -188,6 +188,8 @@ def generate_pool(n: int, seed: int, cfg: ScreenConfig | None = None, progress_c
         stage["decode"] = stage.get("decode", 0.0) + time.perf_counter() - t
         t = time.perf_counter()
         c = c[v]
+        # a decoded matrix stands for a reduced formula: H4Cl2 is H2Cl, one candidate
+        c = (c // np.maximum(np.gcd.reduce(c, axis=1, keepdims=True), 1)).astype(np.int8)
         if cfg is not None:
             c = c[filter_counts(c, cfg)]
         n_struct += len(c)
