@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .elements import N_COUNTS, N_ELEMENTS, VOCAB, VOCAB_INDEX, formula_sort_key
-from .parse import FormulaError, parse_formula, reduce_composition
+from .parse import FormulaError, parse_formula, reduce_composition, reduced_formula
 
 MATRIX_SHAPE = (N_ELEMENTS, N_COUNTS)
 
@@ -203,11 +203,5 @@ def decode(matrices: np.ndarray, rule: str = "strict", threshold: float = 0.5) -
     return formulas
 
 
-def canonical_formula(text: str) -> str:
-    """The reduced formula as decode() writes it (for comparing formulas as strings)."""
-    comp, reason = reduce_composition(parse_formula(text))
-    if comp is None:
-        raise FormulaError(f"{text!r}: {reason}")
-    from .parse import format_formula
-
-    return format_formula(comp)
+# The reduced formula as decode() writes it (for comparing formulas as strings).
+canonical_formula = reduced_formula

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..composition.encoding import encode_counts
-from ..composition.parse import FormulaError, format_formula, parse_formula, reduce_composition
+from ..composition.parse import reduced_formula
 from .registry import DataError, data_path
 
 BANDGAP_FILE = "mp_bandgap.csv"
@@ -19,13 +19,6 @@ STRUCTURES_FILE = "mp_structures.npz"
 STRUCTURES_META_FILE = "mp_structures_meta.parquet"
 EMBEDDING_FILE = "matscholar-embedding.json"
 _BANDGAP_COLUMNS = ["formula", "band_gap", "formation_energy_per_atom", "material_id", "source"]
-
-
-def _canonical(text: str) -> str:
-    comp, reason = reduce_composition(parse_formula(text))
-    if comp is None:
-        raise FormulaError(f"{text!r}: {reason}")
-    return format_formula(comp)
 
 
 @lru_cache(maxsize=2)
@@ -47,7 +40,7 @@ def load_bandgaps(data_dir: Path | None = None) -> pd.DataFrame:
     if list(df.columns) != _BANDGAP_COLUMNS:
         raise DataError(f"{path} has columns {list(df.columns)}, expected {_BANDGAP_COLUMNS}")
     df = df.rename(columns={"formula": "mp_formula"})
-    df.insert(0, "formula", [_canonical(f) for f in df["mp_formula"]])
+    df.insert(0, "formula", [reduced_formula(f) for f in df["mp_formula"]])
     enc = encode_counts(df["formula"].to_numpy(dtype=object))
     df["encodable"] = enc.ok
     df["encode_error"] = pd.array(enc.errors, dtype="string")

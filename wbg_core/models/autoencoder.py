@@ -171,9 +171,8 @@ def train(out: Path, cfg: AEConfig, device: torch.device, command: str | None = 
         if vl < state.best:
             state.best = vl
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        state.elapsed_s += 0  # updated below
         bar.set_postfix(train=f"{tot / n:.5f}", val=f"{vl:.5f}")
-        state.elapsed_s = state.elapsed_s + timer()
+        state.elapsed_s += timer()
         timer = Timer()
         state.save({"net": net}, {"opt": opt}, extra_tensors={f"best.{k}": v for k, v in best_state.items()})
     net.load_state_dict(best_state)
