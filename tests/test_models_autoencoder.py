@@ -70,3 +70,42 @@ def test_shipped_latent_map_covers_the_encodable_data(bandgaps):
 def test_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(ModelError, match="missing"):
         load(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("channels", [(32, 128), (16, 64)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gemm_decoder_equals_the_transposed_convolutions(channels, threads):
+    from wbg_core.models.autoencoder import Autoencoder
+
+    torch.manual_seed(1)
+    net = ConvAutoencoder(128, channels)
+    for p in net.parameters():  # random biases too, so the output-padding row is exercised
+        torch.nn.init.normal_(p, std=0.1)
+    ae = Autoencoder(net, {}, {})
+    z = torch.randn(700, 128) * 3  # not a multiple of the batch: ragged last chunk
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fast = ae.decode_logits(z, batch=256)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.get_num_threads() == before
+    with torch.no_grad():
+        ref = net.decode_logits(z)
+    assert fast.shape == ref.shape == (700, 87, 8)
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-4)
+    assert ae.decode_logits(z[:0]).shape == (0, 87, 8)
+
+
+def test_shipped_decoder_paths_decode_the_same_formulas():
+    ae = load_autoencoder()
+    z = np.random.default_rng(0).normal(size=(2000, 128)).astype(np.float32)
+    with torch.no_grad():
+        ref = torch.sigmoid(ae.net.decode_logits(torch.from_numpy(z))).numpy()
+    from wbg_core.composition import counts_to_formulas, onehot_to_counts
+
+    ref_counts, ref_ok = onehot_to_counts(ref, rule="strict")
+    ref_formulas = counts_to_formulas(ref_counts)
+    ref_formulas[~ref_ok] = None
+    same = np.mean(ae.decode(z) == ref_formulas)
+    assert same > 0.999  # float rounding may flip a probability sitting at exactly 0.5

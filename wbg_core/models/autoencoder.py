@@ -13,6 +13,7 @@ more often. It is measured against noise 0 in the card.
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -75,6 +76,66 @@ class ConvAutoencoder(nn.Module):
         return self.decode_logits(z)
 
 
+def _toeplitz(weight: torch.Tensor, w_in: int, w_out: int, offset: int = 0) -> torch.Tensor:
+    """A transposed convolution's kernel (c_in, c_out, kh, kw) as one dense matrix from an
+    input row (c_in x w_in) to its kh output rows (kh x c_out x w_out)."""
+    c_in, c_out, kh, kw = weight.shape
+    m = torch.zeros(c_in, w_in, kh, c_out, w_out, dtype=weight.dtype)
+    for j in range(w_in):
+        for k in range(kw):
+            if 0 <= j + k - offset < w_out:
+                m[:, j, :, :, j + k - offset] += weight[:, :, :, k].permute(0, 2, 1)
+    return m.reshape(c_in * w_in, kh * c_out * w_out)
+
+
+class GemmDecoder:
+    """The decoder with its transposed convolutions rewritten as dense matrix products.
+
+    Why: torch's CPU ConvTranspose2d runs these small maps at ~5 GMAC/s, and screening a
+    million candidates is decoder-bound. Each layer maps an input row (channels x width) to
+    the output rows it touches through one Toeplitz matrix, a GEMM at ~150 GFLOP/s; rows are
+    then interleaved by the layer's stride. Same linear maps, so the logits equal
+    `ConvAutoencoder.decode_logits` to float rounding (tested); CPU inference only.
+    """
+
+    def __init__(self, net: ConvAutoencoder):
+        d0, d2, d4 = net.dec[0], net.dec[2], net.dec[4]
+        c2, h, w = net._hidden
+        c1 = d2.weight.shape[1]
+        assert (h, w) == (14, 4) and d0.stride == (3, 1) and d2.stride == (2, 1) and d4.padding == (1, 1)
+        self.c1, self.c2 = c1, c2
+        lin = net.from_latent[0]
+        with torch.no_grad():
+            # from_latent's outputs reordered to (row, channel, width): rows come out contiguous
+            self.w_lat = lin.weight.view(c2, h, w, -1).permute(3, 1, 0, 2).reshape(-1, c2 * h * w).contiguous()
+            self.b_lat = lin.bias.view(c2, h, w).permute(1, 0, 2).reshape(-1).contiguous()
+            self.m0 = _toeplitz(d0.weight, 4, 6)  # row i -> rows 3i, 3i+1, 3i+2 (row 42: bias only)
+            self.b0 = d0.bias.view(1, 1, c2, 1).clone()
+            self.m2 = _toeplitz(d2.weight, 6, 8)  # row i -> rows 2i, 2i+1, 2i+2 (overlapping)
+            self.b2 = d2.bias.view(1, 1, c1, 1).clone()
+            self.m4 = _toeplitz(d4.weight, 8, 8, offset=1)  # row i -> rows i-1, i, i+1
+            self.b4 = d4.bias.clone()
+
+    @torch.inference_mode()
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        n, c1, c2 = z.shape[0], self.c1, self.c2
+        h = torch.addmm(self.b_lat, z, self.w_lat).relu_().view(n * 14, c2 * 4)
+        y = torch.empty(n, 43, c2, 6)
+        torch.add((h @ self.m0).view(n, 42, c2, 6), self.b0, out=y[:, :42])
+        y[:, 42] = self.b0[0, 0]  # output padding row: bias only
+        o = (y.relu_().view(n * 43, c2 * 6) @ self.m2).view(n, 43, 3, c1, 8)
+        x = torch.empty(n, 87, c1, 8)
+        x[:, 1::2] = o[:, :, 1]
+        x[:, 0:86:2] = o[:, :, 0]
+        x[:, 86] = 0
+        x[:, 2::2] += o[:, :, 2]
+        p = (x.add_(self.b2).relu_().view(n * 87, c1 * 8) @ self.m4).view(n, 87, 3, 8)
+        out = p[:, :, 1] + self.b4
+        out[:, :-1] += p[:, 1:, 0]
+        out[:, 1:] += p[:, :-1, 2]
+        return out
+
+
 class Autoencoder:
     """A trained autoencoder with formula-level encode/decode for the app and the engine."""
 
@@ -83,6 +144,29 @@ class Autoencoder:
         self.config = config
         self.card = card
         self.directory = directory
+        self._gemm: GemmDecoder | None = None
+
+    def decode_logits(self, z: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        """Logits (N, 87, 8); on the CPU through GemmDecoder in cache-sized batches."""
+        if next(self.net.parameters()).device.type != "cpu":
+            with torch.no_grad():
+                return self.net.decode_logits(z)
+        if self._gemm is None:
+            self._gemm = GemmDecoder(self.net)
+        if not len(z):
+            return torch.zeros(0, N_ELEMENTS, N_COUNTS)
+        chunks = [z[s : s + batch] for s in range(0, len(z), batch)]
+        workers = torch.get_num_threads()
+        if workers == 1 or len(chunks) == 1:
+            return torch.cat([self._gemm(c) for c in chunks])
+        # Small GEMMs scale badly across torch's intra-op threads (measured: 2 threads slower
+        # than 1); one single-threaded chunk per core scales ~2x. torch releases the GIL in ops.
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                return torch.cat(list(pool.map(self._gemm, chunks)))
+        finally:
+            torch.set_num_threads(workers)
 
     @torch.no_grad()
     def encode_counts(self, counts: np.ndarray, batch: int = 4096) -> np.ndarray:
@@ -103,8 +187,8 @@ class Autoencoder:
     def decode_probs(self, z: np.ndarray, batch: int = 4096) -> np.ndarray:
         out = []
         for s in range(0, len(z), batch):
-            logits = self.net.decode_logits(torch.as_tensor(z[s : s + batch], dtype=torch.float32))
-            out.append(torch.sigmoid(logits).numpy())
+            logits = self.decode_logits(torch.as_tensor(z[s : s + batch], dtype=torch.float32))
+            out.append(torch.sigmoid_(logits).numpy())
         return np.concatenate(out) if out else np.zeros((0, N_ELEMENTS, N_COUNTS), np.float32)
 
     def decode(self, z: np.ndarray, rule: str = "strict") -> np.ndarray:
