@@ -144,6 +144,11 @@ def latent_map(show: bool = True):
     return _get(_latent_map, "autoencoder", show)
 
 
+def latent_map_of(directory: str) -> dict:
+    """The latent map of one autoencoder directory (cached; raises when it cannot be loaded)."""
+    return _latent_map(directory)
+
+
 # ---------------------------------------------------------------- per-session state
 
 def session_id() -> str:

@@ -9,10 +9,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
+from plotly.colors import sample_colorscale  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import app_common as ac  # noqa: E402
-from wbg_core.app_support import decode_map_points, interpolate, place_formulas, split_formula_text  # noqa: E402
+from wbg_core.app_support import (  # noqa: E402
+    decode_map_points, gap_bins, interpolate, place_formulas, split_formula_text,
+)
 from wbg_core.composition import FormulaError  # noqa: E402
 
 ac.page("Latent explorer", "🗺️")
@@ -29,6 +32,37 @@ if orc is None:
 
 xy, gaps, names = lm["xy"], lm["band_gap"], lm["formula"]
 ev = lm.get("explained_variance", np.array([np.nan, np.nan]))
+N_BINS = 24  # colour steps of the map: one single-coloured WebGL trace each
+
+
+@st.cache_resource(show_spinner="Drawing the latent map…", max_entries=4)
+def _base_map(directory: str):
+    """The map of every formula, built once per checkpoint: one WebGL trace per gap bin (the
+    browser draws single-coloured traces much faster than 60k per-point colours), a colour bar,
+    hover formula and gap. Returns the traces, the layout and each bin's point indices."""
+    m = ac.latent_map_of(directory)
+    bxy, bgap, bname = m["xy"], m["band_gap"], m["formula"]
+    bins, edges = gap_bins(bgap, N_BINS)
+    top = float(edges[-1])
+    colours = sample_colorscale("Viridis", [(i + 0.5) / N_BINS for i in range(N_BINS)])
+    traces = [go.Scattergl(x=bxy[ix, 0], y=bxy[ix, 1], mode="markers", name="MP formulas", legendgroup="mp",
+                           showlegend=i == 0, marker=dict(size=3, color=colours[i], opacity=0.7),
+                           text=bname[ix].tolist(), customdata=np.round(bgap[ix], 2),
+                           hovertemplate="%{text}<br>gap %{customdata:.2f} eV<extra></extra>")
+              for i, ix in enumerate(bins)]
+    traces.append(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
+                             marker=dict(color=[0.0], colorscale="Viridis", cmin=0, cmax=top, showscale=True,
+                                         colorbar=dict(title="gap (eV)"))))
+    evar = m.get("explained_variance", np.array([np.nan, np.nan]))
+    # fixed margins (no automatic expansion): plotly would otherwise draw all points a second
+    # time once the colour bar, legend and tick labels have measured themselves
+    layout = go.Layout(height=620, margin=dict(l=64, r=90, t=40, b=52, autoexpand=False), dragmode="lasso",
+                       clickmode="event", hovermode="closest",
+                       xaxis=dict(title=f"PC1 ({100 * evar[0]:.0f}% var.)", automargin=False),
+                       yaxis=dict(title=f"PC2 ({100 * evar[1]:.0f}% var.)", automargin=False),
+                       legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
+    return go.Figure(data=traces, layout=layout), bins
+
 
 # ---- overlays chosen below are drawn on the map
 placed_text = st.text_input("Place formulas on the map (comma-separated)", value=ac.qp("formula", ""),
@@ -43,35 +77,35 @@ if placed_text.strip():
 else:
     ac.set_qp(formula=None)
 
-fig = go.Figure()
-fig.add_trace(go.Scattergl(
-    x=xy[:, 0], y=xy[:, 1], mode="markers", name="MP formulas",
-    marker=dict(size=3, color=gaps, colorscale="Viridis", cmin=0, cmax=float(np.nanpercentile(gaps, 99.5)),
-                colorbar=dict(title="gap (eV)"), opacity=0.7),
-    customdata=np.stack([names, np.round(gaps, 2)], axis=1),
-    hovertemplate="%{customdata[0]}<br>gap %{customdata[1]} eV<extra></extra>",
-))
+base, bins = _base_map(str(ac.model_dir("autoencoder")))
+overlays = []  # WebGL too: plotly draws WebGL traces above SVG ones, so SVG stars would hide under the map
 ok = placed[placed["error"].isna()] if len(placed) else placed
 if len(ok):
-    fig.add_trace(go.Scatter(x=ok["x"], y=ok["y"], mode="markers+text", text=ok["formula"], name="placed",
-                             textposition="top center",
-                             marker=dict(symbol="star", size=16, color="#e4572e", line=dict(width=1, color="white"))))
+    overlays.append(go.Scattergl(x=ok["x"], y=ok["y"], mode="markers", text=ok["formula"], name="placed",
+                                 hovertemplate="%{text} (placed)<extra></extra>",
+                                 marker=dict(symbol="star", size=16, color="#e4572e", line=dict(width=1, color="white"))))
 interp = st.session_state.get("interp")
 if isinstance(interp, pd.DataFrame) and len(interp):
-    fig.add_trace(go.Scatter(x=interp["x"], y=interp["y"], mode="lines+markers", name="interpolation",
-                             marker=dict(size=7, color="#ff9f1c"), line=dict(color="#ff9f1c", dash="dot"),
-                             text=interp["formula"].fillna("invalid"), hovertemplate="%{text}<extra></extra>"))
-fig.update_layout(height=620, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso",
-                  xaxis_title=f"PC1 ({100 * ev[0]:.0f}% var.)", yaxis_title=f"PC2 ({100 * ev[1]:.0f}% var.)",
-                  legend=dict(orientation="h", y=1.04))
+    overlays.append(go.Scattergl(x=interp["x"], y=interp["y"], mode="lines+markers", name="interpolation",
+                               marker=dict(size=7, color="#ff9f1c"), line=dict(color="#ff9f1c", dash="dot"),
+                               text=interp["formula"].fillna("invalid"), hovertemplate="%{text}<extra></extra>"))
+# the cached figure is never changed: st.plotly_chart copies it, overlays go on a new figure
+fig = base
+if overlays:
+    fig = go.Figure(data=[*base.data, *overlays], layout=base.layout)
+    # labels of placed formulas as annotations: SVG drawn above the WebGL points, on a white box
+    fig.update_layout(annotations=[dict(x=r.x, y=r.y, text=f"<b>{r.formula}</b>", showarrow=True, arrowhead=0,
+                                         ax=0, ay=-28, bgcolor="rgba(255,255,255,0.85)", bordercolor="#e4572e",
+                                         font=dict(color="#e4572e")) for r in ok.itertuples()])
 event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
                         key="map")
 st.caption(f"{len(xy):,} formulas · click a point, or drag a box or lasso, to list them.")
 
 sel = []
 try:
-    sel = [p["point_index"] for p in event.selection.points if p.get("curve_number", 0) == 0]
-except (AttributeError, KeyError, TypeError):
+    sel = [int(bins[p["curve_number"]][p["point_index"]]) for p in event.selection.points
+           if p.get("curve_number", 0) < len(bins)]
+except (AttributeError, KeyError, TypeError, IndexError):
     sel = []
 if sel:
     idx = np.asarray(sel, int)
@@ -82,10 +116,13 @@ if sel:
 
 st.divider()
 c1, c2 = st.columns(2)
-with c1:
+
+
+@st.fragment
+def _decode_panel(default) -> None:
+    """Decoding reruns only this panel: the map above is not sent again."""
     st.subheader("Decode a point of the map")
     lo, hi = xy.min(axis=0), xy.max(axis=0)
-    default = xy[np.argmax(gaps)] if len(sel) == 0 else xy[sel[0]]
     px = st.number_input("x (PC1)", value=float(round(default[0], 3)), step=0.1, key="px")
     py = st.number_input("y (PC2)", value=float(round(default[1], 3)), step=0.1, key="py")
     if st.button("Decode", key="decode"):
@@ -98,7 +135,11 @@ with c1:
             st.success(f"**{r['formula']}** · predicted gap {gap} · SMACT-valid: {bool(r['smact_valid'])}")
         if not (lo[0] <= px <= hi[0] and lo[1] <= py <= hi[1]):
             st.caption("This point lies outside the data's extent: decodes there are less reliable.")
-with c2:
+
+
+@st.fragment
+def _interpolate_panel() -> None:
+    """Editing the inputs reruns only this panel; a new or cleared line redraws the whole page."""
     st.subheader("Interpolate between two formulas")
     a = st.text_input("From", value="NaCl", key="from")
     b = st.text_input("To", value="SrYF5", key="to")
@@ -109,10 +150,17 @@ with c2:
             st.rerun()
         except FormulaError as exc:
             st.error(f"Cannot interpolate: {exc}")
-    if isinstance(interp, pd.DataFrame) and len(interp):
-        show = interp.drop(columns=["x", "y"]).copy()
+    line = st.session_state.get("interp")
+    if isinstance(line, pd.DataFrame) and len(line):
+        show = line.drop(columns=["x", "y"]).copy()
         show["formula"] = show["formula"].fillna("— invalid decode —")
         st.dataframe(show, hide_index=True, width="stretch")
         if st.button("Clear the line", key="clear"):
             del st.session_state["interp"]
             st.rerun()
+
+
+with c1:
+    _decode_panel(xy[np.argmax(gaps)] if len(sel) == 0 else xy[sel[0]])
+with c2:
+    _interpolate_panel()

@@ -37,3 +37,13 @@ def test_missing_autoencoder_is_an_error(empty_models):
     at = app("1_Latent_explorer").run()
     no_exception(at)
     assert at.error and "autoencoder" in at.error[0].value
+
+
+def test_gap_bins_hold_every_point_once_in_gap_order():
+    from wbg_core.app_support import gap_bins
+
+    gaps = np.array([0.0, 7.5, 3.2, np.nan, 12.0, 0.4, 6.0])
+    bins, edges = gap_bins(gaps, 4, vmax=8.0)
+    assert len(bins) == 4 and np.allclose(edges, [0, 2, 4, 6, 8])
+    assert sorted(np.concatenate(bins).tolist()) == list(range(len(gaps)))
+    assert [sorted(b.tolist()) for b in bins] == [[0, 3, 5], [2], [], [1, 4, 6]]
