@@ -1,20 +1,11 @@
-"""Home page of the wide band-gap discovery studio (`streamlit run app.py`)."""
+"""The wide band-gap discovery studio (`streamlit run app.py`): the page list (st.navigation,
+built from app_common.PAGES; URLs /Latent_explorer, /Oracle, ... as before) and the Home page."""
 from __future__ import annotations
 
 import streamlit as st
 
 import app_common as ac
 from wbg_core.app_support import data_status, model_status
-
-ac.page("Wide band-gap discovery studio", "💎")
-
-st.markdown(
-    "Search composition space for **wide band-gap materials** the way Xin et al. (J. Phys. Chem. C "
-    "2021) did: an autoencoder maps formulas to a latent space, Gaussian-process active learning "
-    "with a band-gap oracle proposes new formulas there, and screening, template structures and "
-    "CHGNet turn the best of them into candidate crystals you can download.  \n"
-    "Every page below drives the same core package (`wbg_core`) the command line uses."
-)
 
 PIPELINE = """
 digraph {
@@ -32,42 +23,54 @@ digraph {
   gan -> scr; or -> scr; scr -> st; al -> st;
 }
 """
-st.graphviz_chart(PIPELINE, width="stretch")
 
-st.subheader("Pages")
-cols = st.columns(3)
-links = [
-    ("pages/1_Latent_explorer.py", "Latent explorer", ":material/scatter_plot:", "the map of all formulas, decoding and interpolation"),
-    ("pages/2_Oracle.py", "Oracle", ":material/bolt:", "band gap ± uncertainty of any formulas, with known neighbours"),
-    ("pages/3_Active_learning.py", "Active learning", ":material/autorenew:", "GP + UCB campaigns in the latent space"),
-    ("pages/4_Band_gap_window.py", "Band-gap window", ":material/filter_alt:", "screen generated formulas for a gap window"),
-    ("pages/5_Structures.py", "Structures", ":material/deployed_code:", "template structures in 3D, CHGNet, CIF downloads"),
-    ("pages/6_Models.py", "Models", ":material/monitoring:", "model cards, diagnostics, retraining"),
-]
-for i, (path, label, icon, text) in enumerate(links):
-    with cols[i % 3]:
-        st.page_link(path, label=label, icon=icon)
-        st.caption(text)
 
-st.subheader("Status")
-st.caption(f"Checkpoint set in use: **{ac.active_label()}**")
-mcols = st.columns(3)
-for col, m in zip(mcols, model_status(ac.model_dirs())):
-    with col:
-        if not m["ok"]:
-            st.error(f"**{m['model']}**: {m['error']}")
-            continue
-        st.markdown(f"**{m['model']}** · trained {m['created'] or '?'} · {m['epochs']} epochs")
-        for label, value in list(m["metrics"].items())[:2]:
-            st.metric(label, value)
+def home() -> None:
+    """The Home page: what the app does, links to every page, status of checkpoints and data."""
+    ac.page("Wide band-gap discovery studio", "💎")
 
-with st.expander("Bundled data"):
-    st.dataframe(data_status(), hide_index=True, width="stretch")
+    st.markdown(
+        "Search composition space for **wide band-gap materials** the way Xin et al. (J. Phys. Chem. C "
+        "2021) did: an autoencoder maps formulas to a latent space, Gaussian-process active learning "
+        "with a band-gap oracle proposes new formulas there, and screening, template structures and "
+        "CHGNet turn the best of them into candidate crystals you can download.  \n"
+        "Every page below drives the same core package (`wbg_core`) the command line uses."
+    )
 
-st.divider()
-st.caption(
-    "Band gaps, formation energies and crystal structures: **Materials Project** "
-    "(Jain et al., APL Materials 1, 011002, 2013), used under "
-    "[CC-BY 4.0](https://creativecommons.org/licenses/by/4.0/) — see `data/SOURCES.md`. "
-    "Method: Xin et al., J. Phys. Chem. C 2021 (arXiv 2103.00608); MATGAN: Dan et al., npj Comput. Mater. 2020."
-)
+    st.graphviz_chart(PIPELINE, width="stretch")
+
+    st.subheader("Pages")
+    cols = st.columns(3)
+    for i, p in enumerate(ac.PAGES):
+        with cols[i % 3]:
+            st.page_link(p.path, label=p.title, icon=p.icon)
+            st.caption(p.blurb)
+
+    st.subheader("Status")
+    st.caption(f"Checkpoint set in use: **{ac.active_label()}**")
+    mcols = st.columns(3)
+    for col, m in zip(mcols, model_status(ac.model_dirs())):
+        with col:
+            if not m["ok"]:
+                st.error(f"**{m['model']}**: {m['error']}")
+                continue
+            st.markdown(f"**{m['model']}** · trained {m['created'] or '?'} · {m['epochs']} epochs")
+            for label, value in list(m["metrics"].items())[:2]:
+                st.metric(label, value)
+
+    with st.expander("Bundled data"):
+        st.dataframe(data_status(), hide_index=True, width="stretch")
+
+    st.divider()
+    st.caption(
+        "Band gaps, formation energies and crystal structures: **Materials Project** "
+        "(Jain et al., APL Materials 1, 011002, 2013), used under "
+        "[CC-BY 4.0](https://creativecommons.org/licenses/by/4.0/) — see `data/SOURCES.md`. "
+        "Method: Xin et al., J. Phys. Chem. C 2021 (arXiv 2103.00608); MATGAN: Dan et al., npj Comput. Mater. 2020."
+    )
+
+
+st.navigation(
+    [st.Page(home, title="Home", icon=":material/home:", default=True)]
+    + [st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url) for p in ac.PAGES]
+).run()

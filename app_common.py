@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -22,6 +23,32 @@ def _load_errors():
     from wbg_core.models import ModelError
 
     return (ModelError, DataError, FileNotFoundError, OSError, ValueError, KeyError)
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    path: str  # relative to the repository root
+    title: str  # the sidebar label
+    icon: str
+    url: str  # the URL path: /<url>?... (kept stable: shared links use it)
+    blurb: str
+
+
+# every page but Home, in sidebar order (app.py builds st.navigation and the home links from it)
+PAGES = [
+    PageInfo("pages/1_Latent_explorer.py", "Latent explorer", ":material/scatter_plot:", "Latent_explorer",
+             "the map of all formulas, decoding and interpolation"),
+    PageInfo("pages/2_Oracle.py", "Oracle", ":material/bolt:", "Oracle",
+             "band gap ± uncertainty of any formulas, with known neighbours"),
+    PageInfo("pages/3_Active_learning.py", "Active learning", ":material/autorenew:", "Active_learning",
+             "GP + UCB campaigns in the latent space"),
+    PageInfo("pages/4_Band_gap_window.py", "Band-gap window", ":material/filter_alt:", "Band_gap_window",
+             "screen generated formulas for a gap window"),
+    PageInfo("pages/5_Structures.py", "Structures", ":material/deployed_code:", "Structures",
+             "template structures in 3D, CHGNet, CIF downloads"),
+    PageInfo("pages/6_Models.py", "Models", ":material/monitoring:", "Models",
+             "model cards, diagnostics, retraining"),
+]
 
 
 def page(title: str, icon: str = "🔬") -> None:

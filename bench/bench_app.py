@@ -3,7 +3,8 @@ page, and switching pages once warm.
 
 Cold start: from `streamlit run` (a fresh server process, nothing cached) to the home page
 fully rendered (title drawn, the script finished). Page switch: clicking a sidebar link to
-the page rendered, after every page was opened once (models cached). Medians of `repeats`.
+the page rendered (its own title shown, the script finished, every plotly chart drawn), after
+every page was opened once (models cached). Medians of `repeats`.
 Baseline in the same run: the time to import streamlit and wbg_core's models in a bare
 Python process, the floor any server start pays.
 """
@@ -20,7 +21,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 TARGET_COLD_S = 15.0
 TARGET_SWITCH_S = 2.0
-SWITCH_PAGES = ["Oracle", "Models", "Active learning", "Band gap window", "Latent explorer"]
+# (sidebar label, URL path) of the pages switched between
+SWITCH_PAGES = [("Oracle", "Oracle"), ("Models", "Models"), ("Active learning", "Active_learning"),
+                ("Band-gap window", "Band_gap_window"), ("Latent explorer", "Latent_explorer")]
 
 
 def _cold(pw) -> float:
@@ -51,6 +54,23 @@ def _cold(pw) -> float:
         proc.wait(10)
 
 
+_H1 = "document.querySelector('[data-testid=\"stMain\"] h1')"
+
+
+def _rendered(page, h1: str | None = None, not_h1: str | None = None) -> None:
+    """The new page is on screen: its own title (h1, or any title but not_h1), the script run
+    over, every visible plotly chart drawn."""
+    from test_browser import wait_idle
+
+    page.wait_for_function(
+        f"([t, n]) => {{ const h = {_H1}; if (!h) return false; const s = h.innerText.trim();"
+        " return t === null ? s !== n : s === t; }", arg=[h1, not_h1], timeout=120_000, polling="raf")
+    wait_idle(page, '[data-testid="stMain"] h1')
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
+        ".every(c => c.offsetParent === null || c.querySelector('.main-svg'))", timeout=60_000, polling="raf")
+
+
 def _switches(pw, repeats: int) -> dict[str, list[float]]:
     from test_browser import _free_port, launch_browser, start_server, wait_healthy, wait_idle
 
@@ -58,22 +78,26 @@ def _switches(pw, repeats: int) -> dict[str, list[float]]:
     url = f"http://127.0.0.1:{port}"
     proc = start_server(port, Path("/tmp") / f"bench_app_{port}.log")
     browser = launch_browser(pw)
-    out: dict[str, list[float]] = {p: [] for p in SWITCH_PAGES}
+    out: dict[str, list[float]] = {label: [] for label, _ in SWITCH_PAGES}
     try:
         wait_healthy(url, proc)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url, timeout=120_000)
         wait_idle(page, '[data-testid="stMain"] h1')
-        for name in SWITCH_PAGES:  # warm: every page once
-            page.locator('[data-testid="stSidebarNav"] a', has_text=name).first.click()
-            wait_idle(page, f'[data-testid="stMain"] h1')
+        titles = {}
+        for name, path in SWITCH_PAGES:  # warm: every page once (and learn its title)
+            before = page.locator('[data-testid="stMain"] h1').first.inner_text().strip()
+            page.locator(f'[data-testid="stSidebarNav"] a[href$="/{path}"]').first.click()
+            page.wait_for_url(f"**/{path}*", timeout=60_000)
+            _rendered(page, not_h1=before)
+            titles[name] = page.locator('[data-testid="stMain"] h1').first.inner_text().strip()
         for _ in range(repeats):
-            for name in SWITCH_PAGES:
-                link = page.locator('[data-testid="stSidebarNav"] a', has_text=name).first
+            for name, path in SWITCH_PAGES:
+                link = page.locator(f'[data-testid="stSidebarNav"] a[href$="/{path}"]').first
                 t0 = time.perf_counter()
                 link.click()
-                page.wait_for_url(f"**/{name.replace(' ', '_')}*", timeout=60_000)
-                wait_idle(page, '[data-testid="stMain"] h1')
+                page.wait_for_url(f"**/{path}*", timeout=60_000)
+                _rendered(page, titles[name])
                 out[name].append(time.perf_counter() - t0)
     finally:
         browser.close()
@@ -99,7 +123,7 @@ def run(repeats: int = 3) -> dict:
     per_page = {k: round(statistics.median(v), 2) for k, v in sw.items() if v}
     switch = statistics.median([x for v in sw.values() for x in v])
     worst = max(per_page.values()) if per_page else float("nan")
-    passed = cold < TARGET_COLD_S and switch < TARGET_SWITCH_S
+    passed = cold < TARGET_COLD_S and worst < TARGET_SWITCH_S  # every page, not only the median one
     rows = "\n".join(f"| {k} | {v:.2f} |" for k, v in per_page.items())
     md = (f"Cold start to a usable home page (fresh `streamlit run`, measured in chromium): median **{cold:.1f} s** "
           f"over {repeats} starts (target < {TARGET_COLD_S:.0f} s; runs: {', '.join(f'{c:.1f}' for c in colds)}). "
@@ -107,7 +131,7 @@ def run(repeats: int = 3) -> dict:
           f"Page switch once warm (sidebar click to the page rendered): median **{switch:.2f} s**, slowest page "
           f"median {worst:.2f} s (target < {TARGET_SWITCH_S:.0f} s).\n\n| page | median switch (s) |\n|---|---|\n{rows}\n")
     return {"title": "Web app: cold start and page switch (browser)",
-            "target": f"cold start < {TARGET_COLD_S:.0f} s, page switch < {TARGET_SWITCH_S:.0f} s",
+            "target": f"cold start < {TARGET_COLD_S:.0f} s, every page switch < {TARGET_SWITCH_S:.0f} s",
             "passed": passed, "cold_start_s": round(cold, 2), "cold_runs_s": [round(c, 2) for c in colds],
             "switch_median_s": round(switch, 2), "switch_per_page_s": per_page, "import_floor_s": round(floor, 2),
             "markdown": md}
