@@ -2,8 +2,9 @@
 filters -> de-duplicate -> formulas and novelty -> oracle -> window -> SMACT.
 
 Run in a child process so that its peak resident memory is the pipeline's own. Baseline in
-the same run: the obvious path (formula strings of every sample, oracle.predict on the
-strings, SMACT on all) on a 20,000-sample slice, extrapolated to 1M.
+the same run: the obvious path (the decoder's ConvTranspose2d layers as trained, formula strings of
+every sample, oracle.predict on the strings, SMACT on all) on a 20,000-sample slice,
+extrapolated to 1M.
 """
 from __future__ import annotations
 
@@ -41,9 +42,16 @@ def _naive(n: int) -> float:
     from wbg_core.models import load_oracle
     from wbg_core.models.autoencoder import LatentSampler
 
+    import torch
+
+    from wbg_core.composition import onehot_to_counts
+
     gen, oracle = LatentSampler.shipped(), load_oracle()  # the screening's default generator
     t = time.perf_counter()
-    counts, valid = gen.sample_counts(n, seed=1)
+    z = np.random.default_rng(1).uniform(gen.lo, gen.hi, (n, len(gen.lo))).astype(np.float32)
+    with torch.no_grad():  # the decoder as trained: torch's ConvTranspose2d layers
+        probs = torch.sigmoid(gen.ae.net.decode_logits(torch.from_numpy(z))).numpy()
+    counts, valid = onehot_to_counts(probs, rule="argmax")
     f = counts_to_formulas(counts[valid])
     oracle.predict(list(f))
     smact_valid(np.array(f, dtype=object))

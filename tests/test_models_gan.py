@@ -4,21 +4,27 @@ import torch
 
 from wbg_core.composition import counts_to_onehot, encode_counts
 from wbg_core.models import load_gan
-from wbg_core.models.gan import Critic, Generator, gradient_penalty
+from wbg_core.models.gan import ARCHS, GANConfig, gradient_penalty, load, train
 
 
-def test_generator_and_critic_shapes():
-    g, d = Generator(), Critic()
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_generator_and_critic_shapes(arch):
+    gen_cls, critic_cls = ARCHS[arch]
+    g, d = gen_cls().eval(), critic_cls()
     x = g(torch.randn(6, 128))
     assert x.shape == (6, 87, 8) and float(x.min()) >= 0 and float(x.max()) <= 1
     assert d(x).shape == (6,)
+    if arch == "dense":  # a distribution over absent + 8 counts per element: rows sum to at most 1
+        assert float(x.sum(dim=-1).max()) <= 1 + 1e-5
 
 
-def test_critic_steps_separate_real_from_generated(bandgaps):
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_critic_steps_separate_real_from_generated(bandgaps, arch):
     torch.manual_seed(0)
     counts = encode_counts(bandgaps["formula"][bandgaps["encodable"]].iloc[:128].to_numpy(dtype=object)).counts
     real = torch.from_numpy(counts_to_onehot(counts))
-    g, d = Generator().eval(), Critic()
+    gen_cls, critic_cls = ARCHS[arch]
+    g, d = gen_cls().eval(), critic_cls()
     opt = torch.optim.Adam(d.parameters(), lr=1e-3, betas=(0.5, 0.9))
     with torch.no_grad():
         fake = g(torch.randn(128, 128))
@@ -46,3 +52,18 @@ def test_shipped_generator_matches_its_card_slice():
     _, valid = gan.sample_counts(5000, seed=7)
     assert float(valid.mean()) == pytest.approx(gan.card["metrics"]["slice_seed7_5000_valid_fraction"], abs=1e-9)
     assert gan.card["metrics"]["valid_fraction"] > 0.5
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_tiny_training_writes_a_loadable_checkpoint_of_its_architecture(tmp_path, arch):
+    card = train(tmp_path / "gan", GANConfig(epochs=1, batch_size=64, arch=arch), torch.device("cpu"), limit=640)
+    gan = load(tmp_path / "gan")
+    assert type(gan.gen).__name__ == gan.config["class"] == ARCHS[arch][0].__name__
+    assert gan.config["train"]["arch"] == arch and card["epochs"] == 1
+    assert len(card["history"]) == 1 and np.isfinite(card["history"][0]["critic_loss"])
+    assert gan.sample_probs(10, seed=1).shape == (10, 87, 8)
+
+
+def test_unknown_architecture_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown GAN architecture"):
+        train(tmp_path / "gan", GANConfig(epochs=1, arch="rnn"), torch.device("cpu"), limit=64)

@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: settings, 2)")
     p.add_argument("--limit", type=int, default=None, help="train on the first N rows only (smoke tests)")
     p.add_argument("--members", type=int, default=None, help="oracle ensemble size (default 5)")
+    p.add_argument("--gan-arch", choices=("dense", "conv"), default="dense",
+                   help="generator architecture: dense (shipped) or conv (MATGAN's layers); see docs/models.md")
     p.add_argument("--json", action="store_true", help="print the resulting card(s) as JSON")
     p.set_defaults(handler=_train)
 
@@ -58,7 +60,7 @@ def _train(args) -> int:
         else:
             from ..models.gan import GANConfig, train
 
-            cfg = GANConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+            cfg = GANConfig(seed=args.seed, arch=args.gan_arch, **({"epochs": args.epochs} if args.epochs else {}))
             cards[name] = train(target, cfg, device, command=command, limit=args.limit)
         print(f"{name}: {cards[name].get('metrics')}", file=sys.stderr)
     if args.json:
