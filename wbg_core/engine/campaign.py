@@ -38,6 +38,22 @@ VERSION = 1
 Progress = Callable[[float, str], None] | None
 
 
+
+def _triage(ids, decoded, known: set, seen: set) -> tuple[list[tuple[int, str | None]], int, int]:
+    """Decodes in order, minus duplicates of known or already-seen formulas (seen grows):
+    (kept (id, formula or None for an invalid decode), valid decodes, duplicates)."""
+    kept: list[tuple[int, str | None]] = []
+    n_valid = n_dup = 0
+    for i, f in zip(ids, decoded):
+        if f is not None:
+            n_valid += 1
+            if f in known or f in seen:
+                n_dup += 1
+                continue
+            seen.add(f)
+        kept.append((int(i), f))
+    return kept, n_valid, n_dup
+
 class CampaignError(ValueError):
     """Bad campaign input or state; the message says what to fix."""
 
@@ -291,21 +307,10 @@ class Campaign:
             dec = ae.decode(cands[idx], rule=cfg.decode_rule)
             dec_s += time.perf_counter() - td
             attempts = len(idx)
-            rows = []
-            seen: set = set()
-            for j, f in enumerate(dec):
-                if f is None:
-                    rows.append((idx[j], "", False))
-                    continue
-                valid_n += 1
-                if f in known or f in seen:
-                    dup += 1
-                    continue
-                seen.add(f)
-                rows.append((idx[j], f, True))
-            pick_idx = np.array([i for i, _, _ in rows], np.int64)
-            formulas = [f for _, f, _ in rows]
-            valid = np.array([v for _, _, v in rows], bool)
+            kept, valid_n, dup = _triage(idx, dec, known, set())
+            pick_idx = np.array([i for i, _ in kept], np.int64)
+            formulas = [f or "" for _, f in kept]
+            valid = np.array([f is not None for _, f in kept], bool)
         else:
             # decode the UCB-ranked candidates in chunks until q new valid formulas are in
             # hand (x3 for the batch rule to choose among), then kriging believer on those.
@@ -320,16 +325,12 @@ class Campaign:
                 dec = ae.decode(cands[ids], rule=cfg.decode_rule)
                 dec_s += time.perf_counter() - td
                 attempts += len(ids)
-                for i, f in zip(ids, dec):
-                    if f is None:
-                        continue
-                    valid_n += 1
-                    if f in known or f in seen:
-                        dup += 1
-                        continue
-                    seen.add(f)
-                    pool_idx.append(int(i))
-                    pool_f.append(f)
+                kept, n_valid, n_dup = _triage(ids, dec, known, seen)
+                valid_n, dup = valid_n + n_valid, dup + n_dup
+                for i, f in kept:
+                    if f is not None:
+                        pool_idx.append(i)
+                        pool_f.append(f)
                 if len(pool_idx) >= want:
                     break
             pool_idx_a = np.array(pool_idx, np.int64)
