@@ -36,17 +36,17 @@ class PageInfo:
 
 # every page but Home, in sidebar order (app.py builds st.navigation and the home links from it)
 PAGES = [
-    PageInfo("pages/1_Latent_explorer.py", "Latent explorer", ":material/scatter_plot:", "Latent_explorer",
+    PageInfo("app_pages/1_Latent_explorer.py", "Latent explorer", ":material/scatter_plot:", "Latent_explorer",
              "the map of all formulas, decoding and interpolation"),
-    PageInfo("pages/2_Oracle.py", "Oracle", ":material/bolt:", "Oracle",
+    PageInfo("app_pages/2_Oracle.py", "Oracle", ":material/bolt:", "Oracle",
              "band gap ± uncertainty of any formulas, with known neighbours"),
-    PageInfo("pages/3_Active_learning.py", "Active learning", ":material/autorenew:", "Active_learning",
+    PageInfo("app_pages/3_Active_learning.py", "Active learning", ":material/autorenew:", "Active_learning",
              "GP + UCB campaigns in the latent space"),
-    PageInfo("pages/4_Band_gap_window.py", "Band-gap window", ":material/filter_alt:", "Band_gap_window",
+    PageInfo("app_pages/4_Band_gap_window.py", "Band-gap window", ":material/filter_alt:", "Band_gap_window",
              "screen generated formulas for a gap window"),
-    PageInfo("pages/5_Structures.py", "Structures", ":material/deployed_code:", "Structures",
+    PageInfo("app_pages/5_Structures.py", "Structures", ":material/deployed_code:", "Structures",
              "template structures in 3D, CHGNet, CIF downloads"),
-    PageInfo("pages/6_Models.py", "Models", ":material/monitoring:", "Models",
+    PageInfo("app_pages/6_Models.py", "Models", ":material/monitoring:", "Models",
              "model cards, diagnostics, retraining"),
 ]
 

@@ -22,10 +22,10 @@ def need_models():
 
 
 def app(page: str | None = None, query: dict | None = None):
-    """An AppTest of app.py (page None) or pages/<page>.py, with URL query parameters."""
+    """An AppTest of app.py (page None) or app_pages/<page>.py, with URL query parameters."""
     from streamlit.testing.v1 import AppTest
 
-    path = ROOT / ("app.py" if page is None else f"pages/{page}.py")
+    path = ROOT / ("app.py" if page is None else f"app_pages/{page}.py")
     at = AppTest.from_file(str(path), default_timeout=TIMEOUT)
     for k, v in (query or {}).items():
         at.query_params[k] = v

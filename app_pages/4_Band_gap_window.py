@@ -122,6 +122,6 @@ with left:
         if c1.button(f"Send {len(chosen)} selected to Structures", disabled=not chosen, key="send"):
             ac.send_candidates(chosen)
             st.session_state["struct_formula"] = chosen[0]
-            st.switch_page("pages/5_Structures.py")
+            st.switch_page("app_pages/5_Structures.py")
         c2.download_button("Download the table (CSV)", cand.to_csv(index=False).encode(), "window_candidates.csv",
                            "text/csv", key="dl_cand")
