@@ -5,6 +5,7 @@ Pages stay thin: they lay out widgets and call wbg_core (computing lives in wbg_
 """
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from dataclasses import dataclass
@@ -65,7 +66,8 @@ def _active() -> dict:
 
 
 def runs_dir() -> Path:
-    return ROOT / "runs" / "app_train"
+    """Where retraining from the Models page writes (WBG_APP_RUNS_DIR, else runs/app_train/): never models/."""
+    return Path(os.environ.get("WBG_APP_RUNS_DIR") or ROOT / "runs" / "app_train")
 
 
 def active_label() -> str:
@@ -174,6 +176,29 @@ def latent_map(show: bool = True):
 def latent_map_of(directory: str) -> dict:
     """The latent map of one autoencoder directory (cached; raises when it cannot be loaded)."""
     return _latent_map(directory)
+
+
+@st.cache_resource
+def training_jobs() -> list:
+    """Training jobs started from the Models page of this server (wbg_core.app_support.TrainJob), oldest first."""
+    return []
+
+
+def adopt_finished_job() -> None:
+    """When the newest training job has ended with a checkpoint, the whole app switches to its set
+    (once; app.py calls this on every run, so it happens whichever page is open)."""
+    from wbg_core.app_support import job_running
+    from wbg_core.models import MODEL_NAMES
+
+    jobs = training_jobs()
+    if not jobs:
+        return
+    job = jobs[-1]
+    if getattr(job, "switched", False) or job_running(job.pid):
+        return
+    job.switched = True
+    if any((job.out / m / "card.json").exists() for m in MODEL_NAMES):
+        set_active(job.out.name, job.out)
 
 
 # ---------------------------------------------------------------- per-session state

@@ -25,10 +25,13 @@ ac.page("Models", "📈")
 sets = checkpoint_sets(get_settings().models_dir, ac.runs_dir())
 labels = list(sets)
 cur = ac.active_label() if ac.active_label() in sets else "shipped"
+if st.session_state.get("_set_shown") != cur or st.session_state.get("set") not in labels:
+    # the selector follows the set in use when it changed elsewhere (a finished job, another session)
+    st.session_state["set"] = st.session_state["_set_shown"] = cur
 c1, c2 = st.columns([3, 1])
 with c1:
-    choice = st.selectbox("Checkpoint set used by the whole app", labels, index=labels.index(cur), key="set",
-                          help="'shipped' is models/; others were trained from this page (runs/app_train/). "
+    choice = st.selectbox("Checkpoint set used by the whole app", labels, key="set",
+                          help="'shipped' is models/; others were trained from this page (Retrain tab). "
                                "A set that lacks a model falls back to the shipped one.")
 with c2:
     st.write("")
@@ -41,9 +44,14 @@ dirs = ac.model_dirs()
 status = {m["model"]: m for m in model_status(dirs)}
 
 
+for s_ in status.values():  # missing or broken checkpoints, whichever tab is open
+    if not s_["ok"]:
+        st.error(f"{s_['model']}: {s_['error']}")
+
+
 @st.cache_data(show_spinner="Evaluating the oracle on the test split…", max_entries=4)
 def _oracle_eval(directory: str, limit: int):
-    return oracle_test_predictions(ac.oracle(show=False), limit=limit)
+    return oracle_test_predictions(ac.oracle(show=False), limit=limit, data=ac.bandgaps())
 
 
 @st.cache_data(show_spinner="Sampling the generator…", max_entries=4)
@@ -54,7 +62,7 @@ def _gan_freq(directory: str, n: int):
 def _card(name: str):
     s = status[name]
     if not s["ok"]:
-        st.error(f"{name}: {s['error']}")
+        st.caption(f"No usable {name} checkpoint (see the error above).")
         return None
     card = read_card(dirs[name])
     cols = st.columns(max(len(s["metrics"]), 1) + 1)
@@ -83,9 +91,11 @@ def _card(name: str):
     return card
 
 
-tab_or, tab_ae, tab_gan, tab_train = st.tabs(["Oracle", "Autoencoder", "Generator", "Retrain"])
+# only the open tab runs (the oracle's test evaluation is the slow part); ?tab=Retrain opens that one
+tab_or, tab_ae, tab_gan, tab_train = st.tabs(["Oracle", "Autoencoder", "Generator", "Retrain"], key="tab",
+                                             bind="query-params")
 with tab_or:
-    if _card("oracle") is not None:
+    if tab_or.open is not False and _card("oracle") is not None:
         n = st.select_slider("Test formulas to evaluate", [500, 1000, 3000, 10000], value=1000, key="n_test")
         try:
             ev = _oracle_eval(str(dirs["oracle"]), n)
@@ -117,7 +127,7 @@ with tab_or:
                                          showlegend=False))
                 st.plotly_chart(fig, width="stretch")
 with tab_ae:
-    card = _card("autoencoder")
+    card = _card("autoencoder") if tab_ae.open is not False else None
     if card is not None:
         m = card.get("metrics") or {}
         rates = {k: v for k, v in m.items() if isinstance(v, float) and v <= 1}
@@ -126,7 +136,7 @@ with tab_ae:
                          title="Reconstruction and decode validity")
             st.plotly_chart(fig, width="stretch")
 with tab_gan:
-    if _card("gan") is not None:
+    if tab_gan.open is not False and _card("gan") is not None:
         n = st.select_slider("Generated samples", [1000, 5000, 20000], value=5000, key="n_gan")
         try:
             freq = _gan_freq(str(dirs["gan"]), n).head(40)
@@ -140,14 +150,13 @@ with tab_gan:
 
 
 # ---------------------------------------------------------------- retraining
-@st.cache_resource
-def _jobs() -> list:
-    return []
+_jobs = ac.training_jobs
 
 
-with tab_train:
-    st.caption("Runs `wbg train` as a background process writing to a new folder of `runs/app_train/`; "
-               "the shipped checkpoints stay available in the set selector above.")
+def _retrain_tab() -> None:
+    st.caption(f"Runs `wbg train` as a background process writing to a new folder of `{ac.runs_dir()}` "
+               "(never to `models/`); the shipped checkpoints stay available in the set selector above. "
+               "A quick test: 1 epoch on a few hundred rows.")
     with st.form("train"):
         a, b, c, d = st.columns(4)
         model = a.selectbox("Model", ["autoencoder", "oracle", "gan", "all"], key="train_model")
@@ -178,14 +187,22 @@ with tab_train:
         st.markdown(f"**{job.model}** on `{job.device}` → `{job.out}` · "
                     f"{'running' if running else 'finished'}")
         st.progress(min(frac or 0.0, 1.0), text=f"{100 * (frac or 0):.0f}% of the current model's epochs")
-        st.code(log or "(no output yet)", language="text")
+        st.code(log or "(no output yet)", language="text", wrap_lines=True)
         if not running:
+            if not getattr(job, "switched", False):
+                ac.adopt_finished_job()
+                st.rerun()  # the whole page: the set selector and the cards show the new set
             ok = any((job.out / m / "card.json").exists() for m in ("autoencoder", "oracle", "gan"))
-            if ok and not getattr(job, "switched", False):
-                ac.set_active(job.out.name, job.out)
-                job.switched = True
+            if ok and ac.active_label() == job.out.name:
                 st.success(f"Finished: the app now uses `{job.out.name}` (switch back to 'shipped' above).")
-            elif not ok:
+            elif ok:
+                st.success(f"Finished: `{job.out.name}` is in the set selector above.")
+            else:
                 st.error("The job ended without writing a checkpoint; see its log above.")
 
     _follow()
+
+
+with tab_train:
+    if tab_train.open is not False:
+        _retrain_tab()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -48,12 +49,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, log_path: Path) -> subprocess.Popen:
+def start_server(port: int, log_path: Path, env: dict | None = None) -> subprocess.Popen:
     log = open(log_path, "w")
     return subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, start_new_session=True)
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
@@ -100,11 +109,7 @@ def server(tmp_path_factory):
         wait_healthy(url, proc)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
 
 
 @pytest.fixture(scope="session")
@@ -125,6 +130,18 @@ def page(browser):
     ctx.close()
 
 
+def _shot(page, name: str) -> None:
+    """Screenshot of the whole page: Streamlit scrolls inside stMain, so the viewport is made as
+    tall as its content for the shot (then put back)."""
+    size = page.viewport_size
+    height = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                           " return m ? m.scrollHeight : document.body.scrollHeight; }")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 40, 8000))})
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")  # relaid out
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
 def _open(page, server, name: str, query: str = "", selector: str = '[data-testid="stMain"] h1') -> None:
     page.goto(f"{server}/{PAGES[name]}{query}", timeout=LONG)
     wait_idle(page, selector)
@@ -132,11 +149,18 @@ def _open(page, server, name: str, query: str = "", selector: str = '[data-testi
         '[data-testid="stException"]').first.inner_text()
 
 
+def _sidebar_labels(page) -> list[str]:
+    return [a.inner_text().strip().split("\n")[-1] for a in page.locator('[data-testid="stSidebarNav"] a').all()]
+
+
 def test_every_page_opens(page, server):
     for name in PAGES:
         _open(page, server, name)
-        page.screenshot(path=str(ARTIFACTS / f"page_{name}.png"), full_page=True)
+        _shot(page, f"page_{name}")
         assert page.locator("h1").first.inner_text().strip()
+        # st.navigation's titles, whichever page the session opened on
+        assert _sidebar_labels(page) == ["Home", "Latent explorer", "Oracle", "Active learning", "Band-gap window",
+                                         "Structures", "Models"]
 
 
 def test_oracle_prediction(page, server):
@@ -150,7 +174,7 @@ def test_oracle_prediction(page, server):
     gap = float(value.split()[0])
     assert 0 <= gap < 15
     assert "formula=CaF2" in page.url
-    page.screenshot(path=str(ARTIFACTS / "oracle_CaF2.png"), full_page=True)
+    _shot(page, "oracle_CaF2")
 
 
 def test_window_screening_structure_cif_and_zip(page, server):
@@ -160,7 +184,7 @@ def test_window_screening_structure_cif_and_zip(page, server):
     page.get_by_role("button", name="Screen", exact=True).click()
     page.wait_for_selector('text=Funnel', timeout=LONG)
     wait_idle(page)
-    page.screenshot(path=str(ARTIFACTS / "window_screened.png"), full_page=True)
+    _shot(page, "window_screened")
     formula = "SrYF5"
     dl = page.get_by_role("button", name="Download the table (CSV)")
     if dl.count():
@@ -174,7 +198,7 @@ def test_window_screening_structure_cif_and_zip(page, server):
     _open(page, server, "structures", f"?formula={formula}", selector=".js-plotly-plot")
     # the 3D scene: plotly draws it into a WebGL container of the chart
     page.wait_for_selector(".js-plotly-plot .gl-container", state="attached", timeout=LONG)
-    page.screenshot(path=str(ARTIFACTS / "structure.png"), full_page=True)
+    _shot(page, "structure")
     with page.expect_download() as d:
         page.get_by_role("button", name="Download CIF").click()
     cif = Path(d.value.path()).read_text()
@@ -189,3 +213,107 @@ def test_window_screening_structure_cif_and_zip(page, server):
     names = z.namelist()
     assert "index.csv" in names and any(n.endswith(".cif") for n in names)
     Structure.from_str(z.read(next(n for n in names if n.endswith(".cif"))).decode(), fmt="cif")
+
+
+def _select_rows(page, table, rows: list[int]) -> None:
+    """Tick rows of an st.dataframe with row selection (a canvas grid: click its checkbox column)."""
+    table.wait_for(state="visible")
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    header = row = 35  # px: Streamlit's default header and row heights
+    for i in rows:
+        page.mouse.click(box["x"] + 18, box["y"] + header + row * i + row / 2)
+
+
+def test_window_candidates_sent_to_structures(page, server):
+    """Screen a small pool, tick two candidates, send them: the structure page opens on the first
+    one (3D scene drawn) and its zip covers both."""
+    _open(page, server, "window", "?gap_min=0.5&gap_max=8")
+    samples = page.locator('input[type="range"][aria-label="Generator samples"]')
+    samples.focus()
+    page.keyboard.press("Home")  # the smallest pool
+    assert samples.get_attribute("aria-valuetext") == "2000"
+    page.get_by_role("button", name="Screen", exact=True).click()
+    page.wait_for_selector('text=Funnel: generated 2,000', timeout=LONG)
+    wait_idle(page)
+    with page.expect_download() as d:
+        page.get_by_role("button", name="Download the table (CSV)").click()
+    table = pd.read_csv(d.value.path(), keep_default_na=False)
+    assert len(table) >= 2, "the small screening should pass at least two candidates"
+    wait_idle(page)  # a download reruns the page
+    _select_rows(page, page.locator('[data-testid="stDataFrame"]').first, [0, 1])
+    send = page.get_by_role("button", name="Send 2 selected to Structures")
+    send.wait_for(timeout=LONG)
+    wait_idle(page)
+    _shot(page, "window_selected")
+    send.click()
+
+    page.wait_for_url("**/Structures*", timeout=LONG)
+    page.wait_for_selector(".js-plotly-plot .gl-container", state="attached", timeout=LONG)
+    wait_idle(page, '[data-testid="stMain"] h1:has-text("Structures")')
+    assert page.locator('[data-testid="stException"]').count() == 0
+    first, second = table["formula"].iloc[0], table["formula"].iloc[1]
+    assert page.get_by_label("Formula", exact=True).input_value() == first
+    assert f"formula={first}" in page.url
+    assert page.get_by_text("Candidates sent from screening").count() == 1
+    zip_note = page.get_by_text("Zip: the best structure of each of").inner_text()
+    assert first in zip_note and second in zip_note
+    _shot(page, "structures_sent")
+
+
+def _choose(page, label: str, option: str) -> None:
+    page.get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_models_retrain_and_switch_sets(browser, tmp_path):
+    """Retrain a tiny autoencoder from the Models page (1 epoch, 300 rows, CPU) on a server of its
+    own whose runs folder is a temp dir; follow the log to the end; the app switches to the new set,
+    back to the shipped one, and to the new one again from the selector. models/ is not touched."""
+    _require_browser()
+    from wbg_core.settings import get_settings
+
+    shipped = Path(get_settings().models_dir) / "autoencoder"  # the model retrained here
+    before = {p: p.stat().st_mtime_ns for p in shipped.rglob("*") if p.is_file()}
+    runs = tmp_path / "runs"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_server(port, ARTIFACTS / "streamlit_retrain.log",
+                        env={"WBG_APP_RUNS_DIR": str(runs), "WBG_CAMPAIGNS_DIR": str(tmp_path / "campaigns")})
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    try:
+        wait_healthy(url, proc)
+        _open(page, url, "models", "?tab=Retrain")  # the open tab only runs: no oracle evaluation here
+        assert page.get_by_role("tab", name="Retrain").get_attribute("aria-selected") == "true"
+        page.get_by_text("cpu", exact=True).click()
+        page.get_by_label("Epochs (0: the model's default)").fill("1")
+        page.get_by_label("Rows (0: all)").fill("300")
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_text(re.compile(r"autoencoder on cpu → ")).wait_for(timeout=LONG)  # followed live
+        _shot(page, "models_training")
+        page.get_by_text("Finished: the app now uses").wait_for(timeout=LONG)
+        wait_idle(page)
+        _shot(page, "models_retrained")
+        sets = [d for d in runs.iterdir() if d.is_dir()]
+        assert len(sets) == 1 and (sets[0] / "autoencoder" / "card.json").exists()
+        new = sets[0].name
+        assert "--out " + str(sets[0]) in (sets[0] / "train.log").read_text()
+        page.wait_for_selector(f"text=In use: {new}", timeout=LONG)
+
+        _choose(page, "Checkpoint set used by the whole app", "shipped")
+        page.get_by_role("button", name="Use this set").click()
+        page.wait_for_selector("text=In use: shipped", timeout=LONG)
+        _choose(page, "Checkpoint set used by the whole app", new)
+        page.get_by_role("button", name="Use this set").click()
+        page.wait_for_selector(f"text=In use: {new}", timeout=LONG)
+        wait_idle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        _choose(page, "Checkpoint set used by the whole app", "shipped")
+        page.get_by_role("button", name="Use this set").click()
+        page.wait_for_selector("text=In use: shipped", timeout=LONG)
+    finally:
+        ctx.close()
+        stop_server(proc)
+    after = {p: p.stat().st_mtime_ns for p in shipped.rglob("*") if p.is_file()}
+    assert after == before, "retraining from the app must not write into models/autoencoder"

@@ -346,12 +346,15 @@ def model_status(dirs: dict[str, Path] | Path | None = None) -> list[dict]:
 
 # ---------------------------------------------------------------- model-card figures
 
-def oracle_test_predictions(oracle, limit: int | None = 3000, seed: int | None = None) -> pd.DataFrame:
-    """formula, band_gap (MP), band_gap_mean, band_gap_std on the test split (first `limit` rows)."""
+def oracle_test_predictions(oracle, limit: int | None = 3000, seed: int | None = None,
+                            data: pd.DataFrame | None = None) -> pd.DataFrame:
+    """formula, band_gap (MP), band_gap_mean, band_gap_std on the test split (first `limit` rows).
+    `data`: the MP table when the caller already holds it (loading it parses every formula)."""
     from .data import load_bandgaps, split
     from .settings import get_settings
 
-    parts = split(load_bandgaps(), seed=get_settings().split_seed if seed is None else seed)
+    parts = split(load_bandgaps() if data is None else data,
+                  seed=get_settings().split_seed if seed is None else seed)
     test = parts["test"]
     if limit:
         test = test.iloc[:limit]
