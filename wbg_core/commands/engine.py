@@ -58,8 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=["oracle", "forest"], default="oracle",
                    help="screening model: the oracle, or a random forest trained on the train split or --campaign")
     p.add_argument("--campaign", type=Path, help="with --model forest: train it on this campaign's seeds + AL labels")
-    p.add_argument("--generator", choices=["gan", "ae"], default="ae",
-                   help="candidate source: decoded points of the autoencoder's latent box (default while the shipped GAN is under-trained) or the GAN (the paper's route)")
+    p.add_argument("--generator", choices=["gan", "ae"], default="gan",
+                   help="candidate source: the GAN (the paper's route, default) or decoded points of the autoencoder's latent box")
     p.add_argument("--top", type=int, default=None)
     p.add_argument("--output", type=Path, help="write the ranked candidates as CSV")
     p.add_argument("--json", action="store_true")
@@ -72,8 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=int, default=1000, help="AL proposals per repeat")
     p.add_argument("--pool", type=int, default=200_000, help="generator samples in the fixed pool")
     p.add_argument("--models", default="rf,roost", help="screening models: rf, roost")
-    p.add_argument("--generator", choices=["gan", "ae"], default="ae",
-                   help="pool source: the GAN (paper) or decoded points of the autoencoder's latent box")
+    p.add_argument("--generator", choices=["gan", "ae"], default="gan",
+                   help="pool source: the GAN (paper, default) or decoded points of the autoencoder's latent box")
     p.add_argument("--invalid", choices=["skip", "penalty"], default="skip")
     p.add_argument("--test-limit", type=int, default=None, help="subsample the test split for MAE")
     p.add_argument("--no-doc", action="store_true", help="do not write docs/experiments*")

@@ -47,7 +47,7 @@ class ExperimentConfig:
     invalid: str = "skip"
     pool: int = 200_000  # generator samples for the fixed pool
     pool_seed: int = 2021
-    generator: str = "gan"  # "ae": decoded latent-box points, while the GAN is mode-collapsed
+    generator: str = "gan"  # the paper's MATGAN route; "ae": decoded points of the latent box
     wide_gap: float = 6.0
     max_atoms: int = 7
     max_elements: int = 3
