@@ -121,7 +121,9 @@ with left:
         c1, c2 = st.columns(2)
         if c1.button(f"Send {len(chosen)} selected to Structures", disabled=not chosen, key="send"):
             ac.send_candidates(chosen)
+            # the structure page opens on the first one, shown as picked in its candidate list
             st.session_state["struct_formula"] = chosen[0]
+            st.session_state["cand_pick"] = st.session_state["_last_pick"] = chosen[0]
             st.switch_page("app_pages/5_Structures.py")
         c2.download_button("Download the table (CSV)", cand.to_csv(index=False).encode(), "window_candidates.csv",
                            "text/csv", key="dl_cand")

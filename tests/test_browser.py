@@ -255,7 +255,7 @@ def test_window_candidates_sent_to_structures(page, server):
     first, second = table["formula"].iloc[0], table["formula"].iloc[1]
     assert page.get_by_label("Formula", exact=True).input_value() == first
     assert f"formula={first}" in page.url
-    assert page.get_by_text("Candidates sent from screening").count() == 1
+    assert page.get_by_role("combobox", name="Candidates sent from screening").input_value() == first
     zip_note = page.get_by_text("Zip: the best structure of each of").inner_text()
     assert first in zip_note and second in zip_note
     _shot(page, "structures_sent")
