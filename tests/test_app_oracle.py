@@ -25,6 +25,7 @@ def test_many_formulas_with_bad_rows():
     assert list(good["formula"]) == ["NaCl", "CaF2", "SrYF5"]
     assert good["band_gap_mean"].notna().all()
     assert bool(good.loc[good["formula"] == "NaCl", "in_data"].iloc[0])
+    assert "nan" not in good["mp_id"].astype(str).tolist()  # CaF2's bundled row has no MP id: None, not "nan"
     bad = at.dataframe[1].value
     assert list(bad["input"]) == ["Xx2O", "((("]
     assert bad["error"].str.len().gt(0).all()

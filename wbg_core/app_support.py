@@ -73,7 +73,8 @@ class KnownData:
         if i is None:
             return None, None
         row = self.table.iloc[i]
-        return float(row["band_gap"]), str(row["material_id"])
+        mid = row["material_id"]  # some bundled rows have no MP id
+        return float(row["band_gap"]), (str(mid) if isinstance(mid, str) and mid else None)
 
     @property
     def cdfs(self) -> np.ndarray:
