@@ -302,13 +302,18 @@ def save_result(result: dict, directory: Path = RESULTS_DIR) -> Path:
     return path
 
 
-def _pm(summary: dict, key: str, pct: bool = False, digits: int = 2) -> str:
-    if key not in summary:
+def _pm(rows: list[dict], key: str, pct: bool = False, digits: int = 2) -> str:
+    """mean +- std over the repeats where the metric is defined (a precision is undefined
+    when the model's list is empty), saying how many those were."""
+    vals = np.array([row[key] for row in rows if key in row], dtype=float)
+    if not len(vals):
         return "-"
-    m, s = summary[key]
-    if pct:
-        return f"{100 * m:.1f}% +- {100 * s:.1f}"
-    return f"{m:.{digits}f} +- {s:.{digits}f}"
+    ok = ~np.isnan(vals)
+    if not ok.any():
+        return "undefined: empty list in every repeat"
+    m, sd = float(vals[ok].mean()), float(vals[ok].std(ddof=1)) if ok.sum() > 1 else 0.0
+    text = f"{100 * m:.1f}% +- {100 * sd:.1f}" if pct else f"{m:.{digits}f} +- {sd:.{digits}f}"
+    return text if ok.all() else f"{text} ({ok.sum()} of {len(vals)} repeats; the others: empty list)"
 
 
 def results_markdown(directory: Path = RESULTS_DIR) -> str:
@@ -320,7 +325,7 @@ def results_markdown(directory: Path = RESULTS_DIR) -> str:
             out.append(f"### {name}\n\nNot run yet (`python -m wbg_core experiment {name}`).\n")
             continue
         r = json.loads(path.read_text())
-        s, c, ref, paper = r["summary"], r["config"], r["reference"], r["paper"]
+        s, c, ref, paper = r["repeats"], r["config"], r["reference"], r["paper"]
         n = len(r["repeats"])
         out.append(f"### {name}\n")
         out.append(f"Run {r['date']}, {n} repeat(s), {r['wall_s']:.0f} s; fixed pool: {ref['pool_samples']:,} "
@@ -342,7 +347,7 @@ def results_markdown(directory: Path = RESULTS_DIR) -> str:
                 ("best AL gap (eV)", _pm(s, "al_best_gap"), "-"),
                 ("best AL gap minus best seed gap (eV)", _pm(s, "al_max_gap_reached_over_seeds"), "-")]
         for kind, label in (("rf", "RF"), ("roost", "Roost")):
-            if f"{kind}_bs_mae" not in s:
+            if not any(f"{kind}_bs_mae" in row for row in s):
                 continue
             rows += [
                 (f"{label} BS test MAE (eV)", _pm(s, f"{kind}_bs_mae", digits=3), "-"),
