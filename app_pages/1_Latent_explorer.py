@@ -123,8 +123,10 @@ def _decode_panel(default) -> None:
     """Decoding reruns only this panel: the map above is not sent again."""
     st.subheader("Decode a point of the map")
     lo, hi = xy.min(axis=0), xy.max(axis=0)
-    px = st.number_input("x (PC1)", value=float(round(default[0], 3)), step=0.1, key="px")
-    py = st.number_input("y (PC2)", value=float(round(default[1], 3)), step=0.1, key="py")
+    if "px" not in st.session_state:  # first view: the widest-gap formula; later the first selected point
+        st.session_state["px"], st.session_state["py"] = (float(round(v, 3)) for v in default)
+    px = st.number_input("x (PC1)", step=0.1, key="px")
+    py = st.number_input("y (PC2)", step=0.1, key="py")
     if st.button("Decode", key="decode"):
         res = decode_map_points(ae, orc, lm, [[px, py]])
         r = res.iloc[0]
@@ -160,7 +162,11 @@ def _interpolate_panel() -> None:
             st.rerun()
 
 
+if sel and st.session_state.get("_sel_first") != sel[0]:
+    # a new selection: the decode panel moves to its first point (the inputs are keyed widgets)
+    st.session_state["_sel_first"] = sel[0]
+    st.session_state["px"], st.session_state["py"] = (float(round(v, 3)) for v in xy[sel[0]])
 with c1:
-    _decode_panel(xy[np.argmax(gaps)] if len(sel) == 0 else xy[sel[0]])
+    _decode_panel(xy[np.argmax(gaps)])
 with c2:
     _interpolate_panel()

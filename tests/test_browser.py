@@ -317,3 +317,32 @@ def test_models_retrain_and_switch_sets(browser, tmp_path):
         stop_server(proc)
     after = {p: p.stat().st_mtime_ns for p in shipped.rglob("*") if p.is_file()}
     assert after == before, "retraining from the app must not write into models/autoencoder"
+
+
+def test_explorer_box_selection_lists_points(page, server):
+    """Box-select a patch of the WebGL map: the points in it are listed (one trace per gap bin
+    maps back to the formulas)."""
+    _open(page, server, "explorer")
+    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=LONG)
+    plot = page.locator(".js-plotly-plot").first
+    plot.hover()
+    page.locator('.modebar-btn[data-title="Box Select"]').first.click()
+    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + box["width"] * 0.1, y0 + box["height"] * 0.1, steps=8)
+    page.mouse.up()
+    sel = page.evaluate("() => { const s = (document.querySelector('.js-plotly-plot').layout.selections || [])[0];"
+                        " return s ? [Math.min(s.x0, s.x1), Math.max(s.x0, s.x1)] : null; }")
+    heading = page.get_by_text(re.compile(r"^Selected \(\d+\)$"))
+    heading.wait_for(timeout=LONG)
+    wait_idle(page)
+    assert int(re.search(r"\d+", heading.inner_text()).group()) > 0
+    # the decode panel moved to the first selected point, inside the box
+    x = float(page.get_by_label("x (PC1)").input_value())
+    assert sel is not None and sel[0] - 0.01 <= x <= sel[1] + 0.01, (x, sel)
+    page.get_by_role("button", name="Decode", exact=True).click()
+    page.locator('[data-testid="stAlert"]').first.wait_for(timeout=LONG)  # a formula or "does not decode"
+    assert page.locator('[data-testid="stException"]').count() == 0
+    _shot(page, "explorer_selected")
