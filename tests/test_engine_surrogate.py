@@ -62,3 +62,36 @@ def test_candidates_stay_in_the_box():
     c = candidate_latents(np.random.default_rng(0), lo, hi, x, y, 500)
     assert c.shape == (500, x.shape[1])
     assert (c >= lo - 1e-6).all() and (c <= hi + 1e-6).all()
+
+
+@pytest.mark.parametrize("poison_at", [0, 3])
+def test_a_diverging_hyperparameter_step_is_undone_not_fatal(monkeypatch, poison_at):
+    import torch
+
+    real_adam = torch.optim.Adam
+
+    class PoisonedAdam(real_adam):
+        """Adam whose step number poison_at writes NaN into every parameter."""
+
+        calls = 0
+
+        def step(self, closure=None):
+            out = super().step(closure)
+            if PoisonedAdam.calls == poison_at:
+                with torch.no_grad():
+                    for group in self.param_groups:
+                        for p in group["params"]:
+                            p.fill_(float("nan"))
+            PoisonedAdam.calls += 1
+            return out
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(120, 4))
+    y = np.sin(z[:, 0]) + 0.05 * rng.normal(size=120)
+    monkeypatch.setattr(torch.optim, "Adam", PoisonedAdam)
+    gp = GPSurrogate(z.min(0), z.max(0), fit_steps=10)
+    hyper = gp.fit(z, y)
+    assert PoisonedAdam.calls == poison_at + 1  # the fit stopped at the poisoned step
+    assert all(np.isfinite([hyper.lengthscale, hyper.outputscale, hyper.noise, hyper.constant, hyper.neg_mll]))
+    mean, std = gp.predict(z[:10])
+    assert np.isfinite(mean).all() and np.isfinite(std).all()
