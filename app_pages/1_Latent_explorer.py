@@ -83,7 +83,8 @@ ok = placed[placed["error"].isna()] if len(placed) else placed
 if len(ok):
     overlays.append(go.Scattergl(x=ok["x"], y=ok["y"], mode="markers", text=ok["formula"], name="placed",
                                  hovertemplate="%{text} (placed)<extra></extra>",
-                                 marker=dict(symbol="star", size=16, color="#e4572e", line=dict(width=1, color="white"))))
+                                 marker=dict(symbol="star", size=16, color="#e4572e",
+                                             line=dict(width=1, color="white"))))
 interp = st.session_state.get("interp")
 if isinstance(interp, pd.DataFrame) and len(interp):
     overlays.append(go.Scattergl(x=interp["x"], y=interp["y"], mode="lines+markers", name="interpolation",
