@@ -27,8 +27,8 @@ def test_exp4_defaults_to_low_gap_seeds():
 
 @pytest.mark.slow
 def test_one_small_repeat_end_to_end(tmp_path):
-    cfg = ExperimentConfig(name="exp4", repeats=1, n_seeds=40, budget=20, batch_size=10, pool=3000,
-                           models=("rf",), test_limit=300, generator="ae")
+    cfg = ExperimentConfig(name="exp4", repeats=1, n_seeds=40, budget=20, batch_size=10, pool=60_000,
+                           models=("rf",), test_limit=300, generator="gan")
     res = run_experiment(cfg)
     row = res["repeats"][0]
     assert row["seeds"] == 40 and row["seed_max_gap"] < 3.0
@@ -37,6 +37,9 @@ def test_one_small_repeat_end_to_end(tmp_path):
         rec = row[f"rf_{tag}_recovery"]
         # NaN only when the small pool's Exp 1 list is empty
         assert (0 <= rec <= 1) if res["reference"]["list_size"] else np.isnan(rec)
+        top_k = row[f"rf_{tag}_recovery_top_k"]
+        if res["reference"]["list_size"] and row[f"rf_{tag}_list"] <= res["reference"]["list_size"]:
+            assert rec <= top_k <= 1  # a list no longer than K lies inside the model's top K
         assert 0 < row[f"rf_{tag}_mae"] < 3
     assert res["summary"]["valid_proposals"][1] == 0.0  # one repeat: std 0
     save_result(res, tmp_path)
