@@ -46,7 +46,7 @@ def _base_map(directory: str):
     top = float(edges[-1])
     colours = sample_colorscale("Viridis", [(i + 0.5) / N_BINS for i in range(N_BINS)])
     traces = [go.Scattergl(x=bxy[ix, 0], y=bxy[ix, 1], mode="markers", name="MP formulas", legendgroup="mp",
-                           showlegend=i == 0, marker=dict(size=3, color=colours[i], opacity=0.7),
+                           showlegend=i == 0, marker=dict(size=2.5, color=colours[i], opacity=0.75),
                            text=bname[ix].tolist(), customdata=np.round(bgap[ix], 2),
                            hovertemplate="%{text}<br>gap %{customdata:.2f} eV<extra></extra>")
               for i, ix in enumerate(bins)]
