@@ -18,8 +18,8 @@ st.caption("Sample a generator, keep compositions that pass the filters, label t
            "(normal with the model's mean and σ).")
 
 GENERATORS = {
-    "autoencoder latent sampling (diverse)": ac.latent_sampler,
-    "GAN (MATGAN-style; the shipped one is under-trained)": ac.gan,
+    "GAN (the paper's MATGAN route)": ac.gan,
+    "autoencoder latent sampling (the AL search space)": ac.latent_sampler,
 }
 
 lo0, hi0 = ac.qp_float("gap_min", 3.0), ac.qp_float("gap_max", 5.0)
