@@ -15,6 +15,10 @@ def test_small_screening_from_a_shared_window():
     assert not at.error, [e.value for e in at.error]
     assert "Funnel" in texts(at)
     assert at.query_params.get("gap_min") in ("0.5", ["0.5"])
+    from wbg_core.composition import reduced_formula
+
+    cand = at.session_state["screen_result"]["cand"]
+    assert len(cand) and all(reduced_formula(f) == f for f in cand["formula"])  # S2O4 would be SO2
 
 
 def test_conflicting_filters_are_reported():
