@@ -48,3 +48,19 @@ def test_empty_structure_is_a_clear_error():
 
     with pytest.raises(SceneError, match="no sites"):
         structure_figure(Structure(Lattice.cubic(3), [], []))
+
+
+@pytest.mark.parametrize("mp_id", ["mp-22862", "mp-2133"])  # rock salt (cubic), ZnO (hexagonal)
+def test_atoms_sit_inside_the_drawn_unit_cell(mp_id):
+    import numpy as np
+
+    pool = load_structures()
+    fig = structure_figure(pool.structure(pool.index_of(mp_id)), bonds=False)
+    cell = next(t for t in fig.data if t.name == "unit cell")
+    corners = np.array([(x, y, z) for x, y, z in zip(cell.x, cell.y, cell.z) if x is not None], float)
+    atoms = np.concatenate([np.column_stack([t.x, t.y, t.z]) for t in fig.data
+                            if t.type == "scatter3d" and t.mode == "markers"]).astype(float)
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    # the cell and the atoms share one frame: every atom (images on faces and corners
+    # included) lies in the cell's bounding box
+    assert (atoms >= lo - 0.05).all() and (atoms <= hi + 0.05).all()  # 0.05 A: image atoms on a face

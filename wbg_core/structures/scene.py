@@ -28,7 +28,9 @@ def _walk(scene, origin=np.zeros(3)):
     from crystal_toolkit.core.scene import Scene
 
     if isinstance(scene, Scene):
-        o = np.asarray(scene.origin if scene.origin is not None else (0, 0, 0), dtype=float)
+        # nested scenes translate like three.js groups: a child's origin is relative to its
+        # parent's, and a child without one sits at its parent's (the cell lines do)
+        o = origin + np.asarray(scene.origin if scene.origin is not None else (0, 0, 0), dtype=float)
         for child in scene.contents:
             yield from _walk(child, o)
     else:
