@@ -111,3 +111,13 @@ def test_pool_rows_are_reduced_formulas():
     pool = generate_pool(3000, seed=0, cfg=cfg)
     assert len(pool) > 100
     assert (np.gcd.reduce(pool.astype(int), axis=1) == 1).all()  # H4Cl2 and H2Cl are one candidate
+
+
+def test_given_pool_rows_are_reduced_before_novelty_and_deduplication():
+    from wbg_core.composition import encode_counts
+
+    rows = encode_counts(["S2O4", "SO2", "H4Cl2"]).counts  # S2O4 is SO2 (in MP); H4Cl2 is H2Cl
+    df = screen(ScreenConfig(min_gap=0.0, p_threshold=0.0, max_atoms=None, max_elements=None), pool_counts=rows)
+    assert sorted(df["formula"]) == ["H2Cl", "SO2"]
+    assert not df.set_index("formula").loc["SO2", "novel"]
+    assert df.attrs["funnel"]["unique"] == 2

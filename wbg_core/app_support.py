@@ -544,10 +544,7 @@ def screen_window(gan, model, *, min_gap: float | None, max_gap: float | None, p
     cfg = ScreenConfig(min_gap=0.0, max_gap=None, p_threshold=1e-300, **kw).validate()
     cb(0.0, f"sampling {pool:,} compositions from the generator")
     counts, valid = gan.sample_counts(pool, seed=seed)
-    rows = counts[valid]
-    # a decoded matrix stands for a reduced formula (S2O4 is SO2, known to MP), as in the
-    # engine's own generate_pool; screen(pool_counts=...) takes the rows as given
-    rows = (rows // np.maximum(np.gcd.reduce(rows, axis=1, keepdims=True), 1)).astype(rows.dtype)
+    rows = counts[valid]  # screen() reduces them (S2O4 is SO2, known to MP)
     cb(0.3, f"{int(valid.sum()):,} decoded; screening")
     allp = screen(cfg, progress_callback=lambda f, m: cb(0.3 + 0.7 * f, m), model=model, pool_counts=rows)
     funnel = dict(allp.attrs.get("funnel", {}))

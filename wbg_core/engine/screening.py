@@ -149,6 +149,11 @@ def filter_counts(counts: np.ndarray, cfg: ScreenConfig) -> np.ndarray:
     return keep
 
 
+def _reduce_rows(counts: np.ndarray) -> np.ndarray:
+    """A count row stands for a reduced formula: H4Cl2 is H2Cl, one candidate."""
+    return (counts // np.maximum(np.gcd.reduce(counts, axis=1, keepdims=True), 1)).astype(np.int8)
+
+
 def _unique_rows(counts: np.ndarray) -> np.ndarray:
     if len(counts) == 0:
         return counts
@@ -188,9 +193,7 @@ def generate_pool(n: int, seed: int, cfg: ScreenConfig | None = None, progress_c
         n_valid += int(v.sum())
         stage["decode"] = stage.get("decode", 0.0) + time.perf_counter() - t
         t = time.perf_counter()
-        c = c[v]
-        # a decoded matrix stands for a reduced formula: H4Cl2 is H2Cl, one candidate
-        c = (c // np.maximum(np.gcd.reduce(c, axis=1, keepdims=True), 1)).astype(np.int8)
+        c = _reduce_rows(c[v])
         if cfg is not None:
             c = c[filter_counts(c, cfg)]
         n_struct += len(c)
@@ -221,7 +224,7 @@ def screen(cfg: ScreenConfig, progress_callback: Progress = None, model=None, po
         pool = generate_pool(cfg.pool, cfg.seed, cfg, cb, stage, funnel)
     else:
         t = time.perf_counter()
-        pc = np.asarray(pool_counts, np.int8)
+        pc = _reduce_rows(np.asarray(pool_counts, np.int8))
         funnel["generated"] = funnel["decoded_valid"] = len(pc)
         pc = pc[filter_counts(pc, cfg)]
         funnel["structure_filter"] = len(pc)
