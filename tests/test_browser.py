@@ -215,14 +215,22 @@ def test_window_screening_structure_cif_and_zip(page, server):
     Structure.from_str(z.read(next(n for n in names if n.endswith(".cif"))).decode(), fmt="cif")
 
 
-def _select_rows(page, table, rows: list[int]) -> None:
-    """Tick rows of an st.dataframe with row selection (a canvas grid: click its checkbox column)."""
-    table.wait_for(state="visible")
-    table.scroll_into_view_if_needed()
-    box = table.bounding_box()
+def _select_rows(page, table, rows: list[int], counter: str | None = None) -> None:
+    """Tick rows of an st.dataframe with row selection (a canvas grid: click its checkbox column).
+
+    Each tick reruns the page, which can move the grid: after every click wait for the rerun
+    (counter: a text with {n}, the number ticked so far, that the page shows) and measure the
+    grid again before the next click."""
     header = row = 35  # px: Streamlit's default header and row heights
-    for i in rows:
+    for n, i in enumerate(rows, start=1):
+        table.wait_for(state="visible")
+        table.scroll_into_view_if_needed()
+        wait_idle(page)
+        box = table.bounding_box()
         page.mouse.click(box["x"] + 18, box["y"] + header + row * i + row / 2)
+        if counter:
+            page.get_by_text(counter.format(n=n)).wait_for(timeout=LONG)
+        wait_idle(page)
 
 
 def test_window_candidates_sent_to_structures(page, server):
@@ -241,7 +249,7 @@ def test_window_candidates_sent_to_structures(page, server):
     table = pd.read_csv(d.value.path(), keep_default_na=False)
     assert len(table) >= 2, "the small screening should pass at least two candidates"
     wait_idle(page)  # a download reruns the page
-    _select_rows(page, page.locator('[data-testid="stDataFrame"]').first, [0, 1])
+    _select_rows(page, page.locator('[data-testid="stDataFrame"]').first, [0, 1], counter="Send {n} selected to Structures")
     send = page.get_by_role("button", name="Send 2 selected to Structures")
     send.wait_for(timeout=LONG)
     wait_idle(page)
