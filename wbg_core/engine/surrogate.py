@@ -144,7 +144,7 @@ class GPSurrogate:
             opt = torch.optim.Adam(model.parameters(), lr=self.lr)
             loss = torch.tensor(float("nan"))
             # An Adam step can throw the hyper-parameters where the kernel matrix is not
-            # positive definite or NaN (seen once in 10 x 50 rounds of Exp 2). Keep the last
+            # positive definite or NaN (seen in Exp 2 and Exp 4, once each in 10 x 50 rounds). Keep the last
             # parameters that gave a finite likelihood and stop there instead of crashing.
             good = {k: v.detach().clone() for k, v in model.state_dict().items()}
             for _ in range(steps):
