@@ -62,3 +62,15 @@ def test_reconstruct_and_generate(tmp_path):
 def test_train_rejects_bad_arguments(capsys):
     assert main(["train", "oracle", "--epochs", "0"]) == 2
     assert "--epochs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "autoencoder", "--member", "1"], "--member applies to the oracle"),
+    (["train", "oracle", "--substitute", "0.5"], "autoencoder only"),
+    (["train", "autoencoder", "--substitute", "1.5"], "between 0 and 1"),
+    (["train", "autoencoder", "--init-from", "/nonexistent/ae"], "no model.safetensors"),
+    (["train", "oracle", "--member", "7", "--limit", "50"], "member 7 is out of range"),
+])
+def test_train_names_the_bad_option(capsys, argv, message):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

@@ -109,3 +109,31 @@ def test_shipped_decoder_paths_decode_the_same_formulas():
     ref_formulas[~ref_ok] = None
     same = np.mean(ae.decode(z) == ref_formulas)
     assert same > 0.999  # float rounding may flip a probability sitting at exactly 0.5
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
+def test_substitution_keeps_the_stoichiometry_and_swaps_elements(bandgaps, fraction):
+    from wbg_core.models.autoencoder import substitute_elements
+
+    counts = encode_counts(bandgaps["formula"][bandgaps["encodable"]].iloc[:2000].to_numpy(dtype=object)).counts
+    pool = np.flatnonzero((counts > 0).any(axis=0))
+    out = substitute_elements(counts, fraction, np.random.default_rng(0), pool)
+    assert out.shape == counts.shape and out is not counts
+    # each row keeps its multiset of counts, so its number of elements and atoms
+    assert np.array_equal(np.sort(out, axis=1), np.sort(counts, axis=1))
+    changed = (out != counts).any(axis=1)
+    assert changed.mean() == pytest.approx(fraction, abs=0.05)
+    assert set(np.flatnonzero(out.any(axis=0))) <= set(pool)  # only elements of the pool come in
+
+
+def test_warm_start_begins_from_the_given_checkpoint(tmp_path):
+    device = pick_device("cpu")
+    train(tmp_path / "a", AEConfig(epochs=1, batch_size=64), device, limit=300)
+    card = train(tmp_path / "b", AEConfig(epochs=1, batch_size=64, substitute=0.5, init_from=str(tmp_path / "a")), device, limit=300)
+    assert card["initialised_from"]["epochs"] == 1
+    assert card["hyper_parameters"]["substitute"] == 0.5
+    # starting from a trained model, its first epoch is far below a fresh model's
+    fresh = load(tmp_path / "a").card["history"][0]["train_bce"]
+    assert card["history"][0]["train_bce"] < 0.5 * fresh
+    with pytest.raises(ModelError, match="differ"):
+        train(tmp_path / "c", AEConfig(epochs=1, channels=(32, 128), init_from=str(tmp_path / "a")), device, limit=100)

@@ -80,3 +80,23 @@ def test_corrupt_oracle_checkpoint_is_named(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(ModelError, match="model.safetensors"):
         load(tmp_path)
+
+
+def test_members_trained_in_separate_runs_assemble_to_the_same_ensemble(tmp_path):
+    cfg = OracleConfig(members=2, epochs=1)
+    whole = train(tmp_path / "whole", cfg, pick_device("cpu"), limit=300)
+    for k in (1, 0):  # any order, as parallel processes would finish
+        part = train(tmp_path / "parts", cfg, pick_device("cpu"), limit=300, only_member=k)
+        assert part["member"] == k and part["epochs"] == 1
+    assert not (tmp_path / "parts" / "model.safetensors").exists()  # nothing assembled yet
+    assembled = train(tmp_path / "parts", cfg, pick_device("cpu"), limit=300)
+    assert assembled["history"] == whole["history"]
+    a, b = load(tmp_path / "whole"), load(tmp_path / "parts")
+    for ma, mb in zip(a.members, b.members):
+        for (k, va), (_, vb) in zip(ma.state_dict().items(), mb.state_dict().items()):
+            assert torch.equal(va, vb), k
+
+
+def test_a_member_outside_the_ensemble_is_refused(tmp_path):
+    with pytest.raises(ModelError, match="member 5 is out of range"):
+        train(tmp_path, OracleConfig(members=5, epochs=1), pick_device("cpu"), limit=100, only_member=5)

@@ -21,6 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: settings, 2)")
     p.add_argument("--limit", type=int, default=None, help="train on the first N rows only (smoke tests)")
     p.add_argument("--members", type=int, default=None, help="oracle ensemble size (default 5)")
+    p.add_argument("--substitute", type=float, default=None,
+                   help="autoencoder: fraction of each batch with elements swapped for random others "
+                        "(default 0, the paper's training; see docs/models.md)")
+    p.add_argument("--lr", type=float, default=None, help="autoencoder: Adam learning rate (default 1e-3, the paper's)")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="autoencoder: start from this checkpoint directory's weights (cited in the card)")
+    p.add_argument("--member", type=int, default=None,
+                   help="oracle: train only this ensemble member's resume state (run members in parallel "
+                        "processes, then once without --member to assemble the ensemble)")
     p.add_argument("--gan-arch", choices=("dense", "conv"), default="dense",
                    help="generator architecture: dense (shipped) or conv (MATGAN's layers); see docs/models.md")
     p.add_argument("--json", action="store_true", help="print the resulting card(s) as JSON")
@@ -34,6 +43,10 @@ def _train(args) -> int:
 
     if args.epochs is not None and args.epochs < 1:
         raise UserError("--epochs must be at least 1")
+    if args.member is not None and args.model != "oracle":
+        raise UserError("--member applies to the oracle's ensemble only")
+    if (args.substitute is not None or args.init_from is not None or args.lr is not None) and args.model != "autoencoder":
+        raise UserError("--substitute, --init-from and --lr apply to the autoencoder only")
     set_torch_threads(args.threads)
     try:
         device = pick_device(args.device)
@@ -48,15 +61,33 @@ def _train(args) -> int:
         if name == "autoencoder":
             from ..models.autoencoder import AEConfig, train
 
-            cfg = AEConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+            kw = {"epochs": args.epochs} if args.epochs else {}
+            if args.lr is not None:
+                if not args.lr > 0:
+                    raise UserError("--lr must be positive")
+                kw["lr"] = args.lr
+            if args.substitute is not None:
+                if not 0 <= args.substitute <= 1:
+                    raise UserError("--substitute must be a fraction between 0 and 1")
+                kw["substitute"] = args.substitute
+            if args.init_from is not None:
+                if not (args.init_from / "model.safetensors").exists():
+                    raise UserError(f"--init-from {args.init_from}: no model.safetensors there")
+                kw["init_from"] = str(args.init_from)
+            cfg = AEConfig(seed=args.seed, **kw)
             cards[name] = train(target, cfg, device, command=command, limit=args.limit)
         elif name == "oracle":
+            from ..models.checkpoint import ModelError
             from ..models.oracle import OracleConfig, train
 
             kw = {"epochs": args.epochs} if args.epochs else {}
             if args.members:
                 kw["members"] = args.members
-            cards[name] = train(target, OracleConfig(seed=args.seed, **kw), device, command=command, limit=args.limit)
+            try:
+                cards[name] = train(target, OracleConfig(seed=args.seed, **kw), device, command=command,
+                                    limit=args.limit, only_member=args.member)
+            except ModelError as exc:
+                raise UserError(str(exc)) from exc
         else:
             from ..models.gan import GANConfig, train
 

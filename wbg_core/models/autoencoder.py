@@ -40,6 +40,31 @@ class AEConfig:
     batch_size: int = 256  # the paper's 128; 256 halves the CPU time per epoch
     epochs: int = 30
     seed: int = 0
+    # Fraction of each batch whose elements are swapped for random other elements (counts
+    # kept): the decoder then has to read each element from the code instead of recalling
+    # the training formulas it co-occurred with, which is why unseen test formulas lost an
+    # element (docs/models.md). 0 is the paper's training.
+    substitute: float = 0.0
+    # Warm start: a checkpoint directory whose weights begin this run (its card is cited).
+    init_from: str | None = None
+
+
+def substitute_elements(counts: np.ndarray, fraction: float, rng: np.random.Generator,
+                        pool: np.ndarray) -> np.ndarray:
+    """A copy of `counts` (N, 87) where a `fraction` of the rows have each element replaced,
+    with probability 1/2 and at least one per row, by a random element of `pool` that the
+    row does not hold; the stoichiometry is kept."""
+    out = counts.copy()
+    for r in np.flatnonzero(rng.random(len(out)) < fraction):
+        present = np.flatnonzero(out[r])
+        swap = present[rng.random(len(present)) < 0.5]
+        if not len(swap):
+            swap = present[rng.integers(len(present), size=1)]
+        free = np.setdiff1d(pool, present, assume_unique=True)
+        new = rng.choice(free, size=len(swap), replace=False)
+        out[r, new] = out[r, swap]
+        out[r, swap] = 0
+    return out
 
 
 class ConvAutoencoder(nn.Module):
@@ -217,9 +242,17 @@ def train(out: Path, cfg: AEConfig, device: torch.device, command: str | None = 
         counts = {k: v[:limit] for k, v in counts.items()}
     x_train = torch.from_numpy(counts_to_onehot(counts["train"])).to(device)
     x_val = torch.from_numpy(counts_to_onehot(counts["val"])).to(device)
+    pool = np.flatnonzero((counts["train"] > 0).any(axis=0))  # elements substitution may bring in
 
     torch.manual_seed(cfg.seed)
     net = ConvAutoencoder(cfg.latent_dim, tuple(cfg.channels)).to(device)
+    init_card = None
+    if cfg.init_from:
+        start = load(Path(cfg.init_from))
+        if start.config["kwargs"] != {"latent_dim": cfg.latent_dim, "channels": list(cfg.channels)}:
+            raise ModelError(f"{cfg.init_from}: its layers {start.config['kwargs']} differ from this run's")
+        net.load_state_dict(start.net.state_dict())
+        init_card = {k: start.card.get(k) for k in ("command", "git_commit", "epochs", "wall_time_s", "hyper_parameters")}
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     signature = {"model": NAME, **asdict(cfg), "data": sha, "limit": limit}
     signature.pop("epochs")  # a longer run resumes a shorter one
@@ -237,8 +270,12 @@ def train(out: Path, cfg: AEConfig, device: torch.device, command: str | None = 
         rng = seed_epoch(cfg.seed, epoch)
         net.train()
         tot, n = 0.0, 0
+        sub_rng = np.random.default_rng([cfg.seed, epoch, 1])
         for idx in batches(len(x_train), cfg.batch_size, rng):
-            xb = x_train[torch.from_numpy(idx).to(device)]
+            if cfg.substitute > 0:
+                xb = torch.from_numpy(counts_to_onehot(substitute_elements(counts["train"][idx], cfg.substitute, sub_rng, pool))).to(device)
+            else:
+                xb = x_train[torch.from_numpy(idx).to(device)]
             with autocast(device):
                 loss = _bce_sum(net(xb, noise=cfg.latent_noise).float(), xb)
             opt.zero_grad(set_to_none=True)
@@ -266,6 +303,8 @@ def train(out: Path, cfg: AEConfig, device: torch.device, command: str | None = 
     card = card_base(NAME, device, cfg.seed, cfg.epochs, asdict(cfg), sha, command)
     card["wall_time_s"] = round(state.elapsed_s, 1)
     card["history"] = state.history
+    if init_card:
+        card["initialised_from"] = init_card
     model = Autoencoder(net, config, card)
     card["metrics"] = evaluate(model, counts["test"], counts["train"], n_random=500 if limit else 2000)
     latent_map = build_latent_map(model, df.iloc[:limit] if limit else df)

@@ -296,8 +296,15 @@ def _fit_std_scale(err: np.ndarray, std: np.ndarray) -> float:
 LOSSES = {"robust_l1": robust_l1, "l1_with_std": l1_with_std}
 
 
-def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | None = None, limit: int | None = None) -> dict:
-    """Train each member on the full train split (all gaps); resumable per member and epoch."""
+def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | None = None, limit: int | None = None,
+          only_member: int | None = None) -> dict:
+    """Train each member on the full train split (all gaps); resumable per member and epoch.
+
+    `only_member` trains that member's resume state and stops, so members can train in parallel
+    processes (one core each); a later run without it finds them finished and assembles the ensemble.
+    """
+    if only_member is not None and not 0 <= only_member < cfg.members:
+        raise ModelError(f"member {only_member} is out of range: the ensemble has members 0-{cfg.members - 1}")
     from ..data import load_bandgaps, split
     from ..data.registry import load_registry
     from .training import TrainState, Timer, autocast, card_base, progress, seed_epoch
@@ -323,6 +330,8 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
     z_tr, w_tr, y_tr = feats["train"]
     n_el = (z_tr > 0).sum(axis=1)
     for k in range(cfg.members):
+        if only_member is not None and k != only_member:
+            continue
         mdir = out / f"member_{k}"
         torch.manual_seed(cfg.seed * 1000 + k)
         net = RoostGap(emb.clone(), **{**kwargs, "out_hidden": tuple(cfg.out_hidden)}).to(device)
@@ -373,6 +382,8 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
         members.append(net.cpu().eval())
         timer_total += state.elapsed_s
         histories.append(state.history)
+    if only_member is not None:
+        return {"member": only_member, "epochs": state.epoch, "best_val_mae": state.best, "elapsed_s": round(state.elapsed_s, 1)}
     config = {"class": "RoostGapEnsemble", "members": cfg.members, "kwargs": kwargs, "train": asdict(cfg)}
     oracle = Oracle(members, config, {})
     # Calibrate the ensemble std on the validation split (one scale factor), judge on test.
