@@ -285,10 +285,12 @@ def train(out: Path, cfg: AEConfig, device: torch.device, command: str | None = 
             n += len(idx)
         net.eval()
         with torch.no_grad():
-            vl = sum(_bce_sum(net(x_val[s:s + 4096]).float(), x_val[s:s + 4096]).item() * len(x_val[s:s + 4096])
-                     for s in range(0, len(x_val), 4096)) / len(x_val)
+            val_logits = torch.cat([net(x_val[s:s + 4096]).float() for s in range(0, len(x_val), 4096)])
+            vl = _bce_sum(val_logits, x_val).item()
         state.epoch = epoch + 1
-        state.history.append({"epoch": epoch + 1, "train_bce": tot / n, "val_bce": vl})
+        val_counts, val_ok = onehot_to_counts(torch.sigmoid(val_logits).cpu().numpy())
+        val_rec = float(np.mean(val_ok & (val_counts == counts["val"]).all(axis=1)))
+        state.history.append({"epoch": epoch + 1, "train_bce": tot / n, "val_bce": vl, "val_reconstruction": val_rec})
         if vl < state.best:
             state.best = vl
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
