@@ -111,13 +111,13 @@ def test_shipped_decoder_paths_decode_the_same_formulas():
     assert same > 0.999  # float rounding may flip a probability sitting at exactly 0.5
 
 
-@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
-def test_substitution_keeps_the_stoichiometry_and_swaps_elements(bandgaps, fraction):
+@pytest.mark.parametrize("fraction, within", [(0.0, 0), (0.5, 0), (1.0, 0), (0.5, 4)])
+def test_substitution_keeps_the_stoichiometry_and_swaps_elements(bandgaps, fraction, within):
     from wbg_core.models.autoencoder import substitute_elements
 
     counts = encode_counts(bandgaps["formula"][bandgaps["encodable"]].iloc[:2000].to_numpy(dtype=object)).counts
     pool = np.flatnonzero((counts > 0).any(axis=0))
-    out = substitute_elements(counts, fraction, np.random.default_rng(0), pool)
+    out = substitute_elements(counts, fraction, np.random.default_rng(0), pool, within)
     assert out.shape == counts.shape and out is not counts
     # each row keeps its multiset of counts, so its number of elements and atoms
     assert np.array_equal(np.sort(out, axis=1), np.sort(counts, axis=1))
@@ -137,3 +137,28 @@ def test_warm_start_begins_from_the_given_checkpoint(tmp_path):
     assert card["history"][0]["train_bce"] < 0.5 * fresh
     with pytest.raises(ModelError, match="differ"):
         train(tmp_path / "c", AEConfig(epochs=1, channels=(32, 128), init_from=str(tmp_path / "a")), device, limit=100)
+
+
+def test_near_substitution_stays_close_on_the_pettifor_scale():
+    from pymatgen.core import Element
+
+    from wbg_core.composition import counts_to_formulas
+    from wbg_core.composition.elements import VOCAB
+    from wbg_core.models.autoencoder import substitute_elements
+
+    counts = encode_counts(["NaCl"] * 400).counts
+    pool = np.array([i for i, e in enumerate(VOCAB) if e != "He"])
+    out = counts_to_formulas(substitute_elements(counts, 1.0, np.random.default_rng(0), pool, within=2))
+    order = sorted((e for e in VOCAB if e != "He"), key=lambda e: Element(e).mendeleev_no)
+    near_na = set(order[order.index("Na") - 2: order.index("Na") + 3])
+    near_cl = set(order[order.index("Cl") - 2: order.index("Cl") + 3])
+    for f in out:
+        a, b = _elements(f)
+        assert {a, b} != {"Na", "Cl"}
+        assert (a in near_na and b in near_cl) or (b in near_na and a in near_cl), f
+
+
+def _elements(formula):
+    from pymatgen.core import Composition
+
+    return [str(e) for e in Composition(formula).elements]

@@ -45,26 +45,50 @@ class AEConfig:
     # the training formulas it co-occurred with, which is why unseen test formulas lost an
     # element (docs/models.md). 0 is the paper's training.
     substitute: float = 0.0
+    # 0: a substitute may be any element; k > 0: only one of the k nearest on Pettifor's
+    # chemical scale (Mendeleev number) either side, so substituted formulas stay chemical.
+    substitute_within: int = 0
     # Warm start: a checkpoint directory whose weights begin this run (its card is cited).
     init_from: str | None = None
 
 
 def substitute_elements(counts: np.ndarray, fraction: float, rng: np.random.Generator,
-                        pool: np.ndarray) -> np.ndarray:
+                        pool: np.ndarray, within: int = 0) -> np.ndarray:
     """A copy of `counts` (N, 87) where a `fraction` of the rows have each element replaced,
     with probability 1/2 and at least one per row, by a random element of `pool` that the
-    row does not hold; the stoichiometry is kept."""
+    row does not hold (with `within` > 0: one of the `within` pool elements nearest on the
+    Pettifor scale either side, any pool element when all of those are taken); the
+    stoichiometry is kept."""
     out = counts.copy()
+    order = pool[np.argsort([_mendeleev_number(i) for i in pool], kind="stable")] if within else pool
+    rank = {int(e): r for r, e in enumerate(order)}
     for r in np.flatnonzero(rng.random(len(out)) < fraction):
         present = np.flatnonzero(out[r])
         swap = present[rng.random(len(present)) < 0.5]
         if not len(swap):
             swap = present[rng.integers(len(present), size=1)]
-        free = np.setdiff1d(pool, present, assume_unique=True)
-        new = rng.choice(free, size=len(swap), replace=False)
-        out[r, new] = out[r, swap]
-        out[r, swap] = 0
+        taken = set(present.tolist())
+        for el in swap:
+            if within and int(el) in rank:
+                k = rank[int(el)]
+                near = [int(e) for e in order[max(0, k - within): k + within + 1] if int(e) not in taken]
+            else:
+                near = []
+            free = near or [int(e) for e in pool if int(e) not in taken]
+            new = free[rng.integers(len(free))]
+            taken.add(new)
+            out[r, new] = out[r, el]
+            out[r, el] = 0
     return out
+
+
+@lru_cache(maxsize=None)
+def _mendeleev_number(index: int) -> float:
+    from pymatgen.core import Element
+
+    from ..composition.elements import VOCAB
+
+    return float(Element(VOCAB[index]).mendeleev_no or 0)
 
 
 class ConvAutoencoder(nn.Module):
@@ -273,7 +297,7 @@ def train(out: Path, cfg: AEConfig, device: torch.device, command: str | None = 
         sub_rng = np.random.default_rng([cfg.seed, epoch, 1])
         for idx in batches(len(x_train), cfg.batch_size, rng):
             if cfg.substitute > 0:
-                xb = torch.from_numpy(counts_to_onehot(substitute_elements(counts["train"][idx], cfg.substitute, sub_rng, pool))).to(device)
+                xb = torch.from_numpy(counts_to_onehot(substitute_elements(counts["train"][idx], cfg.substitute, sub_rng, pool, cfg.substitute_within))).to(device)
             else:
                 xb = x_train[torch.from_numpy(idx).to(device)]
             with autocast(device):
