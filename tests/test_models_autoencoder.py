@@ -162,3 +162,26 @@ def _elements(formula):
     from pymatgen.core import Composition
 
     return [str(e) for e in Composition(formula).elements]
+
+
+def test_oxidation_substitution_keeps_anions_anions_and_cations_cations():
+    from pymatgen.core import Composition, Element
+
+    from wbg_core.composition import counts_to_formulas
+    from wbg_core.composition.elements import VOCAB
+    from wbg_core.models.autoencoder import substitute_elements
+
+    # (formula, anion's count, anion's charge): the count tells which element took which place
+    cases = [("Al2O3", 3, -2), ("Li3N", 1, -3), ("MgCl2", 2, -1)]
+    counts = encode_counts([f for f, _, _ in cases] * 100).counts
+    pool = np.array([i for i, e in enumerate(VOCAB) if e != "He"])
+    out = counts_to_formulas(substitute_elements(counts, 1.0, np.random.default_rng(0), pool, oxidation=True))
+    for (before, n_anion, charge), after in zip(cases * 100, out):
+        amounts = Composition(after).get_el_amt_dict()
+        assert after != before and sorted(amounts.values()) == sorted(Composition(before).get_el_amt_dict().values())
+        for el, n in amounts.items():
+            states = Element(el).common_oxidation_states
+            if n == n_anion:
+                assert min(states) == charge, (before, after)
+            else:
+                assert min(states) > 0, (before, after)

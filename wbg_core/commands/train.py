@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default 0, the paper's training; see docs/models.md)")
     p.add_argument("--substitute-within", type=int, default=None,
                    help="autoencoder: substitutes only among the K nearest elements on Pettifor's scale (default 0: any)")
+    p.add_argument("--substitute-oxidation", action="store_true",
+                   help="autoencoder: substitutes share a common oxidation state with the element they replace")
     p.add_argument("--lr", type=float, default=None, help="autoencoder: Adam learning rate (default 1e-3, the paper's)")
     p.add_argument("--init-from", type=Path, default=None,
                    help="autoencoder: start from this checkpoint directory's weights (cited in the card)")
@@ -47,7 +49,7 @@ def _train(args) -> int:
         raise UserError("--epochs must be at least 1")
     if args.member is not None and args.model != "oracle":
         raise UserError("--member applies to the oracle's ensemble only")
-    if (args.substitute is not None or args.substitute_within is not None or args.init_from is not None or args.lr is not None) and args.model != "autoencoder":
+    if (args.substitute is not None or args.substitute_within is not None or args.substitute_oxidation or args.init_from is not None or args.lr is not None) and args.model != "autoencoder":
         raise UserError("--substitute, --init-from and --lr apply to the autoencoder only")
     set_torch_threads(args.threads)
     try:
@@ -76,6 +78,8 @@ def _train(args) -> int:
                 if args.substitute_within < 0:
                     raise UserError("--substitute-within must be 0 or more")
                 kw["substitute_within"] = args.substitute_within
+            if args.substitute_oxidation:
+                kw["substitute_oxidation"] = True
             if args.init_from is not None:
                 if not (args.init_from / "model.safetensors").exists():
                     raise UserError(f"--init-from {args.init_from}: no model.safetensors there")

@@ -48,20 +48,22 @@ class AEConfig:
     # 0: a substitute may be any element; k > 0: only one of the k nearest on Pettifor's
     # chemical scale (Mendeleev number) either side, so substituted formulas stay chemical.
     substitute_within: int = 0
+    # Substitutes share a common oxidation state with the element they replace (pymatgen's
+    # common_oxidation_states), so charge-balanced formulas mostly stay charge-balanced.
+    substitute_oxidation: bool = False
     # Warm start: a checkpoint directory whose weights begin this run (its card is cited).
     init_from: str | None = None
 
 
 def substitute_elements(counts: np.ndarray, fraction: float, rng: np.random.Generator,
-                        pool: np.ndarray, within: int = 0) -> np.ndarray:
+                        pool: np.ndarray, within: int = 0, oxidation: bool = False) -> np.ndarray:
     """A copy of `counts` (N, 87) where a `fraction` of the rows have each element replaced,
     with probability 1/2 and at least one per row, by a random element of `pool` that the
-    row does not hold (with `within` > 0: one of the `within` pool elements nearest on the
-    Pettifor scale either side, any pool element when all of those are taken); the
-    stoichiometry is kept."""
+    row does not hold; the stoichiometry is kept. `oxidation`: only elements sharing a common
+    oxidation state with the one replaced; `within` > 0: only the 2 x `within` of those
+    nearest on the Pettifor scale. Any free pool element when all candidates are taken."""
     out = counts.copy()
-    order = pool[np.argsort([_mendeleev_number(i) for i in pool], kind="stable")] if within else pool
-    rank = {int(e): r for r, e in enumerate(order)}
+    cands = _substitutes(tuple(int(e) for e in pool), within, oxidation)
     for r in np.flatnonzero(rng.random(len(out)) < fraction):
         present = np.flatnonzero(out[r])
         swap = present[rng.random(len(present)) < 0.5]
@@ -69,17 +71,39 @@ def substitute_elements(counts: np.ndarray, fraction: float, rng: np.random.Gene
             swap = present[rng.integers(len(present), size=1)]
         taken = set(present.tolist())
         for el in swap:
-            if within and int(el) in rank:
-                k = rank[int(el)]
-                near = [int(e) for e in order[max(0, k - within): k + within + 1] if int(e) not in taken]
-            else:
-                near = []
-            free = near or [int(e) for e in pool if int(e) not in taken]
+            free = [e for e in cands.get(int(el), ()) if e not in taken] or [int(e) for e in pool if int(e) not in taken]
             new = free[rng.integers(len(free))]
             taken.add(new)
             out[r, new] = out[r, el]
             out[r, el] = 0
     return out
+
+
+@lru_cache(maxsize=8)
+def _substitutes(pool: tuple[int, ...], within: int, oxidation: bool) -> dict[int, tuple[int, ...]]:
+    """Candidate substitutes per element (by vocabulary index), nearest on the Pettifor scale first."""
+    from pymatgen.core import Element
+
+    from ..composition.elements import VOCAB
+
+    order = sorted(pool, key=_mendeleev_number)
+    rank = {e: r for r, e in enumerate(order)}
+    ox = {e: set(Element(VOCAB[e]).common_oxidation_states) for e in pool}
+    out = {}
+    for e in pool:
+        c = [p for p in pool if p != e and (not oxidation or _same_role(ox[e], ox[p]))]
+        c.sort(key=lambda p: (abs(rank[p] - rank[e]), rank[p]))
+        out[e] = tuple(c[: 2 * within] if within else c)
+    return out
+
+
+def _same_role(a: set, b: set) -> bool:
+    """Anions by anions of the same lowest charge, cations by cations sharing a state."""
+    if not a or not b:
+        return not a
+    if min(a) < 0:
+        return min(a) == min(b)
+    return min(b) > 0 and bool(a & b)
 
 
 @lru_cache(maxsize=None)
@@ -297,7 +321,7 @@ def train(out: Path, cfg: AEConfig, device: torch.device, command: str | None = 
         sub_rng = np.random.default_rng([cfg.seed, epoch, 1])
         for idx in batches(len(x_train), cfg.batch_size, rng):
             if cfg.substitute > 0:
-                xb = torch.from_numpy(counts_to_onehot(substitute_elements(counts["train"][idx], cfg.substitute, sub_rng, pool, cfg.substitute_within))).to(device)
+                xb = torch.from_numpy(counts_to_onehot(substitute_elements(counts["train"][idx], cfg.substitute, sub_rng, pool, cfg.substitute_within, cfg.substitute_oxidation))).to(device)
             else:
                 xb = x_train[torch.from_numpy(idx).to(device)]
             with autocast(device):
