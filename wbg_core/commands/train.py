@@ -103,7 +103,7 @@ def _train(args) -> int:
 
             cfg = GANConfig(seed=args.seed, arch=args.gan_arch, **({"epochs": args.epochs} if args.epochs else {}))
             cards[name] = train(target, cfg, device, command=command, limit=args.limit)
-        print(f"{name}: {cards[name].get('metrics')}", file=sys.stderr)
+        print(f"{name}: {cards[name].get('metrics', cards[name])}", file=sys.stderr)
     if args.json:
         print_json(cards)
     return 0
