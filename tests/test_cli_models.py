@@ -70,7 +70,17 @@ def test_train_rejects_bad_arguments(capsys):
     (["train", "autoencoder", "--substitute", "1.5"], "between 0 and 1"),
     (["train", "autoencoder", "--init-from", "/nonexistent/ae"], "no model.safetensors"),
     (["train", "oracle", "--member", "7", "--limit", "50"], "member 7 is out of range"),
+    (["train", "gan", "--substitute-oxidation"], "--substitute-oxidation: autoencoder only"),
 ])
 def test_train_names_the_bad_option(capsys, argv, message):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_warm_start_from_a_checkpoint_of_another_model_is_a_clear_error(tmp_path, capsys):
+    from wbg_core.settings import get_settings
+
+    gan = get_settings().models_dir / "gan"  # has model.safetensors, but is no autoencoder
+    argv = ["train", "autoencoder", "--init-from", str(gan), "--limit", "50", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "is not an autoencoder config" in capsys.readouterr().err

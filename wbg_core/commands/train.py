@@ -43,14 +43,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train(args) -> int:
     from ..cli import UserError, print_json
     from ..settings import get_settings, set_torch_threads
+    from ..models.checkpoint import ModelError
     from ..models.training import pick_device
 
     if args.epochs is not None and args.epochs < 1:
         raise UserError("--epochs must be at least 1")
     if args.member is not None and args.model != "oracle":
         raise UserError("--member applies to the oracle's ensemble only")
-    if (args.substitute is not None or args.substitute_within is not None or args.substitute_oxidation or args.init_from is not None or args.lr is not None) and args.model != "autoencoder":
-        raise UserError("--substitute, --init-from and --lr apply to the autoencoder only")
+    ae_only = {"--substitute": args.substitute is not None, "--substitute-within": args.substitute_within is not None,
+               "--substitute-oxidation": args.substitute_oxidation, "--init-from": args.init_from is not None,
+               "--lr": args.lr is not None}
+    if any(ae_only.values()) and args.model != "autoencoder":
+        raise UserError(f"{', '.join(k for k, v in ae_only.items() if v)}: autoencoder only")
     set_torch_threads(args.threads)
     try:
         device = pick_device(args.device)
@@ -62,48 +66,53 @@ def _train(args) -> int:
     for name in MODELS if args.model == "all" else (args.model,):
         target = Path(out) / name
         print(f"training {name} on {device} -> {target}", file=sys.stderr)
-        if name == "autoencoder":
-            from ..models.autoencoder import AEConfig, train
-
-            kw = {"epochs": args.epochs} if args.epochs else {}
-            if args.lr is not None:
-                if not args.lr > 0:
-                    raise UserError("--lr must be positive")
-                kw["lr"] = args.lr
-            if args.substitute is not None:
-                if not 0 <= args.substitute <= 1:
-                    raise UserError("--substitute must be a fraction between 0 and 1")
-                kw["substitute"] = args.substitute
-            if args.substitute_within is not None:
-                if args.substitute_within < 0:
-                    raise UserError("--substitute-within must be 0 or more")
-                kw["substitute_within"] = args.substitute_within
-            if args.substitute_oxidation:
-                kw["substitute_oxidation"] = True
-            if args.init_from is not None:
-                if not (args.init_from / "model.safetensors").exists():
-                    raise UserError(f"--init-from {args.init_from}: no model.safetensors there")
-                kw["init_from"] = str(args.init_from)
-            cfg = AEConfig(seed=args.seed, **kw)
-            cards[name] = train(target, cfg, device, command=command, limit=args.limit)
-        elif name == "oracle":
-            from ..models.checkpoint import ModelError
-            from ..models.oracle import OracleConfig, train
-
-            kw = {"epochs": args.epochs} if args.epochs else {}
-            if args.members:
-                kw["members"] = args.members
-            try:
-                cards[name] = train(target, OracleConfig(seed=args.seed, **kw), device, command=command,
-                                    limit=args.limit, only_member=args.member)
-            except ModelError as exc:
-                raise UserError(str(exc)) from exc
-        else:
-            from ..models.gan import GANConfig, train
-
-            cfg = GANConfig(seed=args.seed, arch=args.gan_arch, **({"epochs": args.epochs} if args.epochs else {}))
-            cards[name] = train(target, cfg, device, command=command, limit=args.limit)
+        try:
+            cards[name] = _train_one(name, args, target, device, command)
+        except ModelError as exc:  # a checkpoint to start from, or the ensemble's layout
+            raise UserError(str(exc)) from exc
         print(f"{name}: {cards[name].get('metrics', cards[name])}", file=sys.stderr)
     if args.json:
         print_json(cards)
     return 0
+
+
+def _train_one(name: str, args, target: Path, device, command: str | None) -> dict:
+    from ..cli import UserError
+
+    if name == "autoencoder":
+        from ..models.autoencoder import AEConfig, train
+
+        kw = {"epochs": args.epochs} if args.epochs else {}
+        if args.lr is not None:
+            if not args.lr > 0:
+                raise UserError("--lr must be positive")
+            kw["lr"] = args.lr
+        if args.substitute is not None:
+            if not 0 <= args.substitute <= 1:
+                raise UserError("--substitute must be a fraction between 0 and 1")
+            kw["substitute"] = args.substitute
+        if args.substitute_within is not None:
+            if args.substitute_within < 0:
+                raise UserError("--substitute-within must be 0 or more")
+            kw["substitute_within"] = args.substitute_within
+        if args.substitute_oxidation:
+            kw["substitute_oxidation"] = True
+        if args.init_from is not None:
+            if not (args.init_from / "model.safetensors").exists():
+                raise UserError(f"--init-from {args.init_from}: no model.safetensors there")
+            kw["init_from"] = str(args.init_from)
+        cfg = AEConfig(seed=args.seed, **kw)
+        return train(target, cfg, device, command=command, limit=args.limit)
+    elif name == "oracle":
+        from ..models.oracle import OracleConfig, train
+
+        kw = {"epochs": args.epochs} if args.epochs else {}
+        if args.members:
+            kw["members"] = args.members
+        return train(target, OracleConfig(seed=args.seed, **kw), device, command=command,
+                     limit=args.limit, only_member=args.member)
+    else:
+        from ..models.gan import GANConfig, train
+
+        cfg = GANConfig(seed=args.seed, arch=args.gan_arch, **({"epochs": args.epochs} if args.epochs else {}))
+        return train(target, cfg, device, command=command, limit=args.limit)

@@ -86,9 +86,10 @@ def _substitutes(pool: tuple[int, ...], within: int, oxidation: bool) -> dict[in
 
     from ..composition.elements import VOCAB
 
-    order = sorted(pool, key=_mendeleev_number)
+    elements = {e: Element(VOCAB[e]) for e in pool}
+    order = sorted(pool, key=lambda e: elements[e].mendeleev_no or 0)
     rank = {e: r for r, e in enumerate(order)}
-    ox = {e: set(Element(VOCAB[e]).common_oxidation_states) for e in pool}
+    ox = {e: set(elements[e].common_oxidation_states) for e in pool}
     out = {}
     for e in pool:
         c = [p for p in pool if p != e and (not oxidation or _same_role(ox[e], ox[p]))]
@@ -104,15 +105,6 @@ def _same_role(a: set, b: set) -> bool:
     if min(a) < 0:
         return min(a) == min(b)
     return min(b) > 0 and bool(a & b)
-
-
-@lru_cache(maxsize=None)
-def _mendeleev_number(index: int) -> float:
-    from pymatgen.core import Element
-
-    from ..composition.elements import VOCAB
-
-    return float(Element(VOCAB[index]).mendeleev_no or 0)
 
 
 class ConvAutoencoder(nn.Module):
