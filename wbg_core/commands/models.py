@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("formulas", nargs="*", metavar="FORMULA")
     p.add_argument("--input", type=Path)
     p.add_argument("--output", type=Path, help="write CSV: formula, reconstructed, match, error")
+    p.add_argument("--no-refine", action="store_true",
+                   help="the encoder network's codes only, without refining those that miss (docs/models.md)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_reconstruct)
     p = sub.add_parser("generate", help="sample formulas from the generator (duplicates kept)")
@@ -68,7 +70,7 @@ def _emit(df, args) -> None:
     if args.json:
         print_json(df.astype(object).where(df.notna(), None).to_dict(orient="records"))
     elif not args.output:
-        print(df.to_string(index=False))
+        print(df.astype(object).where(df.notna(), "").to_string(index=False))
 
 
 def _predict(args) -> int:
@@ -87,14 +89,14 @@ def _predict(args) -> int:
     return 0
 
 
-def reconstruct_table(formulas: list[str]):
+def reconstruct_table(formulas: list[str], refine: bool = True):
     import pandas as pd
 
     from ..composition import canonical_formula
     from ..models import load_autoencoder
 
     ae = load_autoencoder()
-    z, ok, errors = ae.encode_formulas(formulas)
+    z, ok, errors = ae.encode_formulas(formulas, refine=refine)
     rec = ae.decode(z[ok]) if ok.any() else []
     out = pd.DataFrame({"formula": formulas, "reconstructed": None, "match": False, "error": errors})
     idx = [i for i in range(len(formulas)) if ok[i]]
@@ -111,7 +113,7 @@ def _reconstruct(args) -> int:
     from ..cli import UserError
 
     try:
-        df = reconstruct_table(_inputs(args))
+        df = reconstruct_table(_inputs(args), refine=not args.no_refine)
     except ModelError as exc:
         raise UserError(str(exc)) from exc
     _emit(df, args)

@@ -38,6 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="generator architecture: dense (shipped) or conv (MATGAN's layers); see docs/models.md")
     p.add_argument("--json", action="store_true", help="print the resulting card(s) as JSON")
     p.set_defaults(handler=_train)
+    p = sub.add_parser("evaluate", help="re-measure a checkpoint's card metrics on its own split (weights untouched)")
+    p.add_argument("model", choices=("autoencoder",))
+    p.add_argument("--dir", type=Path, default=None, help="checkpoint directory (default: the shipped one)")
+    p.add_argument("--write", action="store_true",
+                   help="store the metrics in the card (the old ones kept) and rebuild the latent map")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: settings, 2)")
+    p.set_defaults(handler=_evaluate)
 
 
 def _train(args) -> int:
@@ -61,7 +68,7 @@ def _train(args) -> int:
     except RuntimeError as exc:
         raise UserError(str(exc)) from exc
     out = args.out or get_settings().models_dir
-    command = "python -m wbg_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith(("__main__.py", "wbg")) else None
+    command = _command_line()
     cards = {}
     for name in MODELS if args.model == "all" else (args.model,):
         target = Path(out) / name
@@ -73,6 +80,30 @@ def _train(args) -> int:
         print(f"{name}: {cards[name].get('metrics', cards[name])}", file=sys.stderr)
     if args.json:
         print_json(cards)
+    return 0
+
+
+def _command_line() -> str | None:
+    """The command as typed, for the card (None when called from Python)."""
+    if not sys.argv[0].endswith(("__main__.py", "wbg")):
+        return None
+    return "python -m wbg_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _evaluate(args) -> int:
+    from ..cli import UserError, print_json
+    from ..models.autoencoder import NAME, reevaluate
+    from ..models.checkpoint import ModelError
+    from ..settings import get_settings, set_torch_threads
+
+    set_torch_threads(args.threads)
+    directory = args.dir or get_settings().models_dir / NAME
+    command = _command_line()
+    try:
+        metrics = reevaluate(directory, write=args.write, command=command)
+    except ModelError as exc:
+        raise UserError(str(exc)) from exc
+    print_json(metrics)
     return 0
 
 

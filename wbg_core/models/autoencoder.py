@@ -27,6 +27,11 @@ from .checkpoint import ModelError, load_checkpoint, load_module_state, save_che
 from .sampling import CompositionSampler
 
 NAME = "autoencoder"
+# Code refinement (Autoencoder.refine): Adam steps at most, step size, logit margin.
+REFINE_STEPS = 200
+REFINE_LR = 0.05
+REFINE_MARGIN = 1.0
+SMOKE_REFINE_STEPS = 10  # for `limit` runs: a barely trained model misses most formulas
 
 
 @dataclass
@@ -210,6 +215,7 @@ class Autoencoder:
         self.card = card
         self.directory = directory
         self._gemm: GemmDecoder | None = None
+        self.refine_steps = REFINE_STEPS  # smoke runs of tiny, untrained models lower it
 
     def decode_logits(self, z: torch.Tensor, batch: int = 256) -> torch.Tensor:
         """Logits (N, 87, 8); on the CPU through GemmDecoder in cache-sized batches."""
@@ -233,18 +239,90 @@ class Autoencoder:
         finally:
             torch.set_num_threads(workers)
 
-    @torch.no_grad()
-    def encode_counts(self, counts: np.ndarray, batch: int = 4096) -> np.ndarray:
+    def encode_counts(self, counts: np.ndarray, batch: int = 4096, refine: bool = True) -> np.ndarray:
+        """Latent codes; `refine` (the default) repairs the codes that do not decode back to
+        their formula (see `refine`), so a code stands for its formula in the search."""
         out = []
-        for s in range(0, len(counts), batch):
-            x = torch.from_numpy(counts_to_onehot(counts[s : s + batch]))
-            out.append(self.net.encode(x).numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.net.latent_dim), np.float32)
+        with torch.no_grad():
+            for s in range(0, len(counts), batch):
+                x = torch.from_numpy(counts_to_onehot(counts[s : s + batch]))
+                out.append(self.net.encode(x).numpy())
+        z = np.concatenate(out) if out else np.zeros((0, self.net.latent_dim), np.float32)
+        if refine and len(z):
+            z, _ = self.refine(z, counts)
+        return z
 
-    def encode_formulas(self, formulas) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    def refine(self, z: np.ndarray, counts: np.ndarray, steps: int | None = None, lr: float = REFINE_LR,
+               margin: float = REFINE_MARGIN, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, steps taken per row): codes whose decode is not their formula are moved
+        by gradient descent on the reconstruction loss through the fixed decoder.
+
+        Why: the encoder is what fails to generalise, not the decoder. On the test split
+        the amortised encoder's codes round-trip 94.8% of formulas, but the decoder has a
+        code for ~99.5% of them (docs/models.md): an unseen element combination lands
+        where the decoder reads a training formula. A row stops as soon as every cell of its
+        decode is on the right side of 0.5 by `margin` in logits (so the CPU's GEMM decoder,
+        equal to 1e-4, agrees); codes that already round-trip are returned unchanged, so
+        refinement changes nothing where the encoder is right.
+        Rows never repaired keep their lowest-loss code.
+        """
+        steps = self.refine_steps if steps is None else steps
+        z = np.array(z, dtype=np.float32, copy=True)
+        taken = np.zeros(len(z), dtype=np.int32)
+        target_all = counts_to_onehot(counts)
+        todo = np.flatnonzero(~self._round_trips(z, target_all, 0.0))
+        if not len(todo) or steps <= 0:
+            return z, taken
+        for s in range(0, len(todo), batch):
+            rows = todo[s : s + batch]
+            zr, taken[rows] = self._refine_rows(z[rows], torch.from_numpy(target_all[rows]), steps, lr, margin)
+            z[rows] = zr
+        return z, taken
+
+    def _round_trips(self, z: np.ndarray, target: np.ndarray, margin: float) -> np.ndarray:
+        ok = np.empty(len(z), dtype=bool)
+        for s in range(0, len(z), 4096):
+            logits = self.decode_logits(torch.as_tensor(z[s : s + 4096])).numpy()
+            ok[s : s + 4096] = _margin_ok(logits, target[s : s + 4096], margin)
+        return ok
+
+    def _refine_rows(self, z0: np.ndarray, target: torch.Tensor, steps: int, lr: float,
+                     margin: float) -> tuple[np.ndarray, np.ndarray]:
+        """Adam on each row's own code. Rows are independent (the loss is a sum over rows),
+        so a finished row leaves the batch and the cost falls with the rows still open."""
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        best, best_loss = z0.copy(), np.full(len(z0), np.inf)
+        taken = np.full(len(z0), steps, dtype=np.int32)
+        live = np.arange(len(z0))  # rows still open, positions into z0
+        z = torch.from_numpy(z0.copy())
+        m, v = torch.zeros_like(z), torch.zeros_like(z)
+        for step in range(steps + 1):
+            zl = z.requires_grad_(True)
+            with torch.enable_grad():
+                logits = self.net.decode_logits(zl)
+                loss = nn.functional.binary_cross_entropy_with_logits(logits, target[live], reduction="none").sum((1, 2))
+            lv, zc = loss.detach().numpy(), zl.detach().numpy()
+            ok = _margin_ok(logits.detach().numpy(), target[live].numpy(), margin)
+            better = lv < best_loss[live]
+            best[live[better]], best_loss[live[better]] = zc[better], lv[better]
+            best[live[ok]], taken[live[ok]] = zc[ok], step
+            if ok.all() or step == steps:
+                break
+            # the gradient for the codes only: the weights' .grad is never touched, so a
+            # model shared between threads is left as it was
+            (grad,) = torch.autograd.grad(loss.sum(), zl)
+            keep = torch.from_numpy(~ok)
+            live, grad, z, m, v = live[~ok], grad[keep], zl.detach()[keep], m[keep], v[keep]
+            m.mul_(b1).add_(grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            t = step + 1
+            z = z - lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
+        return best, taken
+
+    def encode_formulas(self, formulas, refine: bool = True) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
         """(latents (N, d), ok (N,), errors) for formulas; rows that fail are zero."""
         res = encode_counts(formulas)
-        z = self.encode_counts(res.counts)
+        z = self.encode_counts(res.counts, refine=refine)
         z[~res.ok] = 0
         return z, res.ok, res.errors
 
@@ -262,6 +340,12 @@ class Autoencoder:
         formulas = counts_to_formulas(counts)
         formulas[~valid] = None
         return formulas
+
+
+def _margin_ok(logits: np.ndarray, target: np.ndarray, margin: float) -> np.ndarray:
+    """Rows (N,) whose every cell is on its target's side of 0.5 by `margin` in logits."""
+    signed = np.where(target > 0.5, logits, -logits).reshape(len(logits), -1)
+    return (signed > margin).all(axis=1) if margin == 0 else (signed >= margin).all(axis=1)
 
 
 def _bce_sum(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -348,6 +432,8 @@ def train(out: Path, cfg: AEConfig, device: torch.device, command: str | None = 
     if init_card:
         card["initialised_from"] = init_card
     model = Autoencoder(net, config, card)
+    if limit:
+        model.refine_steps = SMOKE_REFINE_STEPS
     card["metrics"] = evaluate(model, counts["test"], counts["train"], n_random=500 if limit else 2000)
     latent_map = build_latent_map(model, df.iloc[:limit] if limit else df)
     save_checkpoint(Path(out), net.state_dict(), config, card)
@@ -359,12 +445,28 @@ def evaluate(model: Autoencoder, test_counts: np.ndarray, train_counts: np.ndarr
     """Reconstruction on test formulas; validity of random points of the BO search box."""
     from ..composition import smact_valid
 
-    z_test = model.encode_counts(test_counts)
+    import time
+
+    z_amortised = model.encode_counts(test_counts, refine=False)
     truth = counts_to_formulas(test_counts)
     metrics = {"test_formulas": len(test_counts)}
+    t = time.perf_counter()
+    z_test, steps = model.refine(z_amortised, test_counts)
+    refine_s = time.perf_counter() - t
     for rule in ("strict", "argmax"):
-        rec = model.decode(z_test, rule=rule)
-        metrics[f"reconstruction_rate_{rule}"] = float(np.mean(rec == truth))
+        # what encode gives (refined codes), and the encoder network alone
+        metrics[f"reconstruction_rate_{rule}"] = float(np.mean(model.decode(z_test, rule=rule) == truth))
+        metrics[f"reconstruction_rate_{rule}_amortised"] = float(np.mean(model.decode(z_amortised, rule=rule) == truth))
+    moved = np.abs(z_test - z_amortised).sum(axis=1) > 0
+    metrics["refine"] = {
+        "rows_refined": int(moved.sum()),
+        "median_steps": float(np.median(steps[moved])) if moved.any() else 0.0,
+        "rows_at_step_limit": int((steps[moved] >= model.refine_steps).sum()),
+        "mean_code_shift": float(np.linalg.norm(z_test - z_amortised, axis=1)[moved].mean()) if moved.any() else 0.0,
+        "mean_code_norm": float(np.linalg.norm(z_amortised, axis=1).mean()),
+        "seconds": round(refine_s, 1),
+        "steps": model.refine_steps, "lr": REFINE_LR, "margin": REFINE_MARGIN,
+    }
     z_train = model.encode_counts(train_counts)
     lo, hi = z_train.min(axis=0), z_train.max(axis=0)
     rng = np.random.default_rng(seed)
@@ -382,6 +484,45 @@ def evaluate(model: Autoencoder, test_counts: np.ndarray, train_counts: np.ndarr
     metrics["random_points"] = n_random
     # Exactly reproducible slice, so a test can re-evaluate the shipped checkpoint.
     metrics["slice_first_2000_test_reconstruction_strict"] = float(np.mean(model.decode(z_test[:2000]) == truth[:2000]))
+    return metrics
+
+
+def reevaluate(directory: Path, write: bool = False, command: str | None = None, n_random: int = 2000,
+               limit: int | None = None) -> dict:
+    """Metrics of a checkpoint on its own split, by the code as it is now; `write` puts
+    them in its card and rebuilds its latent map (weights untouched).
+
+    Why: how a formula becomes a code (e.g. `refine`) can change without retraining; the
+    card then says which command and commit measured its numbers, and keeps the old ones.
+    """
+    import datetime as dt
+    import json
+
+    from ..data import load_bandgaps, split
+    from .checkpoint import CARD, _jsonable, atomic_write_text, git_commit
+
+    directory = Path(directory)
+    model = load(directory)
+    df = load_bandgaps()
+    parts = split(df, seed=int(model.card.get("seed", 0)), subset="encodable")
+    counts = {k: encode_counts(parts[k]["formula"].to_numpy(dtype=object)).counts[:limit] for k in ("train", "test")}
+    if limit:  # smoke runs, as in train()
+        model.refine_steps = SMOKE_REFINE_STEPS
+        df = df.iloc[:limit]
+    metrics = evaluate(model, counts["test"], counts["train"], n_random=n_random)
+    if write:
+        card = dict(model.card)
+        previous = card.get("metrics")
+        card["metrics"] = metrics
+        card.setdefault("earlier_metrics", []).append(
+            {"metrics": previous, "evaluation": card.get("evaluation", {"command": card.get("command"), "git_commit": card.get("git_commit")})})
+        card["evaluation"] = {"command": command, "git_commit": git_commit(),
+                              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        latent_map = build_latent_map(model, df)
+        tmp = directory / "latent_map.tmp.npz"
+        np.savez_compressed(tmp, **latent_map)
+        tmp.replace(directory / "latent_map.npz")
+        atomic_write_text(directory / CARD, json.dumps(card, indent=2, default=_jsonable) + "\n")
     return metrics
 
 
