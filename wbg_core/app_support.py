@@ -295,6 +295,7 @@ def headline_metrics(name: str, card: dict) -> dict[str, str]:
     out: dict[str, str] = {}
     if name == "autoencoder":
         for key, label in (("reconstruction_rate_strict", "test reconstruction"),
+                           ("reconstruction_rate_strict_amortised", "encoder network alone"),
                            ("random_box_valid_strict", "random-point valid decodes")):
             if key in m:
                 out[label] = f"{100 * m[key]:.1f}%"
