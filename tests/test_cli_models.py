@@ -84,3 +84,37 @@ def test_warm_start_from_a_checkpoint_of_another_model_is_a_clear_error(tmp_path
     argv = ["train", "autoencoder", "--init-from", str(gan), "--limit", "50", "--out", str(tmp_path)]
     assert main(argv) == 2
     assert "is not an autoencoder config" in capsys.readouterr().err
+
+
+def test_reconstruct_refines_unless_told_not_to(tmp_path):
+    """Ac2S3 loses its Ac through the encoder network alone (docs/models.md); refined, it round-trips."""
+    src = tmp_path / "in.csv"
+    src.write_text("formula\nAc2S3\nNaCl\n")
+    for flag, expected in (([], [True, True]), (["--no-refine"], [False, True])):
+        out = tmp_path / "out.csv"
+        assert main(["reconstruct", "--input", str(src), "--output", str(out), *flag]) == 0
+        df = pd.read_csv(out, keep_default_na=False)
+        assert df["match"].tolist() == expected, flag
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "autoencoder", "--dir", "nowhere"], "nowhere is missing"),
+    (["evaluate", "oracle"], "invalid choice"),
+])
+def test_evaluate_bad_arguments_are_clear(capsys, argv, message):
+    code = _exit_code(lambda: main(argv))
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def _exit_code(call) -> int:
+    try:
+        return call()
+    except SystemExit as exc:  # argparse exits on a bad choice
+        return exc.code
+
+
+def test_tables_print_blanks_not_nan(capsys):
+    assert main(["predict", "NaCl", "Xx"]) == 0
+    out = capsys.readouterr().out
+    assert "NaN" not in out and "<NA>" not in out and "not an element" in out
