@@ -50,6 +50,9 @@ with tab_new:
         kappa = b.number_input("κ (UCB exploration)", 0.0, 100.0, 10.0, 0.5, key="kappa")
         batch = b.number_input("Batch size (proposals per round)", 1, 100, 10, key="batch")
         n_cand = b.number_input("Candidates ranked per round", 50, 5000, 400, 50, key="n_cand")
+        rule = b.selectbox("Decoding rule", ["strict (the paper's)", "argmax"], key="decode_rule",
+                           help="strict: a proposal whose decoded matrix has an element row with two counts "
+                                "at >= 0.5 is invalid; argmax: each element takes its most likely count")
         seed_kind = c.radio("Seed set", ["random from the data", "gaps below a cut (Exp 4)", "upload CSV"],
                             key="seed_kind")
         n_seeds = c.number_input("Seeds", 2, 2000, 100, key="n_seeds")
@@ -75,7 +78,8 @@ with tab_new:
                                    max_gap=float(cut) if seed_kind.startswith("gaps below") else None)
             cfg = CampaignConfig(objective="max" if objective == "widest gap" else "window",
                                  window_min=float(wmin), window_max=float(wmax) if objective != "widest gap" else None,
-                                 kappa=float(kappa), batch_size=int(batch), n_candidates=int(n_cand), seed=int(rng_seed))
+                                 kappa=float(kappa), batch_size=int(batch), n_candidates=int(n_cand),
+                                 decode_rule=rule.split()[0], seed=int(rng_seed))
             name = time.strftime("campaign-%Y%m%d-%H%M%S")
             camp = Campaign.new(home / name, cfg, seeds["formula"], seeds["band_gap"], autoencoder=ae,
                                 labeller=labeller)

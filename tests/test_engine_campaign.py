@@ -25,6 +25,7 @@ def _cfg(**kw):
     ({"kappa": -1.0}, "kappa"),
     ({"batch_size": 0}, "batch_size"),
     ({"invalid": "ignore"}, "invalid"),
+    ({"decode_rule": "round"}, "decode_rule"),
 ])
 def test_bad_config_is_refused(kw, match):
     with pytest.raises(CampaignError, match=match):
@@ -120,3 +121,22 @@ def test_window_objective_and_paper_penalty_mode(tmp_path, seeds, kw):
     else:
         hits = last["in_window"]
         assert (last.loc[hits, "band_gap"].between(2.0, 4.0)).all()
+
+
+def test_the_argmax_rule_wastes_fewer_decodes_than_the_strict_one(tmp_path, seeds):
+    """Same seeds, same GP, same candidates: the rules differ only in how a proposal decodes."""
+    rates = {}
+    for rule in ("strict", "argmax"):
+        camp = Campaign.new(None, _cfg(decode_rule=rule, budget=20), seeds["formula"], seeds["band_gap"])
+        r = camp.step()
+        assert r.labelled == 10
+        rates[rule] = r.valid_decode_rate
+    assert rates["argmax"] >= rates["strict"] and rates["argmax"] > 0.9
+
+
+def test_cli_campaign_records_the_decode_rule(tmp_path):
+    from wbg_core.cli import main
+
+    d = tmp_path / "c"
+    assert main(["campaign", "new", str(d), "--random-seeds", "40", "--decode-rule", "argmax", "--json"]) == 0
+    assert json.loads((d / "config.json").read_text())["decode_rule"] == "argmax"

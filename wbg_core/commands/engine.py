@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--budget", type=int, default=None, help="total proposals (default: unlimited)")
     n.add_argument("--invalid", choices=["skip", "penalty"], default="skip",
                    help="skip: decode before labelling (default); penalty: the paper's 0 eV for invalid decodes")
+    n.add_argument("--decode-rule", choices=["strict", "argmax"], default="strict",
+                   help="strict: the paper's (a row with two cells >= 0.5 is invalid); argmax: each element's most "
+                        "likely count (bench/results/bo_validity.json compares them)")
     n.add_argument("--seed", type=int, default=0)
     n.add_argument("--overwrite", action="store_true")
     n.add_argument("--json", action="store_true")
@@ -117,7 +120,8 @@ def _campaign_new(args) -> int:
             seeds = pick_seeds(args.random_seeds, seed=args.seed, max_gap=args.below)
         window_min = args.min_gap if args.min_gap is not None else (5.0 if args.objective == "max" else None)
         cfg = CampaignConfig(objective=args.objective, window_min=window_min, window_max=args.max_gap, kappa=args.kappa,
-                             batch_size=args.batch, budget=args.budget, invalid=args.invalid, seed=args.seed)
+                             batch_size=args.batch, budget=args.budget, invalid=args.invalid,
+                             decode_rule=args.decode_rule, seed=args.seed)
         camp = Campaign.new(_campaign_dir(args.directory), cfg, seeds["formula"], seeds["band_gap"], overwrite=args.overwrite)
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
