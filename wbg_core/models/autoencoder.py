@@ -219,9 +219,10 @@ class Autoencoder:
 
     def decode_logits(self, z: torch.Tensor, batch: int = 256) -> torch.Tensor:
         """Logits (N, 87, 8); on the CPU through GemmDecoder in cache-sized batches."""
-        if next(self.net.parameters()).device.type != "cpu":
+        device = next(self.net.parameters()).device
+        if device.type != "cpu":
             with torch.no_grad():
-                return self.net.decode_logits(z)
+                return self.net.decode_logits(z.to(device)).cpu()
         if self._gemm is None:
             self._gemm = GemmDecoder(self.net)
         if not len(z):
@@ -246,7 +247,7 @@ class Autoencoder:
         with torch.no_grad():
             for s in range(0, len(counts), batch):
                 x = torch.from_numpy(counts_to_onehot(counts[s : s + batch]))
-                out.append(self.net.encode(x).numpy())
+                out.append(self.net.encode(x.to(next(self.net.parameters()).device)).cpu().numpy())
         z = np.concatenate(out) if out else np.zeros((0, self.net.latent_dim), np.float32)
         if refine and len(z):
             z, _ = self.refine(z, counts)
@@ -294,15 +295,17 @@ class Autoencoder:
         best, best_loss = z0.copy(), np.full(len(z0), np.inf)
         taken = np.full(len(z0), steps, dtype=np.int32)
         live = np.arange(len(z0))  # rows still open, positions into z0
-        z = torch.from_numpy(z0.copy())
+        device = next(self.net.parameters()).device
+        target_np, target = target.numpy(), target.to(device)
+        z = torch.from_numpy(z0.copy()).to(device)
         m, v = torch.zeros_like(z), torch.zeros_like(z)
         for step in range(steps + 1):
             zl = z.requires_grad_(True)
             with torch.enable_grad():
                 logits = self.net.decode_logits(zl)
                 loss = nn.functional.binary_cross_entropy_with_logits(logits, target[live], reduction="none").sum((1, 2))
-            lv, zc = loss.detach().numpy(), zl.detach().numpy()
-            ok = _margin_ok(logits.detach().numpy(), target[live].numpy(), margin)
+            lv, zc = loss.detach().cpu().numpy(), zl.detach().cpu().numpy()
+            ok = _margin_ok(logits.detach().cpu().numpy(), target_np[live], margin)
             better = lv < best_loss[live]
             best[live[better]], best_loss[live[better]] = zc[better], lv[better]
             best[live[ok]], taken[live[ok]] = zc[ok], step
@@ -311,7 +314,7 @@ class Autoencoder:
             # the gradient for the codes only: the weights' .grad is never touched, so a
             # model shared between threads is left as it was
             (grad,) = torch.autograd.grad(loss.sum(), zl)
-            keep = torch.from_numpy(~ok)
+            keep = torch.from_numpy(~ok).to(device)
             live, grad, z, m, v = live[~ok], grad[keep], zl.detach()[keep], m[keep], v[keep]
             m.mul_(b1).add_(grad, alpha=1 - b1)
             v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
