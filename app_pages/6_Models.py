@@ -71,7 +71,10 @@ def _card(name: str):
         col.metric(k, v)
     st.markdown(f"**Data**: `{(card.get('data') or {}).get('file')}` · split {card.get('split')}  \n"
                 f"**Training command**: `{card.get('command') or 'python -m wbg_core train ' + name}`  \n"
-                f"**Directory**: `{dirs[name]}`")
+                + (f"**Metrics re-measured by**: `{card['evaluation'].get('command')}` "
+                   f"({card['evaluation'].get('date', '')[:10]}; the training run's are in the full card)  \n"
+                   if card.get("evaluation") else "")
+                + f"**Directory**: `{dirs[name]}`")
     with st.expander("Full card (card.json)"):
         st.json({k: v for k, v in card.items() if k != "history"}, expanded=False)
     hist = card.get("history")
@@ -130,10 +133,11 @@ with tab_ae:
     card = _card("autoencoder") if tab_ae.open is not False else None
     if card is not None:
         m = card.get("metrics") or {}
-        rates = {k: v for k, v in m.items() if isinstance(v, float) and v <= 1}
+        rates = {k.replace("_amortised", " (encoder alone)").replace("_", " "): v
+                 for k, v in m.items() if isinstance(v, float) and v <= 1}
         if rates:
             fig = px.bar(x=list(rates), y=list(rates.values()), labels={"x": "", "y": "rate"},
-                         title="Reconstruction and decode validity")
+                         title="Reconstruction (test split) and decode validity (random latent points)")
             st.plotly_chart(fig, width="stretch")
 with tab_gan:
     if tab_gan.open is not False and _card("gan") is not None:
