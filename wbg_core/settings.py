@@ -15,6 +15,8 @@ class Settings(BaseSettings):
     data_dir: Path = _ROOT / "data"
     models_dir: Path = _ROOT / "models"
     campaigns_dir: Path = _ROOT / "campaigns"
+    # Derived data (parsed formulas, count matrices) kept between processes; "" turns it off.
+    cache_dir: str = str(_ROOT / ".cache")
     # torch threads: the target machine has 2 cores; more threads than cores slows torch 5-30x.
     torch_threads: int = 2
     split_seed: int = 0

@@ -40,12 +40,58 @@ def load_bandgaps(data_dir: Path | None = None) -> pd.DataFrame:
     if list(df.columns) != _BANDGAP_COLUMNS:
         raise DataError(f"{path} has columns {list(df.columns)}, expected {_BANDGAP_COLUMNS}")
     df = df.rename(columns={"formula": "mp_formula"})
-    df.insert(0, "formula", [reduced_formula(f) for f in df["mp_formula"]])
-    enc = encode_counts(df["formula"].to_numpy(dtype=object))
-    df["encodable"] = enc.ok
-    df["encode_error"] = pd.array(enc.errors, dtype="string")
-    df.attrs["counts"] = enc.counts
+    formula, ok, errors, counts = parsed_formulas(path, df["mp_formula"].tolist())
+    df.insert(0, "formula", formula)
+    df["encodable"] = ok
+    df["encode_error"] = pd.array(errors, dtype="string")
+    df.attrs["counts"] = counts
     return df
+
+
+def parsed_formulas(path: Path, mp_formulas: list[str], cache_dir: Path | str | None = None):
+    """(canonical formulas, encodable, encode errors, counts (N, 87)) of a data file's formulas.
+
+    Why a cache: parsing and encoding the 89,885 formulas takes ~5 s, paid by every process
+    (each CLI command, the app's first page). The result is stored under the cache directory,
+    keyed by the file's bytes and the parsing code's source, so an edit to either rebuilds
+    it; a missing, stale or unreadable cache is rebuilt, an unwritable directory skipped.
+    """
+    from ..settings import get_settings
+
+    cache_dir = get_settings().cache_dir if cache_dir is None else cache_dir
+    key = _parse_key(path) if str(cache_dir) else None
+    cached = Path(cache_dir) / f"parsed-{path.stem}-{key}.npz" if key else None
+    if cached is not None and cached.exists():
+        try:
+            with np.load(cached, allow_pickle=False) as z:
+                if len(z["formula"]) == len(mp_formulas):
+                    errors = [str(e) or None for e in z["encode_error"]]
+                    return z["formula"].astype(object), z["encodable"], errors, z["counts"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # rebuilt below
+    formula = np.array([reduced_formula(f) for f in mp_formulas], dtype=object)
+    enc = encode_counts(formula)
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(".tmp.npz")
+            np.savez_compressed(tmp, formula=formula.astype(str), encodable=enc.ok,
+                                encode_error=np.array([e or "" for e in enc.errors], dtype=str), counts=enc.counts)
+            tmp.replace(cached)
+        except OSError:
+            pass  # a read-only install: parse each time
+    return formula, enc.ok, list(enc.errors), enc.counts
+
+
+def _parse_key(path: Path) -> str:
+    import hashlib
+
+    from .. import composition
+
+    h = hashlib.sha256(Path(path).read_bytes())
+    for src in sorted(Path(composition.__file__).parent.glob("*.py")):
+        h.update(src.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def bandgap_counts(df: pd.DataFrame) -> np.ndarray:
