@@ -48,3 +48,21 @@ def test_optimizer_state_survives_without_pickle():
     assert opt2.param_groups[0]["lr"] == 0.01
     for a, b in zip(opt.state.values(), opt2.state.values()):
         assert torch.equal(a["exp_avg"], b["exp_avg"])
+
+
+@pytest.mark.parametrize("module", ["wbg_core.models", "wbg_core.app_support", "wbg_core.cli"])
+def test_light_modules_do_not_import_torch(module):
+    """The home page and the CLI's start-up name ModelError without paying torch's ~1 s import."""
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; from wbg_core.models import ModelError; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_one_model_error_class():
+    from wbg_core.models import ModelError as public
+    from wbg_core.models.checkpoint import ModelError as raised
+
+    assert public is raised

@@ -2,7 +2,7 @@
 
 A command module exposes `register(subparsers)`; handlers import their heavy dependencies
 lazily so that `--help` stays instant. Handlers return an exit code; user errors are raised
-as UserError (or FormulaError / DataError) and printed as one line, never a traceback.
+as UserError (or FormulaError / DataError / ModelError) and printed as one line, never a traceback.
 """
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .composition.parse import FormulaError
     from .data.registry import DataError
+    from .models.errors import ModelError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.handler(args) or 0)
-    except (UserError, FormulaError, DataError, FileNotFoundError) as exc:
+    except (UserError, FormulaError, DataError, ModelError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -50,7 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train(args) -> int:
     from ..cli import UserError, print_json
     from ..settings import get_settings, set_torch_threads
-    from ..models.checkpoint import ModelError
     from ..models.training import pick_device
 
     if args.epochs is not None and args.epochs < 1:
@@ -73,10 +72,8 @@ def _train(args) -> int:
     for name in MODELS if args.model == "all" else (args.model,):
         target = Path(out) / name
         print(f"training {name} on {device} -> {target}", file=sys.stderr)
-        try:
-            cards[name] = _train_one(name, args, target, device, command)
-        except ModelError as exc:  # a checkpoint to start from, or the ensemble's layout
-            raise UserError(str(exc)) from exc
+        # a bad checkpoint to start from, or ensemble layout: ModelError, one line from cli.main
+        cards[name] = _train_one(name, args, target, device, command)
         print(f"{name}: {cards[name].get('metrics', cards[name])}", file=sys.stderr)
     if args.json:
         print_json(cards)
@@ -91,19 +88,13 @@ def _command_line() -> str | None:
 
 
 def _evaluate(args) -> int:
-    from ..cli import UserError, print_json
+    from ..cli import print_json
     from ..models.autoencoder import NAME, reevaluate
-    from ..models.checkpoint import ModelError
     from ..settings import get_settings, set_torch_threads
 
     set_torch_threads(args.threads)
     directory = args.dir or get_settings().models_dir / NAME
-    command = _command_line()
-    try:
-        metrics = reevaluate(directory, write=args.write, command=command)
-    except ModelError as exc:
-        raise UserError(str(exc)) from exc
-    print_json(metrics)
+    print_json(reevaluate(directory, write=args.write, command=_command_line()))
     return 0
 
 

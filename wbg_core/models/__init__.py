@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .checkpoint import ModelError
+from .errors import ModelError
 
 MODEL_NAMES = ("autoencoder", "oracle", "gan")
 

@@ -18,13 +18,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .errors import ModelError  # noqa: F401  (re-exported: models raise it from here)
+
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "card.json"
-
-
-class ModelError(RuntimeError):
-    """A checkpoint is missing or corrupt, or a model cannot serve a request; names the file."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:
