@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -74,10 +75,13 @@ def parsed_formulas(path: Path, mp_formulas: list[str], cache_dir: Path | str | 
     if cached is not None:
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".tmp.npz")
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")  # processes racing to write never share a file
             np.savez_compressed(tmp, formula=formula.astype(str), encodable=enc.ok,
                                 encode_error=np.array([e or "" for e in enc.errors], dtype=str), counts=enc.counts)
             tmp.replace(cached)
+            for old in cached.parent.glob(f"parsed-{path.stem}-*.npz"):  # caches of older data or code
+                if old != cached and ".tmp." not in old.name:
+                    old.unlink(missing_ok=True)
         except OSError:
             pass  # a read-only install: parse each time
     return formula, enc.ok, list(enc.errors), enc.counts
