@@ -263,3 +263,13 @@ def test_reevaluate_writes_metrics_and_keeps_the_old_ones(tmp_path):
     assert metrics["reconstruction_rate_strict"] >= metrics["reconstruction_rate_strict_amortised"]
     assert metrics["test_formulas"] == 300 and metrics["refine"]["steps"] == 10
     assert len(load_latent_map(str(tmp_path / "ae"))["formula"]) <= 300
+
+
+def test_formulas_that_cannot_be_encoded_are_not_refined(monkeypatch):
+    ae = load_autoencoder()
+    seen = []
+    real = ae.refine
+    monkeypatch.setattr(ae, "refine", lambda z, counts, **kw: (seen.append(len(z)), real(z, counts, **kw))[1])
+    z, ok, errors = ae.encode_formulas(["Ac2S3", "Xx2", "Fe9O", "NaCl"])
+    assert ok.tolist() == [True, False, False, True] and seen == [2]
+    assert not z[~ok].any() and ae.decode(z[ok]).tolist() == ["Ac2S3", "NaCl"]

@@ -325,7 +325,9 @@ class Autoencoder:
     def encode_formulas(self, formulas, refine: bool = True) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
         """(latents (N, d), ok (N,), errors) for formulas; rows that fail are zero."""
         res = encode_counts(formulas)
-        z = self.encode_counts(res.counts, refine=refine)
+        z = self.encode_counts(res.counts, refine=False)
+        if refine and res.ok.any():  # not the rows that failed: an empty matrix has nothing to reach
+            z[res.ok], _ = self.refine(z[res.ok], res.counts[res.ok])
         z[~res.ok] = 0
         return z, res.ok, res.errors
 
