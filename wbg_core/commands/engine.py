@@ -75,7 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=int, default=1000, help="AL proposals per repeat")
     p.add_argument("--pool", type=int, default=200_000, help="generator samples in the fixed pool")
     p.add_argument("--models", default="rf,roost", help="screening models: rf, roost")
-    p.add_argument("--roost-steps", type=int, default=4000, help="optimiser steps of the small Roost screening model")
+    p.add_argument("--roost-steps", type=int, default=None,
+                   help="optimiser steps of the small Roost screening model (default 4,000)")
     p.add_argument("--generator", choices=["gan", "ae"], default="gan",
                    help="pool source: the GAN (paper, default) or decoded points of the autoencoder's latent box")
     p.add_argument("--invalid", choices=["skip", "penalty"], default="skip")
@@ -254,13 +255,14 @@ def _experiment(args) -> int:
     import json
 
     from ..cli import UserError, print_json
-    from ..engine.experiments import ExperimentConfig, run_experiment, save_result, write_doc
+    from ..engine.experiments import ROOST_STEPS, ExperimentConfig, run_experiment, save_result, write_doc
     from ..settings import set_torch_threads
 
     set_torch_threads()
     cfg = ExperimentConfig(name=args.name, repeats=args.repeats, n_seeds=args.seeds, budget=args.budget, pool=args.pool,
                            models=_elements(args.models), invalid=args.invalid, test_limit=args.test_limit,
-                           generator=args.generator, roost_steps=args.roost_steps)
+                           generator=args.generator,
+                           roost_steps=ROOST_STEPS if args.roost_steps is None else args.roost_steps)
     try:
         cfg = cfg.resolved()
         result = run_experiment(cfg, progress_callback=_progress(args.json))

@@ -32,6 +32,10 @@ PAPER = {
     "exp3": {"valid_proposals": 853, "recovery_bs": 0.029, "recovery_al": 0.578},
     "exp4": {},
 }
+# Optimiser steps of the small Roost screening model. 400 under-trained it: on one Exp 2
+# repeat's AL data, recovery / top-K of the Exp 1 list 40.7% / 32.2% at 400 steps,
+# 45.8-57.6% / 53.4-65.3% at 4,000 (three seeds), 44.1% / 50.8% at 8,000.
+ROOST_STEPS = 4000
 DEFAULT_SEEDS = {"exp1": 0, "exp2": 1000, "exp3": 300, "exp4": 300}
 
 
@@ -52,10 +56,7 @@ class ExperimentConfig:
     max_atoms: int = 7
     max_elements: int = 3
     models: tuple[str, ...] = ("rf", "roost")
-    # Optimiser steps of the small Roost screening model. 400 under-trained it: on one Exp 2
-    # repeat's AL data, recovery / top-K of the Exp 1 list 40.7% / 32.2% at 400 steps,
-    # 45.8-57.6% / 53.4-65.3% at 4,000 (three seeds), 44.1% / 50.8% at 8,000.
-    roost_steps: int = 4000
+    roost_steps: int = ROOST_STEPS
     test_limit: int | None = None  # subsample the test split for MAE (None: all of it)
     seed: int = 0
 
@@ -131,7 +132,7 @@ class SmallRoost:
     model): 2 message-passing layers of width 32, a 3-layer residual head, robust L1,
     AdamW, a fixed number of optimiser steps (bounded time whatever the data size)."""
 
-    def __init__(self, seed: int = 0, steps: int = 4000, batch: int = 128, lr: float = 3e-3):
+    def __init__(self, seed: int = 0, steps: int = ROOST_STEPS, batch: int = 128, lr: float = 3e-3):
         self.seed, self.steps, self.batch, self.lr = seed, steps, batch, lr
         self.net = None
 
@@ -182,7 +183,7 @@ class SmallRoost:
         return np.clip(mean, 0, None), std
 
 
-def _train_model(kind: str, formulas, y, seed: int, roost_steps: int = 4000):
+def _train_model(kind: str, formulas, y, seed: int, roost_steps: int):
     return train_forest(formulas, y, seed) if kind == "rf" else SmallRoost(seed=seed, steps=roost_steps).fit(formulas, y)
 
 

@@ -243,11 +243,11 @@ class Autoencoder:
     def encode_counts(self, counts: np.ndarray, batch: int = 4096, refine: bool = True) -> np.ndarray:
         """Latent codes; `refine` (the default) repairs the codes that do not decode back to
         their formula (see `refine`), so a code stands for its formula in the search."""
-        out = []
+        out, device = [], next(self.net.parameters()).device
         with torch.no_grad():
             for s in range(0, len(counts), batch):
                 x = torch.from_numpy(counts_to_onehot(counts[s : s + batch]))
-                out.append(self.net.encode(x.to(next(self.net.parameters()).device)).cpu().numpy())
+                out.append(self.net.encode(x.to(device)).cpu().numpy())
         z = np.concatenate(out) if out else np.zeros((0, self.net.latent_dim), np.float32)
         if refine and len(z):
             z, _ = self.refine(z, counts)
@@ -271,7 +271,8 @@ class Autoencoder:
         z = np.array(z, dtype=np.float32, copy=True)
         taken = np.zeros(len(z), dtype=np.int32)
         target_all = counts_to_onehot(counts)
-        todo = np.flatnonzero(~self._round_trips(z, target_all, 0.0))
+        decoded, valid = onehot_to_counts(self.decode_probs(z))
+        todo = np.flatnonzero(~(valid & (decoded == counts).all(axis=1)))
         if not len(todo) or steps <= 0:
             return z, taken
         for s in range(0, len(todo), batch):
@@ -279,13 +280,6 @@ class Autoencoder:
             zr, taken[rows] = self._refine_rows(z[rows], torch.from_numpy(target_all[rows]), steps, lr, margin)
             z[rows] = zr
         return z, taken
-
-    def _round_trips(self, z: np.ndarray, target: np.ndarray, margin: float) -> np.ndarray:
-        ok = np.empty(len(z), dtype=bool)
-        for s in range(0, len(z), 4096):
-            logits = self.decode_logits(torch.as_tensor(z[s : s + 4096])).numpy()
-            ok[s : s + 4096] = _margin_ok(logits, target[s : s + 4096], margin)
-        return ok
 
     def _refine_rows(self, z0: np.ndarray, target: torch.Tensor, steps: int, lr: float,
                      margin: float) -> tuple[np.ndarray, np.ndarray]:
@@ -350,7 +344,7 @@ class Autoencoder:
 def _margin_ok(logits: np.ndarray, target: np.ndarray, margin: float) -> np.ndarray:
     """Rows (N,) whose every cell is on its target's side of 0.5 by `margin` in logits."""
     signed = np.where(target > 0.5, logits, -logits).reshape(len(logits), -1)
-    return (signed > margin).all(axis=1) if margin == 0 else (signed >= margin).all(axis=1)
+    return (signed >= margin).all(axis=1)
 
 
 def _bce_sum(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
