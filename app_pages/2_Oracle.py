@@ -10,10 +10,13 @@ import streamlit as st  # noqa: E402
 
 import app_common as ac  # noqa: E402
 from wbg_core.app_support import oracle_report, read_formula_csv_bytes, split_formula_text  # noqa: E402
+from wbg_core.data.provenance import EXPLANATION  # noqa: E402
 
 ac.page("Band-gap oracle", "🔮")
-st.caption("A deep ensemble of Roost-style networks trained on the Materials Project stands in for DFT: "
-           "mean gap and one standard deviation (ensemble spread plus learned noise), in eV.")
+st.caption("A deep ensemble of Roost-style networks trained on Materials Project PBE gaps stands in for DFT, "
+           "with a head that weighs P(non-metal) against the gap a non-metal would have: expected gap and one "
+           "standard deviation (calibrated per predicted-gap bin on held-out data), in eV.")
+st.caption(EXPLANATION)
 
 orc = ac.oracle()
 if orc is None:
@@ -57,11 +60,16 @@ good = rep[rep["error"].isna()]
 bad = rep[rep["error"].notna()]
 if len(good) == 1 and len(rep) == 1:
     r = good.iloc[0]
-    c1, c2, c3 = st.columns(3)
-    c1.metric(f"Predicted gap of {r['formula']}", f"{r['band_gap_mean']:.2f} eV", help="ensemble mean")
-    c2.metric("Uncertainty (1σ)", f"± {r['band_gap_std']:.2f} eV")
-    c3.metric("Materials Project", f"{r['mp_band_gap']:.2f} eV" if r["in_data"] else "not in the data",
-              help=r["mp_id"] if r["in_data"] else "novel composition for the bundled data")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric(f"Predicted gap of {r['formula']}", f"{r['band_gap_mean']:.2f} eV",
+              help="expected gap: P(non-metal) x the gap of a non-metal")
+    c2.metric("Uncertainty (1σ)", f"± {r['band_gap_std']:.2f} eV",
+              help="holds the MP value for about 68% of held-out formulas in this predicted-gap range")
+    c3.metric("P(non-metal)", "n/a" if r["p_nonmetal"] != r["p_nonmetal"] else f"{r['p_nonmetal']:.0%}")
+    c4.metric("Materials Project", f"{r['mp_band_gap']:.2f} eV" if r["in_data"] else "not in the data",
+              help=r["mp_label_source"] if r["in_data"] else "novel composition for the bundled data")
+    if r["in_data"]:
+        st.caption(f"MP value: {r['mp_label_source']}.")
 if len(good):
     st.subheader(f"Predictions ({len(good)})")
     st.dataframe(
@@ -69,7 +77,9 @@ if len(good):
         column_config={
             "band_gap_mean": st.column_config.NumberColumn("gap (eV)", format="%.3f"),
             "band_gap_std": st.column_config.NumberColumn("± σ (eV)", format="%.3f"),
+            "p_nonmetal": st.column_config.NumberColumn("P(non-metal)", format="%.2f"),
             "mp_band_gap": st.column_config.NumberColumn("MP gap (eV)", format="%.3f"),
+            "mp_label_source": st.column_config.TextColumn("MP value is", width="large"),
         },
     )
 if len(bad):

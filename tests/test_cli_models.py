@@ -12,7 +12,8 @@ def test_predict_csv_keeps_rows_in_order_with_errors(tmp_path):
     out = tmp_path / "out.csv"
     assert main(["predict", "--input", str(src), "--output", str(out)]) == 0
     df = pd.read_csv(out, keep_default_na=False)
-    assert list(df.columns) == ["formula", "band_gap_mean", "band_gap_std", "error"]
+    assert list(df.columns) == ["formula", "band_gap_mean", "band_gap_std", "p_nonmetal", "mp_band_gap",
+                                "mp_label_source", "error"]
     assert df["formula"].tolist() == ["NaCl", "not a formula!", "SrYF5", "", "NaN"]
     assert df["error"].iloc[1] and df["error"].iloc[3]
     assert df["error"].iloc[0] == "" and df["error"].iloc[4] == ""
@@ -22,6 +23,15 @@ def test_predict_json(capsys):
     assert main(["predict", "LiF", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["formula"] == "LiF" and rows[0]["band_gap_mean"] > 5
+
+
+def test_predict_json_says_where_each_known_value_comes_from(capsys):
+    assert main(["predict", "SrF2", "Si", "SrYF5", "--json"]) == 0
+    rows = {r["formula"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["SrF2"]["mp_label_source"] == "MP ground state, mp-981" and rows["SrF2"]["mp_band_gap"] > 6
+    assert rows["Si"]["mp_label_source"] == "largest gap over MP polymorphs, ground state unknown"
+    assert rows["SrYF5"]["mp_band_gap"] is None and rows["SrYF5"]["mp_label_source"] is None
+    assert 0.9 < rows["SrYF5"]["p_nonmetal"] <= 1
 
 
 @pytest.mark.parametrize("content, message", [("a,b\n1,2\n", "needs a 'formula' column"), ("", "not a readable CSV")])
@@ -99,12 +109,25 @@ def test_reconstruct_refines_unless_told_not_to(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["evaluate", "autoencoder", "--dir", "nowhere"], "nowhere is missing"),
-    (["evaluate", "oracle"], "invalid choice"),
+    (["evaluate", "gan"], "invalid choice"),
+    (["evaluate", "oracle", "-n", "0"], "-n must be at least 1"),
+    (["evaluate", "oracle", "-n", "100", "--write"], "leave out -n"),
+    (["evaluate", "autoencoder", "-n", "100"], "-n applies to the oracle only"),
+    (["calibrate", "oracle", "--limit", "5"], "at least 50"),
+    (["calibrate", "oracle", "--dir", "nowhere"], "nowhere is missing"),
 ])
 def test_evaluate_bad_arguments_are_clear(capsys, argv, message):
     code = _exit_code(lambda: main(argv))
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_evaluate_oracle_on_a_random_sample(capsys):
+    assert main(["evaluate", "oracle", "-n", "300"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["sample"]["n"] == 300 and m["sample"]["random_seed"] == 0
+    assert [b["bin"] for b in m["by_predicted_gap"]] == ["0-1", "1-2", "2-3", "3-4", "4-5", ">= 5"]
+    assert {c["formula"] for c in m["classic_compounds"]} >= {"MgO", "LiF", "SrYF5"}
 
 
 def _exit_code(call) -> int:

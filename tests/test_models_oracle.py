@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from wbg_core.models import ModelError, load_oracle
-from wbg_core.models.oracle import OracleConfig, RoostGap, embedding_table, featurise, load, robust_l1, train
+from wbg_core.models.oracle import OracleConfig, RoostGap, embedding_table, featurise, load, robust_l1
+from wbg_core.models.oracle_training import train
 from wbg_core.models.training import pick_device
 
 
@@ -47,18 +48,22 @@ def test_tiny_training_writes_a_loadable_checkpoint(tmp_path):
     pred = oracle.predict(["NaCl", "bad formula!"])
     assert pred["band_gap_mean"].iloc[0] >= 0 and np.isnan(pred["band_gap_mean"].iloc[1])
     assert "unexpected character" in pred["error"].iloc[1]
-    assert "baseline_random_forest" in card
+    assert oracle.head is not None and 0 <= pred["p_nonmetal"].iloc[0] <= 1
+    m = card["metrics"]
+    assert m["sample"]["n"] == 400 and len(m["by_predicted_gap"]) == 6 and len(m["windows"]) == 5
+    assert card["ensemble_alone"]["test_full"]["n"] == 400
 
 
-def test_shipped_oracle_matches_its_card_on_a_slice(bandgaps):
-    from wbg_core.data import split
+def test_shipped_oracle_matches_its_card_on_the_whole_test_split(bandgaps):
+    from wbg_core.models.oracle_eval import evaluate_model, oracle_predictor
 
     oracle = load_oracle()
     card = oracle.card
-    test = split(bandgaps, seed=card["seed"])["test"].iloc[:500]
-    pred = oracle.predict(test["formula"])
-    mae = float(np.abs(pred["band_gap_mean"].to_numpy() - test["band_gap"].to_numpy()).mean())
-    assert mae == pytest.approx(card["metrics"]["slice_first_500_test"]["mae"], abs=1e-4)
+    m, frame = evaluate_model(oracle_predictor(oracle), bandgaps, split_seed=card["seed"])
+    assert m["sample"]["n"] == card["metrics"]["sample"]["n"] == len(frame) > 17_000
+    assert m["test_full"]["mae"] == pytest.approx(card["metrics"]["test_full"]["mae"], abs=1e-4)
+    for ours, theirs in zip(m["by_predicted_gap"], card["metrics"]["by_predicted_gap"]):
+        assert ours["n"] == theirs["n"] and ours["within_1_sigma"] == pytest.approx(theirs["within_1_sigma"], abs=1e-3)
 
 
 def test_shipped_oracle_is_a_real_model():

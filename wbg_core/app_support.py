@@ -58,7 +58,7 @@ class KnownData:
         from .data import bandgap_counts
 
         counts = bandgap_counts(df)
-        t = df[["formula", "band_gap", "material_id"]].copy()
+        t = df[["formula", "band_gap", "material_id", "source"]].copy()
         t.attrs = {}
         t["_row"] = np.arange(len(df))
         t = t.dropna(subset=["band_gap"]).drop_duplicates("formula").reset_index(drop=True)
@@ -68,13 +68,17 @@ class KnownData:
         self.index = {f: i for i, f in enumerate(self.table["formula"])}
         self._cdfs: np.ndarray | None = None
 
-    def lookup(self, formula: str) -> tuple[float | None, str | None]:
+    def lookup(self, formula: str) -> tuple[float | None, str | None, str | None]:
+        """(gap, mp-id, where the value comes from: data.provenance.label_source) or Nones."""
+        from .data.provenance import label_source
+
         i = self.index.get(formula)
         if i is None:
-            return None, None
+            return None, None, None
         row = self.table.iloc[i]
         mid = row["material_id"]  # some bundled rows have no MP id
-        return float(row["band_gap"]), (str(mid) if isinstance(mid, str) and mid else None)
+        mid = str(mid) if isinstance(mid, str) and mid else None
+        return float(row["band_gap"]), mid, label_source(row["source"], mid)
 
     @property
     def cdfs(self) -> np.ndarray:
@@ -114,8 +118,12 @@ class KnownData:
         if own is not None:
             d[own] = np.inf
         order = np.argsort(d, kind="stable")[:k]
+        from .data.provenance import label_source
+
         out = self.table.iloc[order][["formula", "band_gap", "material_id"]].copy()
         out.insert(1, "emd", np.round(d[order], 4))
+        out["mp_label_source"] = [label_source(src, mid) for src, mid in
+                                  zip(self.table["source"].iloc[order], out["material_id"])]
         return out.reset_index(drop=True)
 
 
@@ -163,7 +171,8 @@ def oracle_report(oracle, formulas: list[str], known: KnownData | None = None) -
     j = 0
     for f, r, e in zip(formulas, reduced, errors):
         row = {"input": f, "formula": r, "band_gap_mean": np.nan, "band_gap_std": np.nan,
-               "in_data": False, "mp_band_gap": np.nan, "mp_id": None, "error": e}
+               "p_nonmetal": np.nan, "in_data": False, "mp_band_gap": np.nan, "mp_id": None,
+               "mp_label_source": None, "error": e}
         if r is not None:
             p = pred.iloc[j]
             j += 1
@@ -172,10 +181,12 @@ def oracle_report(oracle, formulas: list[str], known: KnownData | None = None) -
             else:
                 row["band_gap_mean"] = round(float(p["band_gap_mean"]), 3)
                 row["band_gap_std"] = round(float(p["band_gap_std"]), 3)
+                if "p_nonmetal" in p and p["p_nonmetal"] == p["p_nonmetal"]:
+                    row["p_nonmetal"] = round(float(p["p_nonmetal"]), 3)
             if known is not None:
-                gap, mid = known.lookup(r)
+                gap, mid, where = known.lookup(r)
                 if gap is not None:
-                    row.update(in_data=True, mp_band_gap=gap, mp_id=mid)
+                    row.update(in_data=True, mp_band_gap=gap, mp_id=mid, mp_label_source=where)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -349,21 +360,16 @@ def model_status(dirs: dict[str, Path] | Path | None = None) -> list[dict]:
 # ---------------------------------------------------------------- model-card figures
 
 def oracle_test_predictions(oracle, limit: int | None = 3000, seed: int | None = None,
-                            data: pd.DataFrame | None = None) -> pd.DataFrame:
-    """formula, band_gap (MP), band_gap_mean, band_gap_std on the test split (first `limit` rows).
-    `data`: the MP table when the caller already holds it (loading it parses every formula)."""
-    from .data import load_bandgaps, split
+                            data: pd.DataFrame | None = None, sample_seed: int = 0) -> tuple[dict, pd.DataFrame]:
+    """(metrics, predictions) of the oracle on a *random* sample of `limit` test formulas (None: all),
+    by the same function as the card and the benchmark; metrics["sample"] says n and of how many."""
+    from .data import load_bandgaps
+    from .models.oracle_eval import evaluate_model, oracle_predictor
     from .settings import get_settings
 
-    parts = split(load_bandgaps() if data is None else data,
-                  seed=get_settings().split_seed if seed is None else seed)
-    test = parts["test"]
-    if limit:
-        test = test.iloc[:limit]
-    pred = oracle.predict(test["formula"].tolist())
-    return pd.DataFrame({"formula": test["formula"].to_numpy(), "band_gap": test["band_gap"].to_numpy(),
-                         "band_gap_mean": pred["band_gap_mean"].to_numpy(),
-                         "band_gap_std": pred["band_gap_std"].to_numpy()})
+    return evaluate_model(oracle_predictor(oracle), load_bandgaps() if data is None else data,
+                          split_seed=get_settings().split_seed if seed is None else seed, n=limit,
+                          sample_seed=sample_seed)
 
 
 def calibration_curve(y: np.ndarray, mean: np.ndarray, std: np.ndarray, n: int = 19) -> pd.DataFrame:

@@ -28,9 +28,11 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def set_torch_threads(n: int | None = None) -> None:
+def set_torch_threads(n: int | None = None) -> int:
+    """Set torch's CPU threads (default: the setting) and return the number, for other libraries too."""
     import torch
 
     n = n or get_settings().torch_threads
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    return n

@@ -10,7 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="band gap (mean and std, eV) of formulas by the oracle ensemble")
     p.add_argument("formulas", nargs="*", metavar="FORMULA")
     p.add_argument("--input", type=Path, help="CSV with a 'formula' column (or one column of formulas)")
-    p.add_argument("--output", type=Path, help="write CSV: formula, band_gap_mean, band_gap_std, error")
+    p.add_argument("--output", type=Path, help="write CSV: formula, band_gap_mean, band_gap_std, p_nonmetal, mp_band_gap, mp_label_source, error")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_predict)
     p = sub.add_parser("reconstruct", help="autoencoder round trip per formula")
@@ -78,10 +78,35 @@ def _predict(args) -> int:
 
     formulas = _inputs(args)
     df = load_oracle().predict(formulas)  # a missing or corrupt checkpoint: ModelError, one line from cli.main
-    df["band_gap_mean"] = df["band_gap_mean"].round(4)
-    df["band_gap_std"] = df["band_gap_std"].round(4)
+    for col in ("band_gap_mean", "band_gap_std", "p_nonmetal"):
+        df[col] = df[col].round(4)
+    df = with_known_labels(df)
     _emit(df, args)
     return 0
+
+
+def with_known_labels(df):
+    """Add mp_band_gap and mp_label_source (where the bundled value comes from) before `error`."""
+    from ..composition import FormulaError, reduced_formula
+    from ..data import load_bandgaps
+    from ..data.provenance import known_labels
+
+    known = known_labels(load_bandgaps())
+    gaps, sources = [], []
+    for f, err in zip(df["formula"], df["error"]):
+        hit = None
+        if not (isinstance(err, str) and err):
+            try:
+                hit = known.get(reduced_formula(f))
+            except FormulaError:
+                hit = None
+        gaps.append(hit[0] if hit else None)
+        sources.append(hit[1] if hit else None)
+    out = df.drop(columns="error")
+    out["mp_band_gap"] = gaps
+    out["mp_label_source"] = sources
+    out["error"] = df["error"]
+    return out
 
 
 def reconstruct_table(formulas: list[str], refine: bool = True):

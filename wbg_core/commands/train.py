@@ -39,12 +39,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the resulting card(s) as JSON")
     p.set_defaults(handler=_train)
     p = sub.add_parser("evaluate", help="re-measure a checkpoint's card metrics on its own split (weights untouched)")
-    p.add_argument("model", choices=("autoencoder",))
+    p.add_argument("model", choices=("autoencoder", "oracle"))
     p.add_argument("--dir", type=Path, default=None, help="checkpoint directory (default: the shipped one)")
     p.add_argument("--write", action="store_true",
-                   help="store the metrics in the card (the old ones kept) and rebuild the latent map")
+                   help="store the metrics in the card (the old ones kept); autoencoder: rebuild the latent map; "
+                        "oracle: with the random forest baseline trained on the same split (~2 min)")
+    p.add_argument("-n", type=int, default=None,
+                   help="oracle: a random sample of N test formulas (default: the whole test split)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: settings, 2)")
     p.set_defaults(handler=_evaluate)
+    p = sub.add_parser("calibrate", help="fit the oracle's head (P(non-metal), gap of a non-metal, conformal σ) "
+                                         "on an ensemble's own split; re-measures its card")
+    p.add_argument("model", choices=("oracle",))
+    p.add_argument("--dir", type=Path, default=None, help="checkpoint directory (default: the shipped one)")
+    p.add_argument("--limit", type=int, default=None, help="the first N rows of each split only (smoke tests)")
+    p.add_argument("--threads", type=int, default=None, help="torch and LightGBM threads (default: settings, 2)")
+    p.set_defaults(handler=_calibrate)
 
 
 def _train(args) -> int:
@@ -88,13 +98,63 @@ def _command_line() -> str | None:
 
 
 def _evaluate(args) -> int:
-    from ..cli import print_json
-    from ..models.autoencoder import NAME, reevaluate
+    from ..cli import UserError, print_json
     from ..settings import get_settings, set_torch_threads
 
     set_torch_threads(args.threads)
+    if args.model == "oracle":
+        return _evaluate_oracle(args)
+    if args.n is not None:
+        raise UserError("-n applies to the oracle only")
+    from ..models.autoencoder import NAME, reevaluate
+
     directory = args.dir or get_settings().models_dir / NAME
     print_json(reevaluate(directory, write=args.write, command=_command_line()))
+    return 0
+
+
+def _evaluate_oracle(args) -> int:
+    """The card's figures, re-measured by the same function (oracle_eval.evaluate_model)."""
+    import json
+
+    from ..cli import UserError, print_json
+    from ..data import load_bandgaps
+    from ..models.checkpoint import CARD, atomic_write_text, _jsonable
+    from ..models.oracle import NAME, load
+    from ..models.oracle_training import measure
+    from ..settings import get_settings
+
+    if args.n is not None and args.n < 1:
+        raise UserError("-n must be at least 1")
+    if args.write and args.n is not None:
+        raise UserError("--write measures the whole test split; leave out -n")
+    directory = args.dir or get_settings().models_dir / NAME
+    oracle = load(directory)
+    metrics = measure(oracle, load_bandgaps(), int(oracle.card.get("seed", 0)), with_forest=args.write, n=args.n)
+    if args.write:
+        card = dict(oracle.card)
+        card["earlier_metrics"] = card.get("metrics")
+        card["metrics"] = metrics
+        card["evaluation"] = {"command": _command_line(), "date": __import__("datetime").date.today().isoformat()}
+        atomic_write_text(directory / CARD, json.dumps(card, indent=2, default=_jsonable) + "\n")
+    print_json(metrics)
+    return 0
+
+
+def _calibrate(args) -> int:
+    from ..cli import UserError, print_json
+    from ..models.oracle import NAME
+    from ..models.oracle_training import calibrate
+    from ..settings import get_settings, set_torch_threads
+
+    if args.limit is not None and args.limit < 50:
+        raise UserError("--limit must be at least 50 rows per split")
+    threads = set_torch_threads(args.threads)
+    directory = args.dir or get_settings().models_dir / NAME
+    card = calibrate(directory, command=_command_line(), threads=threads, limit=args.limit)
+    m = card["metrics"]
+    print_json({k: m[k] for k in ("sample", "test_full", "test_nonmetal", "by_predicted_gap", "window_mean_f1",
+                                  "roc_auc_gap_ge_3eV")})
     return 0
 
 
@@ -126,7 +186,8 @@ def _train_one(name: str, args, target: Path, device, command: str | None) -> di
         cfg = AEConfig(seed=args.seed, **kw)
         return train(target, cfg, device, command=command, limit=args.limit)
     elif name == "oracle":
-        from ..models.oracle import OracleConfig, train
+        from ..models.oracle import OracleConfig
+        from ..models.oracle_training import train
 
         kw = {"epochs": args.epochs} if args.epochs else {}
         if args.members:

@@ -68,7 +68,8 @@ def features_from_arrays(z: np.ndarray, w: np.ndarray) -> np.ndarray:
     mad = (wf * np.abs(props - mean[:, None, :])).sum(axis=1)
     big = np.where(mask, props, np.inf).min(axis=1)
     small = np.where(mask, props, -np.inf).max(axis=1)
-    mode = props[np.arange(len(z)), w.argmax(axis=1)]
+    # ties (AB, ABC2 ...) go to the heavier element, so the column order of z never matters
+    mode = props[np.arange(len(z)), (w.astype(np.float64) + z * 1e-9).argmax(axis=1)]
     n_el = mask[..., 0].sum(axis=1, keepdims=True)
     norms = [((w ** p).sum(axis=1, keepdims=True)) ** (1 / p) for p in (2, 3, 5)]
     return np.hstack([mean, mad, big, small, small - big, mode, n_el, *norms]).astype(np.float32)
@@ -122,3 +123,70 @@ class ForestRegressor:
 
 
 __all__ = ["ForestConfig", "ForestRegressor", "composition_features", "MAX_ELEMENTS"]
+
+
+# ---------------------------------------------------------------- Magpie's ionic-compound attributes
+
+MAX_STATES = 3  # common oxidation states kept per element (pymatgen lists at most 3 for most)
+EXACT_ELEMENTS = 4  # exact charge-neutrality search up to this many elements (3^4 = 81 assignments)
+
+
+@lru_cache(maxsize=1)
+def _state_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(states (Z, MAX_STATES) padded by repeating the first, has-states flag, Pauling X) by atomic number."""
+    from pymatgen.core import Element
+
+    states = np.zeros((len(PERIODIC_TABLE) + 1, MAX_STATES), np.float64)
+    has = np.zeros(len(PERIODIC_TABLE) + 1, bool)
+    chi = np.zeros(len(PERIODIC_TABLE) + 1, np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for z, sym in enumerate(PERIODIC_TABLE[:103], start=1):
+            el = Element(sym)
+            common = sorted(el.common_oxidation_states, key=abs)[:MAX_STATES]
+            if common:
+                has[z] = True
+                states[z] = (list(common) * MAX_STATES)[:MAX_STATES]
+            chi[z] = el.X if np.isfinite(el.X) else 0.0
+    return states, has, chi
+
+
+def ionic_features(z: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Magpie's ionic-compound attributes (Ward et al. 2016), vectorised over rows:
+    can some assignment of common oxidation states be charge neutral (exact up to 4 elements,
+    else the interval test), how far 0 lies outside the reachable charge interval, whether the
+    most electronegative element can be an anion, and the max and mean ionic character
+    1 - exp(-(Δχ)²/4) over element pairs. Metals are told from salts by these more than by any
+    average property: MgO and Mg2O share their statistics but not their neutrality."""
+    states, has, chi = _state_table()
+    s = states[z]  # (N, M, S)
+    mask = z > 0
+    lo = (w * s.min(axis=2)).sum(axis=1)
+    hi = (w * s.max(axis=2)).sum(axis=1)
+    distance = np.maximum(lo, 0.0) + np.maximum(-hi, 0.0)
+    n_el = mask.sum(axis=1)
+    neutral = (distance <= 1e-9).astype(np.float64)
+    small = n_el <= EXACT_ELEMENTS
+    if small.any():
+        k = min(EXACT_ELEMENTS, z.shape[1])
+        ss, ww = s[small, :k], w[small, :k]
+        grids = np.stack(np.meshgrid(*[np.arange(MAX_STATES)] * k, indexing="ij"), -1).reshape(-1, k)  # (C, k)
+        picked = ss[:, np.arange(k)[None, :], grids]  # (n, C, k)
+        total = (picked * ww[:, None, :]).sum(axis=2)
+        neutral[small] = (np.abs(total) < 1e-6).any(axis=1)
+    # no element with a known state (noble gases) or only one element: not an ionic compound
+    neutral[(~has[z] & mask).any(axis=1) | (n_el < 2)] = 0.0
+    c = np.where(mask, chi[z], -np.inf)
+    is_top = mask & (c == c.max(axis=1, keepdims=True))  # ties never depend on the column order
+    anion_top = (is_top & (s.min(axis=2) < 0)).any(axis=1).astype(np.float64)
+    cc = np.where(mask, chi[z], 0.0)
+    ion = 1 - np.exp(-0.25 * (cc[:, :, None] - cc[:, None, :]) ** 2)
+    pair = mask[:, :, None] & mask[:, None, :]
+    max_ion = np.where(pair, ion, 0.0).max(axis=(1, 2))
+    mean_ion = (w[:, :, None] * w[:, None, :] * ion * pair).sum(axis=(1, 2))
+    return np.stack([neutral, distance, anion_top, max_ion, mean_ion], axis=1).astype(np.float32)
+
+
+def statistics_with_ionic(z: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Magpie-style property statistics and the ionic-compound attributes: the oracle head's statistics."""
+    return np.hstack([features_from_arrays(z, w), ionic_features(z, w)])

@@ -7,8 +7,10 @@ message-passing layers update each element from every element of the composition
 pooling gives the composition descriptor; a residual network with 5 hidden layers (ReLU)
 maps it to the gap. Each member predicts a mean and a log standard deviation trained with
 Roost's robust L1 loss (the Laplace likelihood), so it knows its aleatoric noise; the
-ensemble's spread adds the epistemic part, and one scale factor fitted on the validation
-split calibrates the total. Predictions are clipped at 0 eV. Any formula parses, including those
+ensemble's spread adds the epistemic part. A head (oracle_head.py: P(non-metal) times the gap
+of a non-metal, with per-bin conformal σ fitted on the validation split) turns the members'
+outputs into the prediction the app shows; a checkpoint without one falls back to the
+ensemble mean and one σ scale factor. Predictions are clipped at 0 eV. Any formula parses, including those
 the 87 x 8 matrix cannot hold (up to MAX_ELEMENTS distinct elements).
 
 The network works on dense padded tensors (batch x elements x elements pairs) with batches
@@ -31,6 +33,7 @@ from torch import nn
 from ..composition.elements import PERIODIC_TABLE
 from ..composition.parse import FormulaError, parse_formula
 from .checkpoint import ModelError, load_checkpoint, load_module_state, save_checkpoint
+from .oracle_eval import regression_metrics  # noqa: F401  (kept importable from here)
 
 NAME = "oracle"
 MAX_ELEMENTS = 12
@@ -191,14 +194,15 @@ class RoostGap(nn.Module):
         self.pool = nn.ModuleList(WeightedAttention(fea_len, fea_len, hidden) for _ in range(heads))
         self.head = ResidualNetwork(fea_len, tuple(out_hidden), 2)
 
-    def forward(self, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, w: torch.Tensor, return_descriptor: bool = False):
         mask = z > 0
         logw = torch.log(w.clamp_min(1e-12))
         h = torch.cat([self.embed(self.embedding[z]), w.unsqueeze(-1)], dim=-1) * mask.unsqueeze(-1)
         for layer in self.graphs:
             h = layer(h, logw, mask)
         desc = torch.stack([p(h, logw, mask) for p in self.pool]).mean(0)
-        return self.head(desc)
+        out = self.head(desc)
+        return (out, desc) if return_descriptor else out
 
 
 def robust_l1(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -232,225 +236,86 @@ def _trim(z: np.ndarray, w: np.ndarray, idx: np.ndarray) -> tuple[torch.Tensor, 
 
 
 class Oracle:
-    """The trained ensemble: predict(formulas) -> mean, std per formula, errors per row."""
+    """The trained ensemble, plus its head where the checkpoint has one (oracle_head.py).
+
+    predict(formulas) -> mean, std per formula, errors per row; predict_arrays for the hot path.
+    """
 
     def __init__(self, members: list[RoostGap], config: dict, card: dict, directory: Path | None = None,
-                 std_scale: float = 1.0):
+                 std_scale: float = 1.0, head=None):
         self.members = [m.eval() for m in members]
         self.config = config
         self.card = card
         self.directory = directory
         self.std_scale = std_scale
+        self.head = head
 
     @torch.no_grad()
-    def predict_arrays(self, z: np.ndarray, w: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-        n = len(z)
-        means = np.zeros((len(self.members), n), np.float32)
-        stds = np.zeros((len(self.members), n), np.float32)
+    def ensemble_outputs(self, z: np.ndarray, w: np.ndarray, batch: int = 4096):
+        """(member means (M, N), member σ (M, N), member-averaged descriptor (N, fea_len)), unclipped."""
+        n, k_m = len(z), len(self.members)
+        means = np.zeros((k_m, n), np.float32)
+        stds = np.zeros((k_m, n), np.float32)
+        desc = np.zeros((n, self.members[0].head.fcs[0].in_features if k_m else 0), np.float32)
         if n == 0:
-            return np.zeros(0, np.float32), np.zeros(0, np.float32)
+            return means, stds, desc
         n_el = (z > 0).sum(axis=1)
         for idx in _bucket_batches(n_el, batch, None):
             zb, wb = _trim(z, w, idx)
             for k, m in enumerate(self.members):
-                out = m(zb, wb)
+                out, d = m(zb, wb, return_descriptor=True)
                 means[k, idx] = out[:, 0].numpy()
                 stds[k, idx] = torch.exp(out[:, 1]).numpy()
-        mean = means.mean(axis=0)
-        std = np.sqrt(means.var(axis=0) + (stds ** 2).mean(axis=0)) * self.std_scale
-        return np.clip(mean, 0.0, None), std
+                desc[idx] += d.numpy() / k_m
+        return means, stds, desc
+
+    @staticmethod
+    def ensemble_std(means: np.ndarray, stds: np.ndarray) -> np.ndarray:
+        """Epistemic (spread of the members) and aleatoric (their own σ) parts together."""
+        return np.sqrt(means.var(axis=0) + (stds ** 2).mean(axis=0))
+
+    def predict_detail(self, z: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+        """mean, std and, with a head, p_nonmetal, gap_if_nonmetal, std_if_nonmetal per row."""
+        means, stds, desc = self.ensemble_outputs(z, w)
+        spread = self.ensemble_std(means, stds)
+        if self.head is None:
+            return {"mean": np.clip(means.mean(axis=0), 0.0, None), "std": spread * self.std_scale}
+        from .forest import statistics_with_ionic
+        from .oracle_head import head_features
+
+        return self.head.predict(head_features(means, stds, desc, statistics_with_ionic(z, w)), spread)
+
+    def predict_arrays(self, z: np.ndarray, w: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        if len(z) == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
+        d = self.predict_detail(z, w)
+        bad = ~(np.isfinite(d["mean"]) & np.isfinite(d["std"]))
+        if bad.any():  # garbled weights: an error, never a blank
+            where = self.directory or "the oracle"
+            raise ModelError(f"{where} gave {int(bad.sum())} non-finite predictions: its weights are damaged")
+        return d["mean"], d["std"]
 
     def predict(self, formulas) -> pd.DataFrame:
-        """Columns formula, band_gap_mean, band_gap_std, error; input order kept, bad rows get the error."""
+        """Columns formula, band_gap_mean, band_gap_std, p_nonmetal, error; input order kept, bad rows get the error."""
         formulas = [f if isinstance(f, str) else str(f) for f in formulas]
         z, w, errors = featurise(formulas)
         ok = np.array([e is None for e in errors], dtype=bool)
-        mean = np.full(len(formulas), np.nan, np.float32)
-        std = np.full(len(formulas), np.nan, np.float32)
+        cols = {c: np.full(len(formulas), np.nan, np.float32) for c in ("band_gap_mean", "band_gap_std", "p_nonmetal")}
         if ok.any():
-            mean[ok], std[ok] = self.predict_arrays(z[ok], w[ok])
-        return pd.DataFrame({"formula": formulas, "band_gap_mean": mean, "band_gap_std": std,
-                             "error": pd.array(errors, dtype="string")})
-
-
-def regression_metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray | None = None) -> dict:
-    err = mean - y
-    out = {
-        "n": int(len(y)),
-        "mae": float(np.abs(err).mean()),
-        "rmse": float(np.sqrt((err ** 2).mean())),
-        "r2": float(1 - (err ** 2).sum() / ((y - y.mean()) ** 2).sum()),
-    }
-    if std is not None:
-        out["within_1_sigma"] = float((np.abs(err) <= std).mean())
-        out["within_2_sigma"] = float((np.abs(err) <= 2 * std).mean())
-    return out
-
-
-def _fit_std_scale(err: np.ndarray, std: np.ndarray) -> float:
-    """Scale s so that s * std covers 68.3% of validation errors (Gaussian 1-sigma)."""
-    ratio = np.abs(err) / np.maximum(std, 1e-6)
-    return float(np.quantile(ratio, 0.6827))
+            d = self.predict_detail(z[ok], w[ok])
+            cols["band_gap_mean"][ok], cols["band_gap_std"][ok] = d["mean"], d["std"]
+            if "p_nonmetal" in d:
+                cols["p_nonmetal"][ok] = d["p_nonmetal"]
+            if not (np.isfinite(d["mean"]).all() and np.isfinite(d["std"]).all()):
+                raise ModelError(f"{self.directory or 'the oracle'} gave non-finite predictions: its weights are damaged")
+        return pd.DataFrame({"formula": formulas, **cols, "error": pd.array(errors, dtype="string")})
 
 
 LOSSES = {"robust_l1": robust_l1, "l1_with_std": l1_with_std}
 
 
-def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | None = None, limit: int | None = None,
-          only_member: int | None = None) -> dict:
-    """Train each member on the full train split (all gaps); resumable per member and epoch.
-
-    `only_member` trains that member's resume state and stops, so members can train in parallel
-    processes (one core each); a later run without it finds them finished and assembles the ensemble.
-    """
-    if only_member is not None and not 0 <= only_member < cfg.members:
-        raise ModelError(f"member {only_member} is out of range: the ensemble has members 0-{cfg.members - 1}")
-    from ..data import load_bandgaps, split
-    from ..data.registry import load_registry
-    from .training import TrainState, Timer, autocast, card_base, progress, seed_epoch
-
-    out = Path(out)
-    df = load_bandgaps()
-    parts = split(df, seed=cfg.seed, subset="full")
-    sha = load_registry()["files"]["mp_bandgap.csv"]["sha256"]
-    if limit:
-        parts = {k: v.iloc[:limit] for k, v in parts.items()}
-    feats = {}
-    for k, v in parts.items():
-        z, w, errs = featurise(v["formula"])
-        if any(errs):
-            raise ModelError(f"cannot featurise {k} formulas: {[e for e in errs if e][:3]}")
-        feats[k] = (z, w, v["band_gap"].to_numpy(np.float32))
-    emb = torch.from_numpy(embedding_table())
-    kwargs = {"emb_dim": int(emb.shape[1]), "fea_len": cfg.fea_len, "n_graph": cfg.n_graph, "heads": cfg.heads,
-              "hidden": cfg.hidden, "out_hidden": list(cfg.out_hidden)}
-    members: list[RoostGap] = []
-    timer_total = 0.0
-    histories = []
-    z_tr, w_tr, y_tr = feats["train"]
-    n_el = (z_tr > 0).sum(axis=1)
-    for k in range(cfg.members):
-        if only_member is not None and k != only_member:
-            continue
-        mdir = out / f"member_{k}"
-        torch.manual_seed(cfg.seed * 1000 + k)
-        net = RoostGap(emb.clone(), **{**kwargs, "out_hidden": tuple(cfg.out_hidden)}).to(device)
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps_per_epoch = math.ceil(len(z_tr) / cfg.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                    pct_start=0.15)
-        signature = {"model": NAME, "member": k, **asdict(cfg), "data": sha, "limit": limit}
-        signature["out_hidden"] = list(cfg.out_hidden)
-        state = TrainState(mdir, signature=signature)
-        resumed = state.try_resume({"net": net}, {"opt": opt})
-        best = {kk: v.clone() for kk, v in net.state_dict().items()}
-        if resumed:
-            tensors, extra = resumed
-            sched.load_state_dict({**sched.state_dict(), **extra.get("sched", {})})
-            best = {kk[len("best."):]: v for kk, v in tensors.items() if kk.startswith("best.")} or best
-            print(f"resuming oracle member {k} after epoch {state.epoch}", file=sys.stderr)
-        timer = Timer()
-        for epoch in progress(cfg.epochs, state.epoch, f"oracle member {k + 1}/{cfg.members}"):
-            rng = seed_epoch(cfg.seed * 1000 + k, epoch)
-            net.train()
-            tot, n = 0.0, 0
-            for idx in _bucket_batches(n_el, cfg.batch_size, rng):
-                zb, wb = _trim(z_tr, w_tr, idx)
-                yb = torch.from_numpy(y_tr[idx])
-                zb, wb, yb = zb.to(device), wb.to(device), yb.to(device)
-                with autocast(device):
-                    loss = LOSSES[cfg.loss](net(zb, wb).float(), yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                tot += loss.item() * len(idx)
-                n += len(idx)
-            net.eval()
-            vm = _member_predict(net, *feats["val"][:2], device)
-            val_mae = float(np.abs(np.clip(vm, 0, None) - feats["val"][2]).mean())
-            state.epoch = epoch + 1
-            state.history.append({"epoch": epoch + 1, "train_loss": tot / n, "val_mae": val_mae})
-            if val_mae < state.best:
-                state.best = val_mae
-                best = {kk: v.detach().clone() for kk, v in net.state_dict().items()}
-            state.elapsed_s += timer()
-            timer = Timer()
-            state.save({"net": net}, {"opt": opt}, extra_tensors={f"best.{kk}": v for kk, v in best.items()},
-                       extra={"sched": {kk: v for kk, v in sched.state_dict().items() if isinstance(v, (int, float, list))}})
-        net.load_state_dict(best)
-        members.append(net.cpu().eval())
-        timer_total += state.elapsed_s
-        histories.append(state.history)
-    if only_member is not None:
-        return {"member": only_member, "epochs": state.epoch, "best_val_mae": state.best, "elapsed_s": round(state.elapsed_s, 1)}
-    config = {"class": "RoostGapEnsemble", "members": cfg.members, "kwargs": kwargs, "train": asdict(cfg)}
-    oracle = Oracle(members, config, {})
-    # Calibrate the ensemble std on the validation split (one scale factor), judge on test.
-    vz, vw, vy = feats["val"]
-    vmean, vstd = oracle.predict_arrays(vz, vw)
-    oracle.std_scale = _fit_std_scale(vmean - vy, vstd)
-    config["std_scale"] = oracle.std_scale
-    card = card_base(NAME, device, cfg.seed, cfg.epochs, asdict(cfg), sha, command)
-    card["wall_time_s"] = round(timer_total, 1)
-    card["history"] = histories
-    card["metrics"] = evaluate(oracle, parts["test"])
-    card["std_scale_fitted_on_val"] = oracle.std_scale
-    card["baseline_random_forest"] = forest_baseline(parts, cfg.seed)
-    rf_mae = card["baseline_random_forest"]["test_full"]["mae"]
-    card["metrics"]["mae_reduction_vs_random_forest"] = 1 - card["metrics"]["test_full"]["mae"] / rf_mae
-    card["published_composition_only_mae"] = {
-        "CrabNet (matbench_mp_gap, 106,113 MP structures)": 0.2655,
-        "Roost (103,644 MP compositions, own split)": 0.283,
-        "note": "both trained on about twice our 53,931 training formulas",
-    }
-    tensors = {}
-    for k, m in enumerate(members):
-        tensors.update({f"member_{k}.{kk}": v for kk, v in m.state_dict().items() if kk != "embedding"})
-    tensors["embedding"] = emb
-    save_checkpoint(out, tensors, config, card)
-    return card
-
-
-def forest_baseline(parts: dict[str, pd.DataFrame], seed: int) -> dict:
-    """The random forest on Magpie-style features, same split, same run."""
-    from .forest import ForestConfig, ForestRegressor
-    from .training import Timer
-
-    timer = Timer()
-    rf = ForestRegressor(ForestConfig(seed=seed, n_jobs=torch.get_num_threads())).fit(parts["train"]["formula"], parts["train"]["band_gap"])
-    fit_s = timer()
-    mean, std, _ = rf.predict(parts["test"]["formula"])
-    y = parts["test"]["band_gap"].to_numpy()
-    nm = y > 0
-    return {"model": "RandomForestRegressor(100 trees, max_features 0.33) on Magpie-style features",
-            "fit_s": round(fit_s, 1),
-            "test_full": regression_metrics(y, mean), "test_nonmetal": regression_metrics(y[nm], mean[nm])}
-
-
-@torch.no_grad()
-def _member_predict(net: RoostGap, z: np.ndarray, w: np.ndarray, device: torch.device) -> np.ndarray:
-    out = np.zeros(len(z), np.float32)
-    for idx in _bucket_batches((z > 0).sum(axis=1), 4096, None):
-        zb, wb = _trim(z, w, idx)
-        out[idx] = net(zb.to(device), wb.to(device))[:, 0].float().cpu().numpy()
-    return out
-
-
-def evaluate(oracle: Oracle, test: pd.DataFrame) -> dict:
-    pred = oracle.predict(test["formula"])
-    y = test["band_gap"].to_numpy(np.float32)
-    mean, std = pred["band_gap_mean"].to_numpy(), pred["band_gap_std"].to_numpy()
-    nonmetal = y > 0
-    return {
-        "slice_first_500_test": regression_metrics(y[:500], mean[:500], std[:500]),
-        "test_full": regression_metrics(y, mean, std),
-        "test_nonmetal": regression_metrics(y[nonmetal], mean[nonmetal], std[nonmetal]),
-        "test_metal_predicted_below_0.5eV": float((mean[~nonmetal] < 0.5).mean()),
-    }
-
-
-def load(directory: Path) -> Oracle:
+def load(directory: Path, with_head: bool = True) -> Oracle:
+    """with_head=False: the ensemble alone (to fit a new head over a missing or broken one)."""
     directory = Path(directory)
     tensors, config, card = load_checkpoint(directory)
     if config.get("class") != "RoostGapEnsemble":
@@ -468,7 +333,12 @@ def load(directory: Path) -> Oracle:
         sd["embedding"] = emb
         load_module_state(net, sd, directory / "model.safetensors")
         members.append(net)
-    return Oracle(members, config, card, directory, std_scale=float(config.get("std_scale", 1.0)))
+    head = None
+    if with_head and "head" in config:  # the hurdle head and its conformal calibration (oracle_head.py)
+        from .oracle_head import OracleHead
+
+        head = OracleHead.load(directory, dict((config["head"] or {}).get("sha256") or {}))
+    return Oracle(members, config, card, directory, std_scale=float(config.get("std_scale", 1.0)), head=head)
 
 
 @lru_cache(maxsize=4)
