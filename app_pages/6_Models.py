@@ -74,6 +74,8 @@ def _card(name: str):
                 + (f"**Metrics re-measured by**: `{card['evaluation'].get('command')}` "
                    f"({card['evaluation'].get('date', '')[:10]}; the training run's are in the full card)  \n"
                    if card.get("evaluation") else "")
+                + (f"**Head (P(non-metal), conformal σ) fitted by**: `{card['head'].get('command')}`  \n"
+                   if isinstance(card.get("head"), dict) else "")
                 + f"**Directory**: `{dirs[name]}`")
     with st.expander("Full card (card.json)"):
         st.json({k: v for k, v in card.items() if k != "history"}, expanded=False)
@@ -118,7 +120,7 @@ with tab_or:
                 top = float(max(ev["band_gap"].max(), ev["band_gap_mean"].max()))
                 fig = px.scatter(ev, x="band_gap", y="band_gap_mean", opacity=0.4, hover_name="formula",
                                  labels={"band_gap": "MP gap (eV)", "band_gap_mean": "predicted (eV)"},
-                                 title=f"Parity ({n_label.split(',')[0]}), MAE {np.abs(err).mean():.3f} eV",
+                                 title=f"Parity (n={smp['n']:,}), MAE {np.abs(err).mean():.3f} eV",
                                  render_mode="webgl")
                 fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", line=dict(color="grey", dash="dash"),
                                          showlegend=False))
@@ -130,7 +132,7 @@ with tab_or:
                                      name="within ±1σ", text=[f"{r['within_1_sigma']:.0%}" for r in bins]))
                 fig.add_hrect(y0=0.60, y1=0.78, fillcolor="green", opacity=0.12, line_width=0)
                 fig.add_hline(y=0.683, line_dash="dash", line_color="grey")
-                fig.update_layout(title="±1σ coverage by predicted gap (band: 60-78%)", yaxis_range=[0, 1],
+                fig.update_layout(title="±1σ coverage (green: 60-78%)", yaxis_range=[0, 1],
                                   xaxis_title="predicted gap (eV)", yaxis_title="share of formulas", height=380)
                 st.plotly_chart(fig, width="stretch")
             with c:
@@ -138,7 +140,7 @@ with tab_or:
                 g = pm.groupby("_bin").agg(pred=("band_gap_mean", "mean"), truth=("band_gap", "mean"),
                                           n=("band_gap", "size")).reset_index()
                 fig = px.line(g, x="pred", y="truth", markers=True, hover_data=["n"],
-                              title="Reliability: mean MP gap per predicted-gap bin",
+                              title="Reliability by predicted-gap bin",
                               labels={"pred": "mean prediction (eV)", "truth": "mean MP gap (eV)"})
                 top = float(max(g["pred"].max(), g["truth"].max()))
                 fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", line=dict(color="grey", dash="dash"),
