@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..composition.elements import ATOMIC_NUMBER, VOCAB, VOCAB_INDEX
+from ..models.oracle_eval import p_in_window  # one definition: screening and evaluation agree
 
 Progress = Callable[[float, str], None] | None
 COLUMNS = ["formula", "band_gap_mean", "band_gap_std", "p_in_window", "smact_valid", "novel", "n_atoms", "n_elements"]
@@ -101,17 +102,6 @@ def oracle_features_from_counts(counts: np.ndarray) -> tuple[np.ndarray, np.ndar
     tot = counts.sum(axis=1, dtype=np.float32)
     w[rows, pos] = counts[rows, cols] / tot[rows]
     return z, w
-
-
-def p_in_window(mean: np.ndarray, std: np.ndarray, window: tuple[float, float]) -> np.ndarray:
-    from scipy.special import ndtr
-
-    a, b = window
-    sd = np.maximum(np.asarray(std, np.float64), 1e-6)
-    mean = np.asarray(mean, np.float64)
-    hi = ndtr((b - mean) / sd) if np.isfinite(b) else 1.0
-    lo = ndtr((a - mean) / sd) if np.isfinite(a) else 0.0
-    return np.clip(hi - lo, 0.0, 1.0)
 
 
 class ArrayModel:
