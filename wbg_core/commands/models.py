@@ -87,21 +87,20 @@ def _predict(args) -> int:
 
 def with_known_labels(df):
     """Add mp_band_gap and mp_label_source (where the bundled value comes from) before `error`."""
+    from ..app_support import build_known_data
     from ..composition import FormulaError, reduced_formula
-    from ..data import load_bandgaps
-    from ..data.provenance import known_labels
 
-    known = known_labels(load_bandgaps())
+    known = build_known_data()
     gaps, sources = [], []
     for f, err in zip(df["formula"], df["error"]):
-        hit = None
+        gap = where = None
         if not (isinstance(err, str) and err):
             try:
-                hit = known.get(reduced_formula(f))
+                gap, _, where = known.lookup(reduced_formula(f))
             except FormulaError:
-                hit = None
-        gaps.append(hit[0] if hit else None)
-        sources.append(hit[1] if hit else None)
+                pass
+        gaps.append(gap)
+        sources.append(where)
     out = df.drop(columns="error")
     out["mp_band_gap"] = gaps
     out["mp_label_source"] = sources

@@ -8,7 +8,6 @@ shows 1.36 eV there while diamond Si is ~0.6 eV in MP).
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 GROUND_STATE = "MP ground state"
 POLYMORPH_MAX = "largest gap over MP polymorphs, ground state unknown"
@@ -25,12 +24,3 @@ def label_source(source, material_id) -> str | None:
         return POLYMORPH_MAX
     mid = material_id if isinstance(material_id, str) and material_id.strip() else None
     return f"{GROUND_STATE}, {mid}" if mid else f"{GROUND_STATE} (no mp-id bundled)"
-
-
-def known_labels(df: pd.DataFrame) -> dict[str, tuple[float, str | None]]:
-    """canonical formula -> (band gap, label source) for the bundled table."""
-    out = {}
-    for f, gap, src, mid in zip(df["formula"], df["band_gap"], df["source"], df["material_id"]):
-        if f not in out and gap == gap:
-            out[f] = (float(gap), label_source(src, mid))
-    return out

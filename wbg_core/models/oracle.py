@@ -33,7 +33,6 @@ from torch import nn
 from ..composition.elements import PERIODIC_TABLE
 from ..composition.parse import FormulaError, parse_formula
 from .checkpoint import ModelError, load_checkpoint, load_module_state, save_checkpoint
-from .oracle_eval import regression_metrics  # noqa: F401  (kept importable from here)
 
 NAME = "oracle"
 MAX_ELEMENTS = 12
@@ -256,7 +255,7 @@ class Oracle:
         n, k_m = len(z), len(self.members)
         means = np.zeros((k_m, n), np.float32)
         stds = np.zeros((k_m, n), np.float32)
-        desc = np.zeros((n, self.members[0].head.fcs[0].in_features if k_m else 0), np.float32)
+        desc = np.zeros((n, self.descriptor_len), np.float32)
         if n == 0:
             return means, stds, desc
         n_el = (z > 0).sum(axis=1)
@@ -269,30 +268,38 @@ class Oracle:
                 desc[idx] += d.numpy() / k_m
         return means, stds, desc
 
+    @property
+    def descriptor_len(self) -> int:
+        """Width of a member's pooled composition descriptor (the input of its residual head)."""
+        return self.members[0].head.fcs[0].in_features if self.members else 0
+
     @staticmethod
     def ensemble_std(means: np.ndarray, stds: np.ndarray) -> np.ndarray:
         """Epistemic (spread of the members) and aleatoric (their own σ) parts together."""
         return np.sqrt(means.var(axis=0) + (stds ** 2).mean(axis=0))
 
-    def predict_detail(self, z: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
-        """mean, std and, with a head, p_nonmetal, gap_if_nonmetal, std_if_nonmetal per row."""
-        means, stds, desc = self.ensemble_outputs(z, w)
+    def predict_detail(self, z: np.ndarray, w: np.ndarray, batch: int = 4096) -> dict[str, np.ndarray]:
+        """mean, std and, with a head, p_nonmetal, gap_if_nonmetal, std_if_nonmetal per row.
+        Non-finite outputs (garbled weights) raise ModelError: an error, never a blank."""
+        means, stds, desc = self.ensemble_outputs(z, w, batch)
         spread = self.ensemble_std(means, stds)
         if self.head is None:
-            return {"mean": np.clip(means.mean(axis=0), 0.0, None), "std": spread * self.std_scale}
-        from .forest import statistics_with_ionic
-        from .oracle_head import head_features
+            d = {"mean": np.clip(means.mean(axis=0), 0.0, None), "std": spread * self.std_scale}
+        else:
+            from .forest import statistics_with_ionic
+            from .oracle_head import head_features
 
-        return self.head.predict(head_features(means, stds, desc, statistics_with_ionic(z, w)), spread)
+            d = self.head.predict(head_features(means, stds, desc, statistics_with_ionic(z, w)), spread)
+        bad = ~(np.isfinite(d["mean"]) & np.isfinite(d["std"]))
+        if bad.any():
+            where = self.directory or "the oracle"
+            raise ModelError(f"{where} gave {int(bad.sum())} non-finite predictions: its weights are damaged")
+        return d
 
     def predict_arrays(self, z: np.ndarray, w: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         if len(z) == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.float32)
-        d = self.predict_detail(z, w)
-        bad = ~(np.isfinite(d["mean"]) & np.isfinite(d["std"]))
-        if bad.any():  # garbled weights: an error, never a blank
-            where = self.directory or "the oracle"
-            raise ModelError(f"{where} gave {int(bad.sum())} non-finite predictions: its weights are damaged")
+        d = self.predict_detail(z, w, batch)
         return d["mean"], d["std"]
 
     def predict(self, formulas) -> pd.DataFrame:
@@ -306,8 +313,6 @@ class Oracle:
             cols["band_gap_mean"][ok], cols["band_gap_std"][ok] = d["mean"], d["std"]
             if "p_nonmetal" in d:
                 cols["p_nonmetal"][ok] = d["p_nonmetal"]
-            if not (np.isfinite(d["mean"]).all() and np.isfinite(d["std"]).all()):
-                raise ModelError(f"{self.directory or 'the oracle'} gave non-finite predictions: its weights are damaged")
         return pd.DataFrame({"formula": formulas, **cols, "error": pd.array(errors, dtype="string")})
 
 

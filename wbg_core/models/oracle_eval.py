@@ -158,20 +158,26 @@ def evaluate_model(predict, data, split_seed: int = 0, n: int | None = None, sam
 
     from ..data import split
 
-    part = split(data, seed=split_seed)[split_name]
-    idx = random_sample(len(part), n, sample_seed)
-    part = part.iloc[idx]
+    whole = split(data, seed=split_seed)[split_name]
+    part = whole.iloc[random_sample(len(whole), n, sample_seed)]
     mean, std = predict(part["formula"].tolist())
     y = part["band_gap"].to_numpy(np.float64)
     metrics = evaluate_predictions(y, mean, std)
     metrics["sample"] = {"split": split_name, "split_seed": split_seed, "n": int(len(part)),
-                         "of": int(len(split(data, seed=split_seed)[split_name])) if n else int(len(part)),
+                         "of": int(len(whole)),
                          "random_seed": sample_seed if n else None}
     frame = pd.DataFrame({"formula": part["formula"].to_numpy(), "band_gap": y,
                           "band_gap_mean": np.asarray(mean, np.float64),
                           "band_gap_std": np.full(len(y), np.nan) if std is None else np.asarray(std, np.float64),
                           "source": part["source"].to_numpy() if "source" in part else None})
     return metrics, frame
+
+
+def card_metrics(predict, data, split_seed: int = 0, n: int | None = None) -> dict:
+    """evaluate_model's metrics on the test split plus the classic-compound table: what a card holds."""
+    metrics, _ = evaluate_model(predict, data, split_seed=split_seed, n=n)
+    metrics["classic_compounds"] = classic_table(predict, dict(zip(data["formula"], data["band_gap"])))
+    return metrics
 
 
 def oracle_predictor(oracle):

@@ -170,7 +170,7 @@ def calibrate(directory: Path, cfg: HeadConfig | None = None, command: str | Non
     if limit:
         parts = {k: v.iloc[:limit] for k, v in parts.items()}
     timer = Timer()
-    n_roost = 2 * len(base.members) + base.members[0].head.fcs[0].in_features  # member means, σ, descriptor
+    n_roost = 2 * len(base.members) + base.descriptor_len  # head_features: member means, σ, descriptor
     head = fit_head(ensemble_feats(base, parts), cfg, magpie_first_column=n_roost, threads=threads or torch.get_num_threads())
     fit_s = timer()
     config = read_json(directory / CONFIG)
@@ -195,12 +195,9 @@ def calibrate(directory: Path, cfg: HeadConfig | None = None, command: str | Non
 def measure(oracle, df: pd.DataFrame, seed: int, with_forest: bool = True, n: int | None = None) -> dict:
     """Card metrics: every figure of oracle_eval on the whole test split, the classic compounds and
     (with_forest) the random forest trained on the same split, judged by the same function."""
-    from .oracle_eval import classic_table, evaluate_model, oracle_predictor
+    from .oracle_eval import card_metrics, oracle_predictor
 
-    metrics, _ = evaluate_model(oracle_predictor(oracle), df, split_seed=seed, n=n)
-    known = dict(zip(df["formula"], df["band_gap"]))
-    pred = oracle_predictor(oracle)
-    metrics["classic_compounds"] = classic_table(pred, known)
+    metrics = card_metrics(oracle_predictor(oracle), df, split_seed=seed, n=n)
     if with_forest:
         rf = forest_baseline(df, seed)
         metrics["random_forest"] = rf
@@ -218,18 +215,14 @@ def forest_baseline(df: pd.DataFrame, seed: int) -> dict:
     judged by the same evaluation (its σ is the spread over trees, uncalibrated)."""
     from ..data import split
     from .forest import ForestConfig, ForestRegressor
-    from .oracle_eval import evaluate_model
+    from .oracle_eval import card_metrics
     from .training import Timer
 
     train_part = split(df, seed=seed)["train"]
     timer = Timer()
     rf = ForestRegressor(ForestConfig(seed=seed, n_jobs=torch.get_num_threads())).fit(train_part["formula"], train_part["band_gap"])
     fit_s = timer()
-    metrics, _ = evaluate_model(lambda f: rf.predict(f)[:2], df, split_seed=seed)
-    known = dict(zip(df["formula"], df["band_gap"]))
-    from .oracle_eval import classic_table
-
-    metrics["classic_compounds"] = classic_table(lambda f: rf.predict(f)[:2], known)
+    metrics = card_metrics(lambda f: rf.predict(f)[:2], df, split_seed=seed)
     return {"model": "RandomForestRegressor(100 trees, max_features 0.33) on Magpie-style features",
             "fit_s": round(fit_s, 1), **metrics}
 
