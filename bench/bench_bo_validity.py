@@ -1,11 +1,15 @@
-"""Bayesian-optimisation proposals that decode to a formula: the paper decoded 741 (Exp 2)
-and 853 (Exp 3) valid formulas out of 1,000 BO proposals; the issue asks for better.
+"""Bayesian-optimisation proposals: do they decode, and are they compounds?
+
+The paper decoded 741 (Exp 2) and 853 (Exp 3) valid formulas out of 1,000 BO proposals.
+Issue #13 asks that, by default, >= 95% of the proposals a campaign labels pass the
+project's compound rule (wbg_core.composition.validity), and that per 1,000 labels at least
+as many > 5 eV compounds are found as by the campaign before the rule (proposal_rule="any",
+the baseline, measured in the same run on the same seed sets).
 
 Each repeat is the experiments' campaign (docs/experiments.md): UCB with kappa 10, batches of
 20, 1,000 proposals, invalid decodes skipped (the campaign decodes the UCB-ranked candidates
 until 20 are new valid formulas, so the valid-decode rate is valid decodes / decode
-attempts), seeds drawn as Exp 2 (1,000) and Exp 3 (300). The paper's strict decoding rule
-is the baseline, measured in the same run on the same seed sets as the argmax rule.
+attempts), seeds drawn as Exp 2 (1,000) and Exp 3 (300).
 """
 from __future__ import annotations
 
@@ -14,17 +18,21 @@ import time
 
 SETTINGS = {"exp2": 1000, "exp3": 300}
 PAPER = {"exp2": 0.741, "exp3": 0.853}
-RULES = ("strict", "argmax")
+# (decoding rule, proposal rule): the paper's campaign (today's before the rule), the default, argmax
+CELLS = (("strict", "any"), ("strict", "compound"), ("argmax", "compound"))
+BASELINE, DEFAULT = ("strict", "any"), ("strict", "compound")
 BUDGET = 1000
 
 
-def _campaign(n_seeds: int, rule: str, seed: int) -> dict:
-    from wbg_core.composition import smact_valid
+def _campaign(n_seeds: int, decode: str, proposal: str, seed: int) -> dict:
+    import numpy as np
+
+    from wbg_core.composition import compound_valid, smact_valid
     from wbg_core.engine.campaign import Campaign, CampaignConfig, pick_seeds
 
     seeds = pick_seeds(n_seeds, seed=seed)
     cfg = CampaignConfig(objective="max", window_min=5.0, kappa=10.0, batch_size=20, budget=BUDGET,
-                         invalid="skip", decode_rule=rule, seed=seed)
+                         invalid="skip", decode_rule=decode, proposal_rule=proposal, seed=seed)
     camp = Campaign.new(None, cfg, seeds["formula"], seeds["band_gap"])
     t = time.perf_counter()
     for _ in range(3 * BUDGET // cfg.batch_size):  # rounds that add nothing still count
@@ -35,39 +43,53 @@ def _campaign(n_seeds: int, rule: str, seed: int) -> dict:
     al = camp.labelled()
     al = al[al["source"] == "al"]
     f = al["formula"].to_numpy(object)
+    comp = compound_valid(f) if len(f) else np.zeros(0, bool)
+    gt5 = (al["band_gap"] > 5).to_numpy()
+    per_k = 1000 / max(1, len(al))
     return {
         "valid_decode_rate": float(hist["valid_decodes"].sum() / max(1, hist["decode_attempts"].sum())),
-        "valid_proposals": int(len(al)),
-        "smact_valid_share": float(smact_valid(f).mean()) if len(f) else float("nan"),
-        "gt5": int((al["band_gap"] > 5).sum()),
+        "labelled": int(len(al)),
+        "compound_share": float(comp.mean()) if len(f) else float("nan"),
+        "paper_rule_share": float(smact_valid(f).mean()) if len(f) else float("nan"),
+        "rule_rejected": int(hist["rule_rejected"].sum()) if "rule_rejected" in hist else 0,
+        "gt5": int(gt5.sum()),
+        "gt5_compounds_per_1000": float((gt5 & comp).sum() * per_k),
         "best_gap": float(al["band_gap"].max()) if len(al) else float("nan"),
+        "best_compound_gap": float(al["band_gap"][comp].max()) if comp.any() else float("nan"),
         "seconds": round(time.perf_counter() - t, 1),
     }
 
 
 def run(repeats: int = 3) -> dict:
-    rows = {(s, r): [_campaign(n, r, seed) for seed in range(repeats)] for s, n in SETTINGS.items() for r in RULES}
+    rows = {(s, d, p): [_campaign(n, d, p, seed) for seed in range(repeats)]
+            for s, n in SETTINGS.items() for d, p in CELLS}
     med = {k: {m: statistics.median(x[m] for x in v) for m in v[0]} for k, v in rows.items()}
-    passed = all(med[(s, "argmax")]["valid_decode_rate"] > PAPER[s] for s in SETTINGS) or \
-        all(med[(s, "strict")]["valid_decode_rate"] > PAPER[s] for s in SETTINGS)
-    md = (f"Median of {repeats} campaigns per cell (seed sets 0..{repeats - 1}, the same for both rules), "
-          f"{BUDGET:,} proposals each:\n\n"
-          "| setting | decoding rule | valid decodes / attempts | paper | SMACT-valid share of the valid | > 5 eV found | best gap (eV) | campaign time |\n"
-          "|---|---|---|---|---|---|---|---|\n")
+    compounds_ok = all(med[(s, *DEFAULT)]["compound_share"] >= 0.95 for s in SETTINGS)
+    yield_ok = all(med[(s, *DEFAULT)]["gt5_compounds_per_1000"] >= med[(s, *BASELINE)]["gt5_compounds_per_1000"]
+                   for s in SETTINGS)
+    md = (f"Median of {repeats} campaigns per cell (seed sets 0..{repeats - 1}, the same in every cell), "
+          f"{BUDGET:,} proposals each. Proposal rule `any` is the campaign before issue #13 (every decoded "
+          "formula labelled, the paper's), the baseline; `compound` is the default now.\n\n"
+          "| setting | decoding | proposal rule | valid decodes / attempts | paper | compounds among the labelled "
+          "| turned away by the rule | > 5 eV | > 5 eV compounds per 1,000 labels | best compound gap (eV) | time |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|\n")
     for s, n in SETTINGS.items():
-        for r in RULES:
-            m = med[(s, r)]
-            md += (f"| {s} ({n:,} seeds) | {r}{' (paper)' if r == 'strict' else ''} | {m['valid_decode_rate']:.1%} | "
-                   f"{PAPER[s]:.1%} | {m['smact_valid_share']:.1%} | {m['gt5']:.0f} | {m['best_gap']:.2f} | {m['seconds']:.0f} s |\n")
-    md += ("\nThe argmax rule reads each element's most likely count instead of rejecting a row with two cells "
-           "at >= 0.5 (`wbg campaign new --decode-rule argmax`, the Active-learning page's \"Decoding rule\"); "
-           "the experiments keep the paper's strict rule.\n")
+        for d, p in CELLS:
+            m = med[(s, d, p)]
+            md += (f"| {s} ({n:,} seeds) | {d}{' (paper)' if d == 'strict' else ''} | {p}"
+                   f"{' (default)' if (d, p) == DEFAULT else ''} | {m['valid_decode_rate']:.1%} | {PAPER[s]:.1%} | "
+                   f"{m['compound_share']:.1%} | {m['rule_rejected']:,.0f} | {m['gt5']:.0f} | "
+                   f"{m['gt5_compounds_per_1000']:.0f} | {m['best_compound_gap']:.2f} | {m['seconds']:.0f} s |\n")
+    md += ("\nThe valid-decode rate counts a decode the rule turns away as invalid, so it falls under the "
+           "compound rule: those decodes cost milliseconds, not a label. Compounds: >= 2 elements, not all "
+           "metals, SMACT charge-neutral with ICSD-24 oxidation states and electronegativity-balanced.\n")
     return {
-        "title": "Active learning: BO proposals that decode to a formula (paper: 741 and 853 of 1,000)",
-        "target": "valid-decode rate above the paper's 74.1% (Exp 2) and 85.3% (Exp 3)",
-        "passed": bool(passed),
-        "median": {f"{s}/{r}": m for (s, r), m in med.items()},
-        "runs": {f"{s}/{r}": v for (s, r), v in rows.items()},
+        "title": "Active learning: proposals that decode to compounds (paper: 741 and 853 of 1,000 decode)",
+        "target": ">= 95% of default proposals pass the compound rule; > 5 eV compounds per 1,000 labels "
+                  ">= the campaign without the rule",
+        "passed": bool(compounds_ok and yield_ok),
+        "median": {"/".join(k): m for k, m in med.items()},
+        "runs": {"/".join(k): v for k, v in rows.items()},
         "markdown": md,
     }
 

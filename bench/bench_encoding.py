@@ -67,9 +67,9 @@ def run(repeats: int = 5) -> dict:
         encs.append(enc_s)
         decs.append(dec_s)
         rates.append(N / (enc_s + dec_s))
-        validity._smact_one.cache_clear()
+        validity._paper_one.cache_clear()
         naive.append(_naive(formulas[:20_000]))
-    validity._smact_one.cache_clear()
+    validity._paper_one.cache_clear()
     t = time.perf_counter()
     v = smact_valid(formulas)
     smact_cold = time.perf_counter() - t

@@ -38,10 +38,10 @@ def _child(n: int, queue) -> None:
 
 def _naive(n: int) -> float:
     """The obvious path, seconds per sample: the same GAN samples, then a formula string for
-    every sample, oracle.predict on the strings and SMACT on all (no funnel)."""
+    every sample, oracle.predict on the strings and the compound rule on all (no funnel)."""
     import numpy as np
 
-    from wbg_core.composition import counts_to_formulas, smact_valid
+    from wbg_core.composition import compound_valid, counts_to_formulas
     from wbg_core.models import load_gan, load_oracle
 
     gen, oracle = load_gan(), load_oracle()
@@ -49,7 +49,7 @@ def _naive(n: int) -> float:
     counts, valid = gen.sample_counts(n, seed=1)
     f = counts_to_formulas(counts[valid])
     oracle.predict(list(f))
-    smact_valid(np.array(f, dtype=object))
+    compound_valid(np.array(f, dtype=object))
     return (time.perf_counter() - t) / n
 
 

@@ -21,7 +21,7 @@ def test_data_json(capsys):
 def test_parse_reports_errors_without_traceback(capsys):
     assert main(["parse", "SrYF5", "Xx", "--json"]) == 2
     rows = json.loads(capsys.readouterr().out)
-    assert rows[0]["formula"] == "SrYF5" and rows[0]["smact_valid"]
+    assert rows[0]["formula"] == "SrYF5" and rows[0]["compound_valid"] and rows[0]["paper_rule_valid"]
     assert "not an element" in rows[1]["error"]
 
 

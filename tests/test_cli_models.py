@@ -66,7 +66,7 @@ def test_reconstruct_and_generate(tmp_path):
     gen = tmp_path / "g.csv"
     assert main(["generate", "-n", "200", "--seed", "1", "--output", str(gen)]) == 0
     g = pd.read_csv(gen, keep_default_na=False)
-    assert len(g) == 200 and list(g.columns) == ["formula", "valid", "smact_valid"]
+    assert len(g) == 200 and list(g.columns) == ["formula", "valid", "paper_rule_valid", "compound_valid"]
 
 
 def test_train_rejects_bad_arguments(capsys):

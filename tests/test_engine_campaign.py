@@ -69,7 +69,7 @@ def test_short_campaign_end_to_end(tmp_path, seeds):
     assert state["rounds_done"] == 3 and state["gp"]["lengthscale"] > 0
     out = camp.export(tmp_path / "export.csv")
     df = pd.read_csv(out)
-    assert {"formula", "band_gap", "in_window", "novel", "smact_valid", "round"} <= set(df.columns)
+    assert {"formula", "band_gap", "in_window", "novel", "compound_valid", "round"} <= set(df.columns)
     assert len(df) == len(seeds) + 30
     hist = Campaign.load(d).history()
     assert hist["round"].tolist() == [1, 2, 3]
@@ -126,8 +126,9 @@ def test_window_objective_and_paper_penalty_mode(tmp_path, seeds, kw):
 def test_the_argmax_rule_wastes_fewer_decodes_than_the_strict_one(tmp_path, seeds):
     """Same seeds, same GP, same candidates: the rules differ only in how a proposal decodes."""
     rates = {}
-    for rule in ("strict", "argmax"):
-        camp = Campaign.new(None, _cfg(decode_rule=rule, budget=20), seeds["formula"], seeds["band_gap"])
+    for rule in ("strict", "argmax"):  # proposal_rule "any": only the decode rule differs
+        camp = Campaign.new(None, _cfg(decode_rule=rule, budget=20, proposal_rule="any"), seeds["formula"],
+                            seeds["band_gap"])
         r = camp.step()
         assert r.labelled == 10
         rates[rule] = r.valid_decode_rate
@@ -140,3 +141,20 @@ def test_cli_campaign_records_the_decode_rule(tmp_path):
     d = tmp_path / "c"
     assert main(["campaign", "new", str(d), "--random-seeds", "40", "--decode-rule", "argmax", "--json"]) == 0
     assert json.loads((d / "config.json").read_text())["decode_rule"] == "argmax"
+
+
+def test_default_proposals_are_compounds_and_the_paper_rule_is_selectable(seeds):
+    from wbg_core.composition import compound_valid
+
+    camp = Campaign.new(None, _cfg(budget=20), seeds["formula"], seeds["band_gap"])
+    assert camp.config.proposal_rule == "compound"
+    r = camp.step()
+    got = camp.rounds[-1]
+    labelled = got.loc[got["valid"], "formula"].to_numpy(dtype=object)
+    assert r.labelled == len(labelled) > 0
+    assert compound_valid(labelled).all()  # no H, Hf, Br8F8 spends a label
+    assert r.rule_rejected > 0  # the rule had something to turn away on this pool
+    anyrule = Campaign.new(None, _cfg(budget=20, proposal_rule="any"), seeds["formula"], seeds["band_gap"])
+    assert anyrule.step().rule_rejected == 0
+    with pytest.raises(CampaignError, match="proposal_rule"):
+        CampaignConfig(proposal_rule="smact").validate()

@@ -52,7 +52,7 @@ def test_counts_features_match_the_oracle_on_formulas(data_pool):
 @pytest.mark.parametrize("window,extra", [
     ((4.0, None), {}),
     ((1.0, 3.0), {"require_elements": ("O",), "p_threshold": 0.3}),
-    ((0.5, 2.0), {"exclude_elements": ("O", "F"), "max_atoms": 5, "max_elements": 2, "smact_only": True,
+    ((0.5, 2.0), {"exclude_elements": ("O", "F"), "max_atoms": 5, "max_elements": 2, "valid_only": True,
                     "p_threshold": 0.2}),
 ])
 def test_screening_a_small_pool(data_pool, window, extra):
@@ -67,10 +67,10 @@ def test_screening_a_small_pool(data_pool, window, extra):
     assert (df["n_atoms"] <= cfg.max_atoms).all() and (df["n_elements"] <= cfg.max_elements).all()
     for el in cfg.require_elements:
         assert df["formula"].str.contains(el).all()
-    if cfg.smact_only:
-        assert df["smact_valid"].all()
+    if cfg.valid_only:
+        assert df["compound_valid"].all()
     assert df.attrs["funnel"]["passed"] == len(df)
-    assert set(df.attrs["stage_s"]) >= {"model", "window", "smact", "total"}
+    assert set(df.attrs["stage_s"]) >= {"model", "window", "validity", "total"}
 
 
 def test_nothing_passes_gives_an_empty_frame_and_a_reason(data_pool):
@@ -88,6 +88,20 @@ def test_structure_filter():
     assert keep.tolist() == [True, False, False]
 
 
+def test_structure_filter_drops_elements_and_alloys_unless_asked():
+    from wbg_core.composition.elements import VOCAB_INDEX
+
+    def row(**n):
+        r = np.zeros(87, np.int8)
+        for el, k in n.items():
+            r[VOCAB_INDEX[el]] = k
+        return r
+
+    c = np.stack([row(H=1), row(Cu=1, Zn=1), row(Mg=1, O=1), row(Hf=1)])  # H, CuZn, MgO, Hf
+    assert filter_counts(c, ScreenConfig(min_gap=1.0)).tolist() == [False, False, True, False]
+    assert filter_counts(c, ScreenConfig(min_gap=1.0, allow_elements_and_alloys=True)).all()
+
+
 @pytest.mark.slow
 def test_screen_cli_on_a_generated_pool(tmp_path):
     out = tmp_path / "cand.csv"
@@ -95,7 +109,7 @@ def test_screen_cli_on_a_generated_pool(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(out)
-    assert list(df.columns)[:6] == ["formula", "band_gap_mean", "band_gap_std", "p_in_window", "smact_valid", "novel"]
+    assert list(df.columns)[:6] == ["formula", "band_gap_mean", "band_gap_std", "p_in_window", "compound_valid", "novel"]
     assert "funnel:" in r.stderr
     r = subprocess.run([sys.executable, "-m", "wbg_core", "screen", "--min-gap", "5", "--max-gap", "2"],
                        capture_output=True, text=True, timeout=120)
@@ -117,7 +131,8 @@ def test_given_pool_rows_are_reduced_before_novelty_and_deduplication():
     from wbg_core.composition import encode_counts
 
     rows = encode_counts(["S2O4", "SO2", "H4Cl2"]).counts  # S2O4 is SO2 (in MP); H4Cl2 is H2Cl
-    df = screen(ScreenConfig(min_gap=0.0, p_threshold=0.0, max_atoms=None, max_elements=None), pool_counts=rows)
+    df = screen(ScreenConfig(min_gap=0.0, p_threshold=0.0, max_atoms=None, max_elements=None, valid_only=False),
+                pool_counts=rows)  # H2Cl is not charge-balanced: keep it to see the reduction
     assert sorted(df["formula"]) == ["H2Cl", "SO2"]
     assert not df.set_index("formula").loc["SO2", "novel"]
     assert df.attrs["funnel"]["unique"] == 2

@@ -42,9 +42,10 @@ def test_shipped_generator_samples_reproducibly():
     a = gan.sample(500, seed=3)
     b = gan.sample(500, seed=3)
     assert (a["formula"] == b["formula"]).all()
-    assert list(a.columns) == ["formula", "valid", "smact_valid"]
+    assert list(a.columns) == ["formula", "valid", "paper_rule_valid", "compound_valid"]
     assert (a["formula"][~a["valid"]] == "").all()
-    assert not (a["smact_valid"] & ~a["valid"]).any()
+    assert not ((a["paper_rule_valid"] | a["compound_valid"]) & ~a["valid"]).any()
+    assert not (a["compound_valid"] & a["formula"].str.fullmatch(r"[A-Z][a-z]?\d*")).any()  # no single elements
 
 
 def test_shipped_generator_matches_its_card_slice():

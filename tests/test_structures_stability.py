@@ -71,7 +71,7 @@ def test_hull_of_a_known_stable_compound():
 def test_assess_applies_the_papers_rule():
     template = find_templates("GaN", 1, exclude_formulas={"GaN"})[0]
     final, st = stability.assess(substitute(template, "GaN").structure, do_relax=False)
-    assert st.formation_energy_per_atom < 0 and st.charge_neutral and st.smact_valid
+    assert st.formation_energy_per_atom < 0 and st.charge_neutral and st.compound_valid
     assert st.passes_paper_rule
     assert st.e_above_hull is not None and st.e_above_hull < 0.3
     assert json.dumps(st.to_dict())

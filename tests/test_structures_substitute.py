@@ -55,7 +55,7 @@ def test_volume_guess_follows_ionic_radii(template, query, bigger):
 
 def test_sanity_flags_for_an_unbalanced_formula():
     sub = substitute(find_templates("NaCl2", 1)[0], "NaCl2")
-    assert not sub.charge_neutral and not sub.smact_valid
+    assert not sub.charge_neutral and not sub.compound_valid
     assert any("charge" in w for w in sub.warnings)
 
 

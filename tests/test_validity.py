@@ -33,3 +33,44 @@ def test_many_element_formulas_are_refused_quickly():
     t = time.perf_counter()
     assert not smact_valid(["Fe3Co5Ni7Cu2Mn4Cr3V2Ti5Mo3O8"])[0]  # 11 elements: 30 s in SMACT
     assert time.perf_counter() - t < 5.0  # enumeration skipped, not a speed target
+
+
+# ---- the compound rule (every page, screening, AL, CIF header) -----------------------------
+from wbg_core.composition import compound_valid, compound_verdict, rule_valid  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "formula, valid",
+    [("SrYF5", True), ("MgO", True), ("GaN", True), ("LiF", True), ("NaCl", True),
+     # balance only with SMACT's non-ICSD states (Ba+1, Ca+1 ...): the paper's rule passes them
+     ("BaCaI3", False), ("MgPbBr3", False),
+     ("H", False), ("Hf", False), ("O5", False), ("Cs2", False), ("Xe6", False),  # single elements
+     ("CuZn", False), ("Cu3Au", False),  # all metals
+     ("PtXe2Cl", False), ("AsF8", False), ("NaCl2", False), ("", False), (None, False)],
+)
+def test_compound_rule(formula, valid):
+    assert compound_valid([formula])[0] == valid
+
+
+def test_bacai3_passes_only_the_papers_rule():
+    # the contradiction the issue saw: "SMACT-valid" beside "no charge-balanced combination"
+    assert smact_valid(["BaCaI3"])[0] and not compound_valid(["BaCaI3"])[0]
+    v = compound_verdict("BaCaI3")
+    assert not v.charge_neutral and "ICSD-24" in v.reason
+
+
+def test_verdict_names_the_failed_test():
+    assert "single element" in compound_verdict("H").reason
+    assert "alloy" in compound_verdict("CuZn").reason
+    assert compound_verdict("MgO") .reason == "" and compound_verdict("MgO").charge_neutral
+
+
+def test_option_brings_back_elements_and_alloys():
+    assert compound_valid(["H", "CuZn", "Hf"], allow_elements_and_alloys=True).all()
+    assert not compound_valid(["BaCaI3"], allow_elements_and_alloys=True)[0]  # charge balance still asked
+
+
+def test_rule_by_name():
+    assert rule_valid(["CuZn"], "paper")[0] and not rule_valid(["CuZn"], "compound")[0]
+    with pytest.raises(ValueError, match="unknown validity rule"):
+        rule_valid(["MgO"], "icsd")

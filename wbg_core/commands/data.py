@@ -56,7 +56,7 @@ def _data(args) -> int:
 
 
 def parse_rows(formulas: list[str]) -> list[dict]:
-    from ..composition import FormulaError, encode_counts, reduced_formula, smact_valid
+    from ..composition import FormulaError, compound_verdict, encode_counts, reduced_formula, smact_valid
 
     rows = []
     for text in formulas:
@@ -71,7 +71,9 @@ def parse_rows(formulas: list[str]) -> list[dict]:
             "formula": canon,
             "encodable": bool(enc.ok[0]),
             "encode_error": enc.error(0),
-            "smact_valid": bool(smact_valid([canon])[0]),
+            "compound_valid": (v := compound_verdict(canon)).valid,
+            "validity_reason": v.reason or None,
+            "paper_rule_valid": bool(smact_valid([canon])[0]),
             "error": None,
         })
     return rows
@@ -89,5 +91,6 @@ def _parse(args) -> int:
                 print(f"{r['input']}: error: {r['error']}")
             else:
                 enc = "encodable" if r["encodable"] else f"not encodable ({r['encode_error']})"
-                print(f"{r['input']} -> {r['formula']}: {enc}; SMACT {'valid' if r['smact_valid'] else 'invalid'}")
+                rule = "a valid compound" if r["compound_valid"] else f"not a valid compound ({r['validity_reason']})"
+                print(f"{r['input']} -> {r['formula']}: {enc}; {rule}")
     return 0 if all(r["error"] is None for r in rows) else 2

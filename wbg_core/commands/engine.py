@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--budget", type=int, default=None, help="total proposals (default: unlimited)")
     n.add_argument("--invalid", choices=["skip", "penalty"], default="skip",
                    help="skip: decode before labelling (default); penalty: the paper's 0 eV for invalid decodes")
+    n.add_argument("--proposal-rule", choices=["compound", "any"], default="compound",
+                   help="compound: label only decodes that pass the validity rule (default); any: every decoded "
+                        "formula, the paper's campaign")
     n.add_argument("--decode-rule", choices=["strict", "argmax"], default="strict",
                    help="strict: the paper's (a row with two cells >= 0.5 is invalid); argmax: each element's most "
                         "likely count (bench/results/bo_validity.json compares them)")
@@ -57,7 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--require", default="", help="comma-separated elements every candidate must hold")
     p.add_argument("--exclude", default="", help="comma-separated elements no candidate may hold")
     p.add_argument("--novel-only", action="store_true", help="drop formulas in the bundled MP data")
-    p.add_argument("--smact-only", action="store_true", help="drop SMACT-invalid formulas")
+    p.add_argument("--keep-invalid", action="store_true",
+                   help="keep candidates that fail the compound rule (ICSD-24 charge neutrality + Pauling); "
+                        "the compound_valid column says which")
+    p.add_argument("--allow-elements-and-alloys", action="store_true",
+                   help="let single elements and all-metal compositions through (off: not wide-gap candidates)")
     p.add_argument("--model", choices=["oracle", "forest"], default="oracle",
                    help="screening model: the oracle, or a random forest trained on the train split or --campaign")
     p.add_argument("--campaign", type=Path, help="with --model forest: train it on this campaign's seeds + AL labels")
@@ -80,6 +87,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generator", choices=["gan", "ae"], default="gan",
                    help="pool source: the GAN (paper, default) or decoded points of the autoencoder's latent box")
     p.add_argument("--invalid", choices=["skip", "penalty"], default="skip")
+    p.add_argument("--proposal-rule", choices=["any", "compound"], default="any",
+                   help="any: label every decoded formula (the paper; the documented tables); compound: the "
+                        "validity rule, as the app's campaigns")
     p.add_argument("--test-limit", type=int, default=None, help="subsample the test split for MAE")
     p.add_argument("--no-doc", action="store_true", help="do not write docs/experiments*")
     p.add_argument("--output", type=Path, help="also write the result JSON here")
@@ -123,7 +133,7 @@ def _campaign_new(args) -> int:
         window_min = args.min_gap if args.min_gap is not None else (5.0 if args.objective == "max" else None)
         cfg = CampaignConfig(objective=args.objective, window_min=window_min, window_max=args.max_gap, kappa=args.kappa,
                              batch_size=args.batch, budget=args.budget, invalid=args.invalid,
-                             decode_rule=args.decode_rule, seed=args.seed)
+                             decode_rule=args.decode_rule, proposal_rule=args.proposal_rule, seed=args.seed)
         camp = Campaign.new(_campaign_dir(args.directory), cfg, seeds["formula"], seeds["band_gap"], overwrite=args.overwrite)
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
@@ -210,7 +220,8 @@ def _screen(args) -> int:
                        p_threshold=args.p_threshold, max_atoms=args.max_atoms or None,
                        max_elements=args.max_elements or None, require_elements=_elements(args.require),
                        exclude_elements=_elements(args.exclude), novel_only=args.novel_only,
-                       smact_only=args.smact_only, top=args.top, generator=args.generator)
+                       valid_only=not args.keep_invalid,
+                       allow_elements_and_alloys=args.allow_elements_and_alloys, top=args.top, generator=args.generator)
     try:
         cfg.validate()
         model = None
@@ -260,7 +271,8 @@ def _experiment(args) -> int:
 
     set_torch_threads()
     cfg = ExperimentConfig(name=args.name, repeats=args.repeats, n_seeds=args.seeds, budget=args.budget, pool=args.pool,
-                           models=_elements(args.models), invalid=args.invalid, test_limit=args.test_limit,
+                           models=_elements(args.models), invalid=args.invalid,
+                           proposal_rule=args.proposal_rule, test_limit=args.test_limit,
                            generator=args.generator,
                            roost_steps=ROOST_STEPS if args.roost_steps is None else args.roost_steps)
     try:

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="sample formulas from the generator (duplicates kept)")
     p.add_argument("-n", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", type=Path, help="write CSV: formula, valid, smact_valid")
+    p.add_argument("--output", type=Path, help="write CSV: formula, valid, paper_rule_valid, compound_valid")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_generate)
 

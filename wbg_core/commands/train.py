@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "processes, then once without --member to assemble the ensemble)")
     p.add_argument("--gan-arch", choices=("dense", "conv"), default="dense",
                    help="generator architecture: dense (shipped) or conv (MATGAN's layers); see docs/models.md")
+    p.add_argument("--gan-train-on", choices=("compounds", "all"), default="compounds",
+                   help="GAN training formulas: those passing the compound rule (default, shipped) or all "
+                        "(metals and alloys too; the checkpoints before 2026-12)")
     p.add_argument("--json", action="store_true", help="print the resulting card(s) as JSON")
     p.set_defaults(handler=_train)
     p = sub.add_parser("evaluate", help="re-measure a checkpoint's card metrics on its own split (weights untouched)")
@@ -197,5 +200,5 @@ def _train_one(name: str, args, target: Path, device, command: str | None) -> di
     else:
         from ..models.gan import GANConfig, train
 
-        cfg = GANConfig(seed=args.seed, arch=args.gan_arch, **({"epochs": args.epochs} if args.epochs else {}))
+        cfg = GANConfig(seed=args.seed, arch=args.gan_arch, train_on=args.gan_train_on, **({"epochs": args.epochs} if args.epochs else {}))
         return train(target, cfg, device, command=command, limit=args.limit)

@@ -11,10 +11,11 @@ from .encoding import (
     onehot_to_counts,
 )
 from .parse import FormulaError, parse_formula, reduced_formula
-from .validity import smact_valid
+from .validity import RULES, Verdict, compound_valid, compound_verdict, rule_valid, smact_valid
 
 __all__ = [
     "N_COUNTS", "N_ELEMENTS", "VOCAB", "EncodeResult", "FormulaError", "canonical_formula",
     "counts_to_formulas", "counts_to_onehot", "decode", "encode", "encode_counts",
-    "onehot_to_counts", "parse_formula", "reduced_formula", "smact_valid",
+    "onehot_to_counts", "parse_formula", "reduced_formula", "smact_valid", "RULES", "Verdict",
+    "compound_valid", "compound_verdict", "rule_valid",
 ]

@@ -17,6 +17,13 @@ before spending budget and proposes only points that decode to a new formula: a 
 costs milliseconds, an oracle (DFT) label does not, and a 0 eV penalty teaches the GP a
 cliff that is not in the band gap at all. The valid-decode rate of the ranked candidates
 is still reported each round.
+
+Proposal rule: by default (`proposal_rule="compound"`) a decode counts only when it is a
+compound under the project's validity rule (wbg_core.composition.validity: >= 2 elements, not
+all metals, ICSD-24 charge neutrality, Pauling test). H, Hf, Cs2 or PtXe2Cl are skipped before
+any label is spent on them (skip mode) or penalised like an invalid decode (penalty mode);
+each round reports how many the rule turned away. `proposal_rule="any"` labels every decoded
+formula, as the paper did; campaigns saved before the rule existed load with "any".
 """
 from __future__ import annotations
 
@@ -39,12 +46,17 @@ Progress = Callable[[float, str], None] | None
 
 
 
-def _triage(ids, decoded, known: set, seen: set) -> tuple[list[tuple[int, str | None]], int, int]:
+def _triage(ids, decoded, known: set, seen: set, accept: Callable[[str], bool] | None = None
+            ) -> tuple[list[tuple[int, str | None]], int, int, int]:
     """Decodes in order, minus duplicates of known or already-seen formulas (seen grows):
-    (kept (id, formula or None for an invalid decode), valid decodes, duplicates)."""
+    (kept (id, formula or None for an invalid decode), valid decodes, duplicates, rejected
+    by `accept`, which turns a decoded formula into an invalid one)."""
     kept: list[tuple[int, str | None]] = []
-    n_valid = n_dup = 0
+    n_valid = n_dup = n_rej = 0
     for i, f in zip(ids, decoded):
+        if f is not None and accept is not None and not accept(f):
+            n_rej += 1
+            f = None
         if f is not None:
             n_valid += 1
             if f in known or f in seen:
@@ -52,7 +64,7 @@ def _triage(ids, decoded, known: set, seen: set) -> tuple[list[tuple[int, str | 
                 continue
             seen.add(f)
         kept.append((int(i), f))
-    return kept, n_valid, n_dup
+    return kept, n_valid, n_dup, n_rej
 
 class CampaignError(ValueError):
     """Bad campaign input or state; the message says what to fix."""
@@ -69,6 +81,7 @@ class CampaignConfig:
     n_candidates: int = 1500
     decode_rule: str = "strict"  # the paper's
     invalid: str = "skip"  # or "penalty" (paper: invalid decodes registered at 0 eV)
+    proposal_rule: str = "compound"  # or "any": label every decoded formula (the paper)
     box_margin: float = 0.0  # widen the seed box by this fraction of its width (paper: 0)
     max_fit_points: int = 600
     fit_steps: int = 30
@@ -96,6 +109,8 @@ class CampaignConfig:
             raise CampaignError("budget must be at least 1 proposal (or None)")
         if self.invalid not in ("skip", "penalty"):
             raise CampaignError("invalid must be 'skip' or 'penalty'")
+        if self.proposal_rule not in ("compound", "any"):
+            raise CampaignError("proposal_rule must be 'compound' (the validity rule) or 'any' (the paper)")
         if self.decode_rule not in ("strict", "argmax"):
             raise CampaignError("decode_rule must be 'strict' or 'argmax'")
         if self.n_candidates < self.batch_size:
@@ -131,6 +146,7 @@ class RoundReport:
     time_s: float
     stage_s: dict = field(default_factory=dict)
     gp: dict = field(default_factory=dict)
+    rule_rejected: int = 0  # decodes the proposal rule turned away (not compounds)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -222,6 +238,7 @@ class Campaign:
         try:
             state = json.loads((d / "state.json").read_text())
             cfg = json.loads((d / "config.json").read_text())
+            cfg.setdefault("proposal_rule", "any")  # saved before the rule: keep its behaviour
             config = CampaignConfig(**{k: v for k, v in cfg.items() if k in CampaignConfig.__dataclass_fields__})
             seeds = pd.read_csv(d / "seeds.csv", keep_default_na=False, dtype={"formula": str})
             seeds_z = np.load(d / "seeds_z.npy", allow_pickle=False)
@@ -300,14 +317,19 @@ class Campaign:
         ae = self.autoencoder
         t = time.perf_counter()
         dec_s = 0.0
-        attempts = valid_n = dup = 0
+        attempts = valid_n = dup = rejected = 0
+        accept = None
+        if cfg.proposal_rule == "compound":
+            from ..composition import compound_verdict
+
+            accept = lambda f: compound_verdict(f).valid  # noqa: E731
         if cfg.invalid == "penalty":
             idx, mu, sd, ucb = gp.select_batch(cands, q, cfg.kappa)
             td = time.perf_counter()
             dec = ae.decode(cands[idx], rule=cfg.decode_rule)
             dec_s += time.perf_counter() - td
             attempts = len(idx)
-            kept, valid_n, dup = _triage(idx, dec, known, set())
+            kept, valid_n, dup, rejected = _triage(idx, dec, known, set(), accept)
             pick_idx = np.array([i for i, _ in kept], np.int64)
             formulas = [f or "" for _, f in kept]
             valid = np.array([f is not None for _, f in kept], bool)
@@ -325,8 +347,8 @@ class Campaign:
                 dec = ae.decode(cands[ids], rule=cfg.decode_rule)
                 dec_s += time.perf_counter() - td
                 attempts += len(ids)
-                kept, n_valid, n_dup = _triage(ids, dec, known, seen)
-                valid_n, dup = valid_n + n_valid, dup + n_dup
+                kept, n_valid, n_dup, n_rej = _triage(ids, dec, known, seen, accept)
+                valid_n, dup, rejected = valid_n + n_valid, dup + n_dup, rejected + n_rej
                 for i, f in kept:
                     if f is not None:
                         pool_idx.append(i)
@@ -396,6 +418,7 @@ class Campaign:
             n_data=len(all_table), total_proposals=self.total_proposals,
             time_s=time.perf_counter() - t0, stage_s={k: round(v, 3) for k, v in stage.items()},
             gp={k: v for k, v in hyper.to_dict().items() if k in ("lengthscale", "outputscale", "noise", "fit_points")},
+            rule_rejected=int(rejected),
         )
         self.state["history"].append(asdict(report))
         self._save_state()
@@ -470,7 +493,7 @@ class Campaign:
 
     def export(self, path: str | Path) -> Path:
         """CSV of every point: seeds and proposals, with labels, windows and novelty."""
-        from ..composition import smact_valid
+        from ..composition import compound_valid
 
         _, _, table = self.data()
         lo_w, hi_w = self.config.window
@@ -478,9 +501,9 @@ class Campaign:
         table["in_window"] = table["valid"].astype(bool) & (table["band_gap"] >= lo_w) & (table["band_gap"] <= hi_w)
         known = _known_formulas()
         table["novel"] = [bool(f) and f not in known for f in table["formula"]]
-        table["smact_valid"] = smact_valid(np.where(table["formula"] != "", table["formula"], None))
+        table["compound_valid"] = compound_valid(np.where(table["formula"] != "", table["formula"], None))
         cols = ["round", "source", "formula", "valid", "band_gap", "band_gap_mean", "band_gap_std", "gp_mean",
-                "gp_std", "ucb", "in_window", "novel", "smact_valid"]
+                "gp_std", "ucb", "in_window", "novel", "compound_valid"]
         out = table[[c for c in cols if c in table]]
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

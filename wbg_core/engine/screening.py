@@ -4,7 +4,10 @@ Order of the funnel is by cost: the generator's samples are decoded and filtered
 count vectors (atoms, elements, required/excluded elements: vectorised, microseconds per
 million), de-duplicated as raw bytes, and only then written as formulas, labelled by the
 screening model (straight from the count vectors, no string parsing) and tested against the
-window; SMACT, the slowest check per formula, runs last on the few that pass.
+window; the compound rule (wbg_core.composition.validity: ICSD-24 charge neutrality and the
+Pauling test, the slowest check per formula) runs last on the few that pass. Single elements
+and all-metal compositions are not wide-gap candidates: the count filter drops them (a
+vectorised mask) unless allow_elements_and_alloys is set.
 
 The window test uses the uncertainty: p_in_window = P(a <= gap <= b) for a normal with the
 model's mean and std; a candidate passes when p_in_window >= p_threshold. With threshold 0.5
@@ -23,9 +26,18 @@ from ..composition.elements import ATOMIC_NUMBER, VOCAB, VOCAB_INDEX
 from ..models.oracle_eval import p_in_window  # one definition: screening and evaluation agree
 
 Progress = Callable[[float, str], None] | None
-COLUMNS = ["formula", "band_gap_mean", "band_gap_std", "p_in_window", "smact_valid", "novel", "n_atoms", "n_elements"]
+COLUMNS = ["formula", "band_gap_mean", "band_gap_std", "p_in_window", "compound_valid", "novel", "n_atoms", "n_elements"]
 PAPER_POOL = 1_180_000
 _VOCAB_Z = np.array([ATOMIC_NUMBER[s] for s in VOCAB], np.int64)
+
+
+def _metal_mask() -> np.ndarray:
+    from pymatgen.core import Element
+
+    return np.array([Element(s).is_metal for s in VOCAB], bool)
+
+
+_IS_METAL = _metal_mask()
 
 
 class ScreenError(ValueError):
@@ -44,7 +56,8 @@ class ScreenConfig:
     require_elements: tuple[str, ...] = ()
     exclude_elements: tuple[str, ...] = ()
     novel_only: bool = False
-    smact_only: bool = False  # keep only SMACT-valid candidates (the column is always there)
+    valid_only: bool = True  # keep only candidates that pass the compound rule (the column is always there)
+    allow_elements_and_alloys: bool = False  # single elements and all-metal compositions count as valid
     top: int | None = None
     chunk: int = 65_536
     # "gan": the paper's route (the shipped dense WGAN-GP: 93% decode, 85% distinct, 94% of
@@ -126,8 +139,13 @@ class ArrayModel:
 
 
 def filter_counts(counts: np.ndarray, cfg: ScreenConfig) -> np.ndarray:
-    """Cheap structural filters on count rows (atoms, elements, required, excluded)."""
+    """Cheap structural filters on count rows (atoms, elements, required, excluded; single
+    elements and all-metal rows unless cfg allows them)."""
     keep = np.ones(len(counts), bool)
+    if not cfg.allow_elements_and_alloys:
+        present = counts > 0
+        keep &= present.sum(axis=1) >= 2
+        keep &= (present & ~_IS_METAL).any(axis=1)
     if cfg.max_atoms is not None:
         keep &= counts.sum(axis=1, dtype=np.int32) <= cfg.max_atoms
     if cfg.max_elements is not None:
@@ -202,7 +220,7 @@ def screen(cfg: ScreenConfig, progress_callback: Progress = None, model=None, po
     (how many survive each stage) and 'config'. model: None for the oracle, or any model
     with predict_arrays(z, w) / predict_features(x) (e.g. a ForestRegressor). pool_counts:
     screen these count rows instead of sampling the generator."""
-    from ..composition import counts_to_formulas, smact_valid
+    from ..composition import compound_valid, counts_to_formulas
     from ..data import load_bandgaps
 
     cfg.validate()
@@ -250,8 +268,8 @@ def screen(cfg: ScreenConfig, progress_callback: Progress = None, model=None, po
     stage["window"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    sv = smact_valid(formulas[keep])
-    stage["smact"] = time.perf_counter() - t
+    sv = compound_valid(formulas[keep], allow_elements_and_alloys=cfg.allow_elements_and_alloys)
+    stage["validity"] = time.perf_counter() - t
     sel = np.flatnonzero(keep)
     counts_sel = pool[sel]
     df = pd.DataFrame({
@@ -259,13 +277,13 @@ def screen(cfg: ScreenConfig, progress_callback: Progress = None, model=None, po
         "band_gap_mean": mean[sel].round(4),
         "band_gap_std": std[sel].round(4),
         "p_in_window": p[sel].round(4),
-        "smact_valid": sv,
+        "compound_valid": sv,
         "novel": novel[sel],
         "n_atoms": counts_sel.sum(axis=1, dtype=np.int32),
         "n_elements": (counts_sel > 0).sum(axis=1),
     }, columns=COLUMNS)
-    if cfg.smact_only:
-        df = df[df["smact_valid"]]
+    if cfg.valid_only:
+        df = df[df["compound_valid"]]
     funnel["passed"] = len(df)
     a, b = cfg.window
     if np.isfinite(b):  # closed window: most probable first, then nearest the centre

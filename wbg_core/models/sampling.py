@@ -27,11 +27,13 @@ class CompositionSampler:
         return counts, valid
 
     def sample(self, n: int, seed: int = 0) -> pd.DataFrame:
-        """n samples, one row each (duplicates kept): formula ('' if invalid), valid, smact_valid."""
-        from ..composition import smact_valid
+        """n samples, one row each (duplicates kept): formula ('' if invalid), valid (decodes),
+        paper_rule_valid (the paper's SMACT defaults), compound_valid (the project's rule)."""
+        from ..composition import compound_valid, smact_valid
 
         counts, valid = self.sample_counts(n, seed)
         formulas = counts_to_formulas(counts)
         formulas[~valid] = ""
-        sv = smact_valid(np.where(valid, formulas, None))
-        return pd.DataFrame({"formula": formulas, "valid": valid, "smact_valid": sv})
+        dec = np.where(valid, formulas, None)
+        return pd.DataFrame({"formula": formulas, "valid": valid, "paper_rule_valid": smact_valid(dec),
+                             "compound_valid": compound_valid(dec)})

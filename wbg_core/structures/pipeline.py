@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..composition.parse import format_formula
+from ..composition.validity import RULES
 from .stability import DEFAULT_FMAX, DEFAULT_STEPS, assess
 from .substitute import substitute
 from .templates import find_templates, reduce
@@ -106,9 +107,11 @@ def predict_structures(formula: str, top_k: int = 3, *, relax: bool = False,
             "relax_converged": stab.get("relax_converged"),
             "relax_seconds": stab.get("relax_seconds"),
             "charge_neutral": sub.charge_neutral,
-            "smact_valid": sub.smact_valid,
+            "compound_valid": sub.compound_valid,
+            "validity_rule": RULES["compound"],
+            "validity_reason": sub.validity_reason or None,
             "passes_paper_rule": stab.get("passes_paper_rule", False),
-            "paper_rule": "formation energy < 0, charge neutral, electronegativity balanced",
+            "paper_rule": "formation energy < 0 and the compound rule",
             "warnings": notes,
         }
         out.append(Candidate(structure=final, provenance=prov))

@@ -325,9 +325,9 @@ class Stability:
     relax_converged: bool | None
     relax_seconds: float
     volume_change: float | None
-    charge_neutral: bool
-    smact_valid: bool
-    passes_paper_rule: bool  # E_f < 0, charge neutral, electronegativity balanced
+    charge_neutral: bool  # the compound rule's charge balance (ICSD-24 oxidation states)
+    compound_valid: bool  # the whole compound rule (wbg_core.composition.validity)
+    passes_paper_rule: bool  # E_f < 0 and the compound rule (charge neutral, electronegativity balanced)
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -341,8 +341,7 @@ class Stability:
 def assess(structure, *, do_relax: bool = True, fmax: float = DEFAULT_FMAX,
            steps: int = DEFAULT_STEPS) -> tuple[object, Stability]:
     """Relax (optionally) and judge one structure; returns (final structure, Stability)."""
-    from ..composition import smact_valid
-    from .substitute import _oxi_guess, is_all_metal
+    from ..composition import compound_verdict
 
     notes: list[str] = []
     comp = structure.composition.element_composition
@@ -366,13 +365,15 @@ def assess(structure, *, do_relax: bool = True, fmax: float = DEFAULT_FMAX,
         e_hull, decomp = hull["e_above_hull"], hull["decomposition"]
     except (FileNotFoundError, FormulaError, ValueError) as exc:
         notes.append(f"no formation energy: {exc}")
-    neutral = _oxi_guess(final.composition.element_composition) is not None or is_all_metal(
-        [el.symbol for el in comp])
-    valid = bool(smact_valid([formula])[0])
-    passes = bool(e_form is not None and e_form < 0 and neutral and valid)
+    verdict = compound_verdict(formula)
+    neutral, valid = verdict.charge_neutral, verdict.valid
+    if e_hull is not None and not neutral:
+        notes.append(f"{formula} is not charge-balanced ({verdict.reason}): its energy above the hull "
+                     "compares a composition no ionic crystal holds and means little")
+    passes = bool(e_form is not None and e_form < 0 and valid)
     return final, Stability(
         formula=formula, energy_per_atom=float(e_atom), formation_energy_per_atom=e_form,
         e_above_hull=e_hull, decomposition=decomp, relaxed=do_relax, relax_steps=steps_done,
         relax_converged=conv, relax_seconds=round(secs, 3), volume_change=dv,
-        charge_neutral=bool(neutral), smact_valid=valid, passes_paper_rule=passes, warnings=notes,
+        charge_neutral=bool(neutral), compound_valid=bool(valid), passes_paper_rule=passes, warnings=notes,
     )

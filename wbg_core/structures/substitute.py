@@ -15,9 +15,11 @@ pymatgen guesses for each composition (Composition.oxi_state_guesses), and atomi
 an element pair where either side has no ionic radius (metals, intermetallics). The ratio is
 clipped to [0.5, 2.0]; a warning says when the clip acts.
 
-Oxidation-state sanity: a charge-balanced assignment of common oxidation states must exist
-(pymatgen), unless every element is a metal (alloy); SMACT validity (charge neutral and
-electronegativity balanced, the paper's filter) is reported beside it.
+Validity: the project's one compound rule (wbg_core.composition.validity: at least two
+elements, not all metals, SMACT charge neutrality with ICSD-24 oxidation states, Pauling
+test) decides `charge_neutral` and `compound_valid`, so the page, the warnings and the CIF
+header never disagree. pymatgen's oxidation-state guess is used only for the Shannon radii
+of the volume guess.
 """
 from __future__ import annotations
 
@@ -40,8 +42,9 @@ class Substitution:
     mapping: dict[str, str]  # template element -> new element
     volume_scale: float  # new volume / template volume
     oxidation_states: dict[str, float] | None  # a charge-balanced guess for the result, if any
-    charge_neutral: bool
-    smact_valid: bool
+    charge_neutral: bool  # the compound rule's charge-balance test (ICSD-24 states)
+    compound_valid: bool  # the whole compound rule
+    validity_reason: str  # "" when valid, else the test that failed
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -109,12 +112,6 @@ def volume_ratio(template_comp: dict[str, int], mapping: dict[str, str],
     return new_v / old_v
 
 
-def is_all_metal(elements) -> bool:
-    from pymatgen.core import Element
-
-    return all(Element(el).is_metal for el in elements)
-
-
 def substitute(template, formula: str, structure=None) -> Substitution:
     """Put the elements of `formula` on the sites of `template`.
 
@@ -124,7 +121,7 @@ def substitute(template, formula: str, structure=None) -> Substitution:
     """
     from pymatgen.core import Composition, Structure
 
-    from ..composition import smact_valid
+    from ..composition import compound_verdict
 
     query = reduce(formula)
     if isinstance(template, Structure):
@@ -154,13 +151,9 @@ def substitute(template, formula: str, structure=None) -> Substitution:
     structure.scale_lattice(structure.volume * clipped)
 
     query_name = format_formula(query)
-    metal = is_all_metal(query)
-    neutral = new_oxi is not None or metal
-    if not neutral:
-        notes.append(f"{result_formula}: no charge-balanced combination of common oxidation states")
-    valid = bool(smact_valid([result_formula])[0])
-    if not valid:
-        notes.append(f"{result_formula} fails SMACT charge neutrality / electronegativity balance")
+    verdict = compound_verdict(result_formula)
+    if not verdict.valid:
+        notes.append(f"{result_formula} is not a valid compound: {verdict.reason}")
     if result_formula != query_name:
         notes.append(
             f"fallback analogue: the template {format_formula(t_comp)} has other coefficients, so the "
@@ -169,7 +162,8 @@ def substitute(template, formula: str, structure=None) -> Substitution:
     return Substitution(
         structure=structure, formula=query_name, result_formula=result_formula,
         template_formula=format_formula(t_comp), mapping=mapping, volume_scale=float(clipped),
-        oxidation_states=new_oxi, charge_neutral=neutral, smact_valid=valid, warnings=notes,
+        oxidation_states=new_oxi, charge_neutral=verdict.charge_neutral, compound_valid=verdict.valid,
+        validity_reason=verdict.reason, warnings=notes,
     )
 
 
