@@ -13,15 +13,17 @@ from plotly.colors import sample_colorscale  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import app_common as ac  # noqa: E402
-from wbg_core.app_support import (  # noqa: E402
-    decode_map_points, gap_bins, interpolate, place_formulas, split_formula_text,
-)
+from wbg_core.app_support import gap_bins, split_formula_text  # noqa: E402
 from wbg_core.composition import FormulaError  # noqa: E402
+from wbg_core.engine.map_decoding import decode_map_points, interpolate, place_formulas, sample_map  # noqa: E402
 
 ac.page("Latent explorer", "🗺️")
-st.caption("Every encodable Materials Project formula, placed by the first two principal components of "
-           "its 128-d autoencoder latent vector and coloured by its band gap. Any point of this plane "
-           "decodes back through the autoencoder.")
+st.caption("Every encodable Materials Project formula, placed by a UMAP of its 128-d autoencoder latent "
+           "vector and coloured by its MP band gap (rows from matbench_mp_gap_max carry the largest gap "
+           "over MP polymorphs). The axes are UMAP's, in arbitrary units: nearby points have similar latent "
+           "codes, while distances between far-apart clusters mean little. A point of the map decodes "
+           "through the codes of the 8 formulas nearest to it (an inverse-distance-weighted blend), so "
+           "points inside the data's region decode to formulas; see the Models page for how often.")
 
 ae, lm = ac.autoencoder(), ac.latent_map()
 if ae is None or lm is None:
@@ -30,8 +32,8 @@ orc = ac.oracle(show=False)
 if orc is None:
     st.warning("The oracle is missing: decoded formulas get no predicted gap.")
 
-xy, gaps, names = lm["xy"], lm["band_gap"], lm["formula"]
-ev = lm.get("explained_variance", np.array([np.nan, np.nan]))
+xy, gaps, names = lm.xy, lm.band_gap, lm.formula
+known_set = set(names.tolist())
 N_BINS = 24  # colour steps of the map: one single-coloured WebGL trace each
 
 
@@ -41,7 +43,7 @@ def _base_map(directory: str):
     browser draws single-coloured traces much faster than 60k per-point colours), a colour bar,
     hover formula and gap. Returns the traces, the layout and each bin's point indices."""
     m = ac.latent_map_of(directory)
-    bxy, bgap, bname = m["xy"], m["band_gap"], m["formula"]
+    bxy, bgap, bname = m.xy, m.band_gap, m.formula
     bins, edges = gap_bins(bgap, N_BINS)
     top = float(edges[-1])
     colours = sample_colorscale("Viridis", [(i + 0.5) / N_BINS for i in range(N_BINS)])
@@ -53,13 +55,12 @@ def _base_map(directory: str):
     traces.append(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
                              marker=dict(color=[0.0], colorscale="Viridis", cmin=0, cmax=top, showscale=True,
                                          colorbar=dict(title="gap (eV)"))))
-    evar = m.get("explained_variance", np.array([np.nan, np.nan]))
     # fixed margins (no automatic expansion): plotly would otherwise draw all points a second
     # time once the colour bar, legend and tick labels have measured themselves
     layout = go.Layout(height=620, margin=dict(l=64, r=90, t=40, b=52, autoexpand=False), dragmode="lasso",
                        clickmode="event", hovermode="closest",
-                       xaxis=dict(title=f"PC1 ({100 * evar[0]:.0f}% var.)", automargin=False),
-                       yaxis=dict(title=f"PC2 ({100 * evar[1]:.0f}% var.)", automargin=False),
+                       xaxis=dict(title="UMAP 1 (arbitrary units)", automargin=False),
+                       yaxis=dict(title="UMAP 2 (arbitrary units)", automargin=False),
                        legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
     return go.Figure(data=traces, layout=layout), bins
 
@@ -126,8 +127,8 @@ def _decode_panel(default) -> None:
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     if "px" not in st.session_state:  # first view: the widest-gap formula; later the first selected point
         st.session_state["px"], st.session_state["py"] = (float(round(v, 3)) for v in default)
-    px = st.number_input("x (PC1)", step=0.1, key="px")
-    py = st.number_input("y (PC2)", step=0.1, key="py")
+    px = st.number_input("x (UMAP 1)", step=0.1, key="px")
+    py = st.number_input("y (UMAP 2)", step=0.1, key="py")
     if st.button("Decode", key="decode"):
         res = decode_map_points(ae, orc, lm, [[px, py]])
         r = res.iloc[0]
@@ -135,9 +136,18 @@ def _decode_panel(default) -> None:
             st.warning("This point does not decode to a valid formula (some row of the matrix is ambiguous).")
         else:
             gap = f"{r['band_gap_mean']:.2f} ± {r['band_gap_std']:.2f} eV" if pd.notna(r["band_gap_mean"]) else "no oracle"
-            st.success(f"**{r['formula']}** · predicted gap {gap} · SMACT-valid: {bool(r['smact_valid'])}")
+            known = "in the MP data" if r["formula"] in known_set else "new (not in the MP data)"
+            st.success(f"**{r['formula']}** · predicted gap {gap} · {known} · "
+                       f"{'a compound (passes the validity rule)' if r['compound_valid'] else 'fails the validity rule'}")
         if not (lo[0] <= px <= hi[0] and lo[1] <= py <= hi[1]):
-            st.caption("This point lies outside the data's extent: decodes there are less reliable.")
+            st.caption("This point lies outside the data's extent: it decodes like the nearest edge of the map.")
+    if st.button("Decode 20 random points of the map", key="decode_random"):
+        st.session_state["random_decodes"] = sample_map(ae, lm, 20, seed=int(np.random.default_rng().integers(1e6)))
+    rnd = st.session_state.get("random_decodes")
+    if isinstance(rnd, pd.DataFrame):
+        st.caption(f"{rnd['valid'].mean():.0%} decode to a formula, {rnd['compound_valid'].mean():.0%} to a "
+                   "compound; x_back, y_back: where the decoded formula re-encodes to.")
+        st.dataframe(rnd.round(3), hide_index=True, width="stretch", height=240)
 
 
 @st.fragment

@@ -62,9 +62,9 @@ def test_shipped_autoencoder_reconstructs_test_formulas():
 
 def test_shipped_latent_map_covers_the_encodable_data(bandgaps):
     m = load_latent_map()
-    assert len(m["formula"]) == int(bandgaps["encodable"].sum())
-    assert m["xy"].shape == (len(m["formula"]), 2)
-    assert m["pca_components"].shape == (2, 128)
+    assert len(m.formula) == int(bandgaps["encodable"].sum())
+    assert m.xy.shape == (len(m.formula), 2) and m.z.shape == (len(m.formula), 128)
+    assert np.isfinite(m.xy).all() and m.metrics["decode_fraction"] > 0.9
 
 
 def test_missing_checkpoint_is_named(tmp_path):
@@ -262,7 +262,7 @@ def test_reevaluate_writes_metrics_and_keeps_the_old_ones(tmp_path):
     assert (tmp_path / "ae" / "model.safetensors").read_bytes() == weights0
     assert metrics["reconstruction_rate_strict"] >= metrics["reconstruction_rate_strict_amortised"]
     assert metrics["test_formulas"] == 300 and metrics["refine"]["steps"] == 10
-    assert len(load_latent_map(str(tmp_path / "ae"))["formula"]) <= 300
+    assert len(load_latent_map(str(tmp_path / "ae")).formula) <= 300
 
 
 def test_formulas_that_cannot_be_encoded_are_not_refined(monkeypatch):

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "wbg_core.commands.structure",
     "wbg_core.commands.train",
     "wbg_core.commands.models",
+    "wbg_core.commands.latent_map",
     "wbg_core.commands.engine",
 ]
 
