@@ -24,6 +24,16 @@ digraph {
 }
 """
 
+# a first visit's path through the app: (page url, query parameters, what to do there)
+START = [
+    ("Oracle", {"formula": "SrYF5"}, "Ask for the band gap of a formula you know: SrYF5 opens ready, MP value beside it."),
+    ("Band_gap_window", {"gap_min": "5", "pool": "2000"},
+     "Screen 2,000 generated compositions for gaps of 5 eV and more (the link runs it)."),
+    ("Structures", None, "Tick candidates on the window page and send them here: template structure in 3D, "
+                         "CHGNet energies, CIF download."),
+    ("Active_learning", None, "Run the paper's search yourself: start a small campaign and step a few rounds."),
+]
+
 
 def home() -> None:
     """The Home page: what the app does, links to every page, status of checkpoints and data."""
@@ -34,17 +44,25 @@ def home() -> None:
         "2021) did: an autoencoder maps formulas to a latent space, Gaussian-process active learning "
         "with a band-gap oracle proposes new formulas there, and screening, template structures and "
         "CHGNet turn the best of them into candidate crystals you can download.  \n"
-        "Every page below drives the same core package (`wbg_core`) the command line uses."
+        "Every page drives the same core package (`wbg_core`) the command line uses."
     )
 
-    st.graphviz_chart(PIPELINE, width="stretch")
+    st.subheader("Start here")
+    by_url = {p.url: p for p in ac.PAGES}
+    cols = st.columns(len(START))
+    for i, (col, (url, query, what)) in enumerate(zip(cols, START), start=1):
+        with col:
+            p = by_url[url]
+            st.page_link(p.path, label=f"{i}. {p.title}", icon=p.icon, query_params=query)
+            st.caption(what)
+    rest = [p for p in ac.PAGES if p.url not in {u for u, _, _ in START}]
+    more = st.columns(len(rest) + 2)
+    more[0].caption("Also:")
+    for col, p in zip(more[1:], rest):
+        with col:
+            st.page_link(p.path, label=p.title, icon=p.icon, help=p.blurb)
 
-    st.subheader("Pages")
-    cols = st.columns(3)
-    for i, p in enumerate(ac.PAGES):
-        with cols[i % 3]:
-            st.page_link(p.path, label=p.title, icon=p.icon)
-            st.caption(p.blurb)
+    st.graphviz_chart(PIPELINE, width="stretch")
 
     st.subheader("Status")
     st.caption(f"Checkpoint set in use: **{ac.active_label()}**")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,19 +200,44 @@ def adopt_finished_job() -> None:
         set_active(job.out.name, job.out)
 
 
-# ---------------------------------------------------------------- per-session state
+# ---------------------------------------------------------------- campaigns of this browser
 
-def session_id() -> str:
-    if "session_id" not in st.session_state:
-        st.session_state["session_id"] = uuid.uuid4().hex[:12]
-    return st.session_state["session_id"]
+def campaigns_root() -> Path:
+    return Path(get_settings().campaigns_dir)
 
 
-def session_dir() -> Path:
-    """A folder of this browser session only (campaigns); two sessions never share one."""
-    d = Path(get_settings().campaigns_dir) / f"session-{session_id()}"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+@st.cache_resource(ttl=3600, show_spinner=False)
+def _cleaned(root: str) -> int:
+    from wbg_core.app_support import clean_stale_campaigns
+
+    return len(clean_stale_campaigns(Path(root)))
+
+
+def clean_campaigns() -> None:
+    """Remove old campaigns that never completed a round (at most once an hour per server)."""
+    _cleaned(str(campaigns_root()))
+
+
+def browser_campaigns() -> list[str]:
+    """Ids of the campaigns this browser created or opened a link to (newest last); the Active
+    learning page keeps them in st.session_state and in the URL (?mine=), never lists the disk."""
+    return st.session_state.setdefault("my_campaigns", [])
+
+
+def remember_campaign(cid: str) -> None:
+    mine = browser_campaigns()
+    if cid in mine:
+        mine.remove(cid)
+    mine.append(cid)
+
+
+def open_campaign(cid: str) -> None:
+    """Make `cid` this browser's open campaign (the Band-gap window page's RF route reads its folder)."""
+    from wbg_core.app_support import campaign_folder
+
+    remember_campaign(cid)
+    st.session_state["campaign_id"] = cid
+    st.session_state["campaign"] = str(campaign_folder(campaigns_root(), cid))
 
 
 # ---------------------------------------------------------------- shareable URL state

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import streamlit as st  # noqa: E402
 
 import app_common as ac  # noqa: E402
-from wbg_core.app_support import oracle_report, read_formula_csv_bytes, split_formula_text  # noqa: E402
+from wbg_core.app_support import oracle_report, plural, read_formula_csv, read_formula_text  # noqa: E402
 from wbg_core.data.provenance import EXPLANATION  # noqa: E402
 
 ac.page("Band-gap oracle", "🔮")
@@ -30,15 +30,24 @@ with left:
                         help="Any formula pymatgen would read: SrYF5, (NH4)2SO4, CuSO4·5H2O, Fe2O3 …")
     st.button("Predict", type="primary", key="predict")
 with right:
-    upload = st.file_uploader("…or upload a CSV (a `formula` column, or a single column)", type=["csv"])
+    upload = st.file_uploader("…or upload a CSV (a `formula` column, or a single column)", type=["csv"],
+                              key="oracle_csv")
     k = st.slider("Nearest known neighbours (EMD)", 1, 20, 5, key="k")
 
-formulas = split_formula_text(text)
+typed = read_formula_text(text)
+formulas = typed.formulas
+if typed.skipped_message():
+    st.info(f"Typed formulas: {typed.skipped_message()}.")
 if upload is not None:
     try:
-        formulas += [f for f in read_formula_csv_bytes(upload.getvalue())]
+        got = read_formula_csv(upload.getvalue())
     except ValueError as exc:
-        st.error(f"{upload.name}: {exc}")
+        st.error(f"{upload.name} cannot be read, so none of it was used: {exc}.")
+    else:
+        formulas += got.formulas
+        said = [got.skipped_message()] if got.skipped_message() else []
+        st.info(f"{upload.name}: {plural(len(got.formulas), 'formula')} read"
+                + "".join(f"; {m}" for m in said + (got.notes or [])) + ".")
 if not formulas:
     st.info("Type a formula or upload a CSV to get a prediction.")
     st.stop()
@@ -83,7 +92,7 @@ if len(good):
         },
     )
 if len(bad):
-    st.warning(f"{len(bad)} row(s) could not be answered:")
+    st.warning(f"{plural(len(bad), 'row')} could not be answered:")
     st.dataframe(bad[["input", "error"]], hide_index=True, width="stretch")
 st.download_button("Download results (CSV)", rep.to_csv(index=False).encode(), "oracle_predictions.csv",
                    "text/csv", key="dl_oracle")

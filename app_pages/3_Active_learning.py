@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import sys
 import time
@@ -20,14 +21,19 @@ import app_common as ac  # noqa: E402
 ac.page("Active learning", "🔁")
 st.caption("The paper's loop: encode labelled formulas, fit a Gaussian process on (latent, gap), propose "
            "latent points by UCB (κ), decode them with the autoencoder and label the valid ones with the "
-           "oracle. Campaigns live in this browser session's own folder.")
+           "oracle. Each campaign is saved after every round under an unguessable id that the address bar "
+           "holds: reload the page or open the link in another tab to come back to it.")
 
 ae, orc = ac.autoencoder(), ac.oracle()
 if ae is None or orc is None:
     st.stop()
+from wbg_core.app_support import (  # noqa: E402
+    CampaignLinkError, campaign_folder, campaign_summary, new_campaign_id, parse_campaign_ids, plural,
+    write_campaign_label)
 from wbg_core.engine.campaign import Campaign, CampaignConfig, CampaignError, clean_seeds, pick_seeds  # noqa: E402
 
-home = ac.session_dir()
+root = ac.campaigns_root()
+ac.clean_campaigns()
 
 
 def labeller(formulas):
@@ -38,6 +44,32 @@ def labeller(formulas):
 def _open(directory: Path) -> Campaign:
     return Campaign.load(directory, autoencoder=ae, labeller=labeller)
 
+
+# ---------------------------------------------------------------- which campaign: the URL, else this session
+listed, malformed = parse_campaign_ids(ac.qp("mine"))
+gone = 0
+for cid in listed:
+    try:
+        campaign_folder(root, cid)
+        if cid not in ac.browser_campaigns():
+            ac.remember_campaign(cid)
+    except CampaignLinkError:
+        gone += 1
+if malformed:
+    st.warning(f"Link parameter mine: {', '.join(repr(b) for b in malformed)} "
+               f"{'is not a campaign id' if len(malformed) == 1 else 'are not campaign ids'}; ignored.")
+if gone:
+    st.caption(f"{plural(gone, 'campaign')} of this link's list no longer exist on this server.")
+current = None
+link_id = ac.qp("campaign")
+if link_id:
+    try:
+        campaign_folder(root, link_id)
+        current = link_id
+    except CampaignLinkError as exc:
+        st.error(f"The campaign in this link cannot be opened: {exc}. Start a new one below.")
+elif st.session_state.get("campaign_id") in ac.browser_campaigns():  # back from another page
+    current = st.session_state["campaign_id"]
 
 # ---------------------------------------------------------------- new / reload
 tab_new, tab_load = st.tabs(["New campaign", "Reload"])
@@ -80,24 +112,37 @@ with tab_new:
                                  window_min=float(wmin), window_max=float(wmax) if objective != "widest gap" else None,
                                  kappa=float(kappa), batch_size=int(batch), n_candidates=int(n_cand),
                                  decode_rule=rule.split()[0], seed=int(rng_seed))
-            name = time.strftime("campaign-%Y%m%d-%H%M%S")
-            camp = Campaign.new(home / name, cfg, seeds["formula"], seeds["band_gap"], autoencoder=ae,
+            name = time.strftime("campaign-%Y-%m-%d %H:%M:%S")
+            cid = new_campaign_id()
+            folder = campaign_folder(root, cid, must_exist=False)
+            camp = Campaign.new(folder, cfg, seeds["formula"], seeds["band_gap"], autoencoder=ae,
                                 labeller=labeller)
-            st.session_state["campaign"] = str(home / name)
-            st.success(f"Started {name} with {len(camp.seeds)} seeds.")
+            write_campaign_label(folder, name)
+            current = cid
+            st.success(f"Started {name} with {plural(len(camp.seeds), 'seed')}.")
         except CampaignError as exc:
             st.error(f"Cannot start the campaign: {exc}")
 with tab_load:
-    mine = sorted([d for d in home.iterdir() if (d / "state.json").exists()], reverse=True)
-    if mine:
-        pick = st.selectbox("This session's campaigns", [d.name for d in mine], key="reload_pick")
+    summaries = {}
+    for cid in reversed(ac.browser_campaigns() + ([current] if current else [])):
+        try:
+            summaries.setdefault(cid, campaign_summary(campaign_folder(root, cid)))
+        except CampaignLinkError:  # removed since this browser saw it
+            pass
+    if summaries:
+        pick = st.selectbox("This browser's campaigns", list(summaries), key="reload_pick",
+                            format_func=lambda i: f"{summaries[i]['name']} · {plural(summaries[i]['rounds'], 'round')}"
+                                                  f" · id {i[:6]}…")
         if st.button("Open", key="reload"):
-            st.session_state["campaign"] = str(home / pick)
+            current = pick
     else:
-        st.caption("No saved campaign in this session yet.")
+        st.caption("No campaign in this browser yet: start one, or open a campaign's link.")
+    st.caption("Only the campaigns this browser started or was given a link to are listed. Anyone with a "
+               "campaign's link can open it; campaigns that never completed a round are removed after a day.")
     up = st.file_uploader("…or upload a campaign zip (from 'Download campaign')", type=["zip"], key="camp_zip")
     if up is not None and st.button("Open the upload", key="open_zip"):
-        target = home / f"uploaded-{time.strftime('%H%M%S')}"
+        cid = new_campaign_id()
+        target = campaign_folder(root, cid, must_exist=False)
         try:
             with zipfile.ZipFile(io.BytesIO(up.getvalue())) as zf:
                 for n in zf.namelist():
@@ -105,15 +150,18 @@ with tab_load:
                         raise CampaignError(f"unsafe path in the zip: {n}")
                 zf.extractall(target)
             _open(target)
-            st.session_state["campaign"] = str(target)
+            write_campaign_label(target, f"uploaded {Path(up.name).stem}")
+            current = cid
         except (zipfile.BadZipFile, CampaignError) as exc:
             shutil.rmtree(target, ignore_errors=True)
             st.error(f"Not a campaign zip: {exc}")
 
-cdir = st.session_state.get("campaign")
-if not cdir:
+if current is None:
     st.info("Start or reload a campaign.")
     st.stop()
+ac.open_campaign(current)
+ac.set_qp(campaign=current, mine=",".join(ac.browser_campaigns()))
+cdir = st.session_state["campaign"]
 try:
     camp = _open(Path(cdir))
 except CampaignError as exc:
@@ -122,12 +170,18 @@ except CampaignError as exc:
 
 # ---------------------------------------------------------------- run
 s = camp.status()
-st.subheader(f"{Path(cdir).name}")
+label = campaign_summary(Path(cdir))["name"]
+st.subheader(label)
+st.caption(f"Campaign id `{current}` · this page's address reopens it")
+hit_rule = (f"in [{camp.config.window_min:g}, {camp.config.window_max:g}] eV" if camp.config.objective == "window"
+            else f"≥ {camp.config.window_min:g} eV")
 m = st.columns(4)
 m[0].metric("Rounds", s["rounds_done"])
-m[1].metric("Best gap", f"{s['best_gap']:.2f} eV", s["best_formula"])
+with m[1]:
+    st.metric("Best gap", f"{s['best_gap']:.2f} eV", help="the widest labelled gap so far, seeds included")
+    st.caption(f"of {s['best_formula']}")
 m[2].metric("AL-labelled formulas", s["labelled_al"])
-m[3].metric("Hits", s["hits_total"])
+m[3].metric("Hits", s["hits_total"], help=f"proposed compounds (the project's validity rule) with a gap {hit_rule}")
 r1, r2, r3 = st.columns([1, 1, 2])
 n_rounds = r2.number_input("Rounds", 1, 50, 3, key="n_rounds", label_visibility="collapsed")
 do_one = r1.button("Step one round", type="primary", key="step")
@@ -157,20 +211,24 @@ if len(hist):
         fig.update_layout(title="Valid-decode rate of ranked candidates", xaxis_title="round", yaxis_range=[0, 1],
                           height=320)
         st.plotly_chart(fig, width="stretch")
-    rnd = st.selectbox("Proposals of round", list(range(len(camp.rounds), 0, -1)), key="show_round")
+    newest = len(camp.rounds)
+    if st.session_state.get("_show_round_of") != (current, newest):  # a new round or campaign: show the newest
+        st.session_state["_show_round_of"] = (current, newest)
+        st.session_state["show_round"] = newest
+    rnd = st.selectbox("Proposals of round", list(range(newest, 0, -1)), key="show_round")
     st.dataframe(camp.rounds[rnd - 1], hide_index=True, width="stretch", height=260)
 
     lm = ac.latent_map(show=False)
     if lm is not None:
         rng = np.random.default_rng(0)
-        bg = rng.choice(len(lm["xy"]), min(15000, len(lm["xy"])), replace=False)
-        fig = go.Figure(go.Scattergl(x=lm["xy"][bg, 0], y=lm["xy"][bg, 1], mode="markers", name="MP formulas",
+        bg = rng.choice(len(lm.xy), min(15000, len(lm.xy)), replace=False)
+        fig = go.Figure(go.Scattergl(x=lm.xy[bg, 0], y=lm.xy[bg, 1], mode="markers", name="MP formulas",
                                      marker=dict(size=3, color="#cfcfe6"), hoverinfo="skip"))
-        sz = (camp.seeds_z - lm["pca_mean"]) @ lm["pca_components"].T
+        sz = lm.place_latents(camp.seeds_z)
         fig.add_trace(go.Scattergl(x=sz[:, 0], y=sz[:, 1], mode="markers", name="seeds",
                                    marker=dict(size=5, color="#888"), text=camp.seeds["formula"]))
         for r, (df, z) in enumerate(zip(camp.rounds, camp.rounds_z), 1):
-            pz = (z - lm["pca_mean"]) @ lm["pca_components"].T
+            pz = lm.place_latents(z)
             fig.add_trace(go.Scattergl(x=pz[:, 0], y=pz[:, 1], mode="markers", name=f"round {r}",
                                        marker=dict(size=8, color=r, colorscale="Plasma", cmin=1,
                                                    cmax=max(len(camp.rounds), 2)),
@@ -182,7 +240,8 @@ if len(hist):
 d1, d2 = st.columns(2)
 with d1:
     exp = camp.export(Path(cdir) / "export.csv")
-    st.download_button("Download all points (CSV)", exp.read_bytes(), f"{Path(cdir).name}.csv", "text/csv",
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-") or "campaign"
+    st.download_button("Download all points (CSV)", exp.read_bytes(), f"{stem}.csv", "text/csv",
                        key="dl_csv")
 with d2:
     buf = io.BytesIO()
@@ -190,5 +249,5 @@ with d2:
         for p in sorted(Path(cdir).rglob("*")):
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(cdir).parts):
                 zf.write(p, p.relative_to(cdir).as_posix())
-    st.download_button("Download campaign (zip, reloadable)", buf.getvalue(), f"{Path(cdir).name}.zip",
+    st.download_button("Download campaign (zip, reloadable)", buf.getvalue(), f"{stem}.zip",
                        "application/zip", key="dl_zip")

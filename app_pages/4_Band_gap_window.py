@@ -1,7 +1,13 @@
-"""Band-gap window: screen generated compositions for a gap window, with filters and a model choice."""
+"""Band-gap window: screen generated compositions for a gap window, with filters and a model choice.
+
+Every input is in the URL after a screening (wbg_core.app_support.WindowQuery), so a window link
+restores the form and its result: the result is cached on the server by its inputs, a link
+opened elsewhere recomputes it only when the cache no longer holds it.
+"""
 from __future__ import annotations
 
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -10,83 +16,159 @@ import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import app_common as ac  # noqa: E402
-from wbg_core.app_support import forest_on, screen_window, split_formula_text  # noqa: E402
+from wbg_core.app_support import (  # noqa: E402
+    GAP_LIMITS, METAL_GAP, WINDOW_GENERATORS, WINDOW_MODELS, WINDOW_POOLS, WindowQuery, forest_on, plural,
+    screen_window, split_elements)
+from wbg_core.composition.validity import RULES  # noqa: E402
 
 ac.page("Band-gap window", "🎯")
 st.caption("Sample a generator, keep compositions that pass the filters, label them with a "
            "screening model and rank by the probability that the gap lies in the window "
            "(normal with the model's mean and σ).")
+GENERATORS = {"gan": ac.gan, "latent": ac.latent_sampler}
 
-GENERATORS = {
-    "GAN (the paper's MATGAN route)": ac.gan,
-    "autoencoder latent sampling (the AL search space)": ac.latent_sampler,
-}
 
-lo0, hi0 = ac.qp_float("gap_min", 3.0), ac.qp_float("gap_max", 5.0)
-if not 0 <= lo0 < hi0 <= 15:
-    st.warning(f"The window in the link ({lo0}, {hi0}) eV is not valid; using 3–5 eV.")
-    lo0, hi0 = 3.0, 5.0
+def _widgets(q: WindowQuery) -> dict:
+    """The form's widget values (by key) that show a query."""
+    hi = q.gap_max if q.gap_max is not None else GAP_LIMITS[1]
+    return {"window": (q.gap_min, max(hi, q.gap_min)), "open_top": q.gap_max is None, "p_thr": q.p_min,
+            "require": ", ".join(q.require), "exclude": ", ".join(q.exclude), "max_atoms": q.max_atoms,
+            "max_el": q.max_elements, "novel": q.novel, "valid_only": q.valid_only,
+            "allow_elements_and_alloys": q.allow_elements_and_alloys, "pool": q.pool, "model": q.model,
+            "generator": q.generator, "seed": q.seed}
+
+
+def _from_widgets() -> WindowQuery:
+    ss = st.session_state
+    lo, hi = ss["window"]
+    return WindowQuery(gap_min=float(lo), gap_max=None if ss["open_top"] else float(hi), p_min=float(ss["p_thr"]),
+                       max_atoms=int(ss["max_atoms"]), max_elements=int(ss["max_el"]),
+                       require=split_elements(ss["require"]), exclude=split_elements(ss["exclude"]),
+                       novel=bool(ss["novel"]), valid_only=bool(ss["valid_only"]),
+                       allow_elements_and_alloys=bool(ss["allow_elements_and_alloys"]), pool=int(ss["pool"]),
+                       seed=int(ss["seed"]), model=ss["model"], generator=ss["generator"])
+
+
+# ---------------------------------------------------------------- the link, else this session's last screening
+run_query = None
+notes = st.container()  # the link's problems, filled once the Screen button is known
+url = st.query_params.to_dict()
+if WindowQuery.is_link(url):
+    sig = tuple(sorted((k, v) for k, v in url.items() if k in WindowQuery.KEYS))
+    if st.session_state.get("_window_link") != sig:  # a link not yet applied: fill the form from it
+        st.session_state["_window_link"] = sig
+        q, problems = WindowQuery.from_query(url)
+        st.session_state.update(_widgets(q))
+        if problems:
+            st.session_state["_link_problems"] = problems
+        else:
+            st.session_state.pop("_link_problems", None)
+            run_query = q
+else:
+    last = st.session_state.get("screen_query")  # back from another page: the URL lost its parameters
+    if last is not None:
+        ac.set_qp(**last.to_query())
+        st.session_state["_window_link"] = tuple(sorted(last.to_query().items()))
+    for k, v in _widgets(last or WindowQuery()).items():
+        st.session_state.setdefault(k, v)
+
 with st.form("screen"):
     a, b, c = st.columns(3)
     with a:
-        window = st.slider("Band-gap window (eV)", 0.0, 12.0, (lo0, hi0), 0.1, key="window")
-        open_top = st.checkbox("No upper bound (widest gaps)", False, key="open_top")
-        p_thr = st.slider("Minimum probability in window", 0.0, 1.0, 0.5, 0.05, key="p_thr")
+        st.slider("Band-gap window (eV)", *GAP_LIMITS, step=0.1, key="window")
+        st.checkbox("No upper bound (widest gaps)", key="open_top")
+        st.slider("Minimum probability in window", 0.0, 1.0, step=0.05, key="p_thr")
     with b:
-        require = st.text_input("Must contain (elements)", "", key="require", placeholder="F, Sr")
-        exclude = st.text_input("Must not contain", "", key="exclude", placeholder="Pb, Hg, Cd")
-        max_atoms = st.number_input("Max atoms per formula unit", 2, 40, 7, key="max_atoms")
-        max_el = st.number_input("Max elements", 2, 8, 3, key="max_el")
+        st.text_input("Must contain (elements)", key="require", placeholder="F, Sr")
+        st.text_input("Must not contain", key="exclude", placeholder="Pb, Hg, Cd")
+        st.number_input("Max atoms per formula unit", 2, 40, key="max_atoms")
+        st.number_input("Max elements", 2, 8, key="max_el")
     with c:
-        novel = st.checkbox("Novel only (not in the MP data)", True, key="novel")
-        smact = st.checkbox("SMACT-valid only", True, key="smact")
-        pool = st.select_slider("Generator samples", [2_000, 10_000, 50_000, 200_000], value=10_000, key="pool")
-        models = ["oracle (Roost ensemble)", "random forest on random MP data", "random forest on my AL campaign"]
-        model_name = st.selectbox("Screening model", models, key="model")
-        gen_name = st.selectbox("Generator", list(GENERATORS), key="generator")
-        seed = st.number_input("Seed", 0, 10_000, 0, key="seed")
+        st.checkbox("Novel only (not in the MP data)", key="novel")
+        st.checkbox("Compounds only (the validity rule)", key="valid_only",
+                    help="keep only candidates that pass the project's compound rule")
+        st.checkbox("Allow single elements and alloys", key="allow_elements_and_alloys",
+                    help="count one-element and all-metal compositions as valid (they are rarely wide-gap)")
+        st.select_slider("Generator samples", list(WINDOW_POOLS), key="pool")
+        st.selectbox("Screening model", list(WINDOW_MODELS), format_func=WINDOW_MODELS.get, key="model")
+        st.selectbox("Generator", list(WINDOW_GENERATORS), format_func=WINDOW_GENERATORS.get, key="generator")
+        st.number_input("Seed", 0, 10_000, key="seed")
     go_btn = st.form_submit_button("Screen", type="primary")
+st.caption(f"Compound rule: {RULES['compound'].split(': ', 1)[-1]}. Allowing single elements and alloys lifts "
+           "its first two tests.")
 
 if go_btn:
-    ac.set_qp(gap_min=window[0], gap_max=None if open_top else window[1])
-    req = tuple(split_formula_text(require.replace(" ", ",")))
-    exc = tuple(split_formula_text(exclude.replace(" ", ",")))
+    run_query = _from_widgets()
+    st.session_state.pop("_link_problems", None)
+    ac.set_qp(**{k: None for k in WindowQuery.KEYS})
+    ac.set_qp(**run_query.to_query())
+    st.session_state["_window_link"] = tuple(sorted(run_query.to_query().items()))
+for p in st.session_state.get("_link_problems", []):
+    notes.warning(f"Link parameter {p}; the form shows the default instead. Check the form and press Screen.")
+
+
+@st.cache_resource
+def _results() -> OrderedDict:
+    """Screenings of this server by their inputs (the newest 16): a shared link re-opens without work."""
+    return OrderedDict()
+
+
+def _screen(q: WindowQuery, bar) -> dict:
+    gen = GENERATORS[q.generator](show=False)
+    if gen is None:
+        raise ValueError(f"the {WINDOW_GENERATORS[q.generator]} checkpoint cannot be loaded (see the Models page)")
+    gen_key = str(ac.model_dir("gan" if q.generator == "gan" else "autoencoder"))
+    camp_key = None
+    if q.model == "rf_al":
+        cdir = st.session_state.get("campaign")
+        if not cdir:
+            raise ValueError("no active-learning campaign open in this browser: start or open one on the "
+                             "Active learning page (a shared link does not carry the sender's campaign)")
+        from wbg_core.engine.campaign import Campaign
+
+        camp = Campaign.load(cdir, autoencoder=ac.autoencoder(show=False))
+        camp_key = (cdir, camp.state["rounds_done"])
+    key = (q, gen_key, str(ac.model_dir("oracle")), camp_key)
+    cache = _results()
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    if q.model == "oracle":
+        model = ac.oracle(show=False)
+        if model is None:
+            raise ValueError("the oracle checkpoint cannot be loaded (see the Models page)")
+    elif q.model == "rf_mp":
+        from wbg_core.engine.campaign import pick_seeds
+
+        bar.progress(0.0, text="fitting a random forest on 1,000 random MP formulas")
+        train = pick_seeds(1000, seed=q.seed, subset="full")
+        model = forest_on(train["formula"], train["band_gap"], seed=q.seed)
+    else:
+        lab = camp.labelled()
+        model = forest_on(lab["formula"], lab["band_gap"], seed=q.seed)
+    cand, pool_df, funnel = screen_window(
+        gen, model, min_gap=q.gap_min, max_gap=q.gap_max, pool=q.pool, seed=q.seed, p_threshold=q.p_min,
+        max_atoms=q.max_atoms, max_elements=q.max_elements, require=q.require, exclude=q.exclude,
+        novel_only=q.novel, valid_only=q.valid_only, allow_elements_and_alloys=q.allow_elements_and_alloys,
+        progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+    res = {"cand": cand, "pool": pool_df, "funnel": funnel, "window": (q.gap_min, q.gap_max),
+           "model": WINDOW_MODELS[q.model], "query": q}
+    cache[key] = res
+    while len(cache) > 16:
+        cache.popitem(last=False)
+    return res
+
+
+if run_query is not None:
     bar = st.progress(0.0, text="starting…")
     try:
-        gan = GENERATORS[gen_name]()
-        if gan is None:
-            st.stop()
-        if model_name.startswith("oracle"):
-            model = ac.oracle()
-        elif "random MP" in model_name:
-            from wbg_core.engine.campaign import pick_seeds
-
-            bar.progress(0.0, text="fitting a random forest on 1,000 random MP formulas")
-            train = pick_seeds(1000, seed=int(seed), subset="full")
-            model = forest_on(train["formula"], train["band_gap"], seed=int(seed))
-        else:
-            cdir = st.session_state.get("campaign")
-            if not cdir:
-                raise ValueError("no active-learning campaign in this session: start one on the Active learning page")
-            from wbg_core.engine.campaign import Campaign
-
-            lab = Campaign.load(cdir, autoencoder=ac.autoencoder(show=False)).labelled()
-            model = forest_on(lab["formula"], lab["band_gap"], seed=int(seed))
-        if model is None:
-            st.stop()
-        cand, pool_df, funnel = screen_window(
-            gan, model, min_gap=window[0], max_gap=None if open_top else window[1], pool=int(pool), seed=int(seed),
-            p_threshold=p_thr, max_atoms=int(max_atoms), max_elements=int(max_el), require=req, exclude=exc,
-            novel_only=novel, smact_only=smact, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
-        st.session_state["screen_result"] = {"cand": cand, "pool": pool_df, "funnel": funnel,
-                                      "window": (window[0], None if open_top else window[1]), "model": model_name}
-        bar.empty()
+        st.session_state["screen_result"] = _screen(run_query, bar)
+        st.session_state["screen_query"] = run_query
     except ValueError as err:  # ScreenError and bad inputs
-        bar.empty()
         st.error(f"Screening failed: {err}")
     except Exception as err:  # noqa: BLE001
-        bar.empty()
         st.error(f"Screening failed: {type(err).__name__}: {err}")
+    bar.empty()
 
 res = st.session_state.get("screen_result")
 if not res:
@@ -98,14 +180,19 @@ st.caption("Funnel: " + " → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in 
 
 left, right = st.columns([3, 2])
 with right:
-    fig = go.Figure(go.Histogram(x=pool_df["band_gap_mean"], nbinsx=60, name="pool", marker_color="#8c7ae6"))
-    fig.add_vrect(x0=wlo, x1=whi if whi is not None else max(pool_df["band_gap_mean"].max(), wlo + 1),
-                  fillcolor="#2ecc71", opacity=0.2, line_width=0, annotation_text="window")
+    metal = pool_df["band_gap_mean"] < METAL_GAP
+    gaps = pool_df.loc[~metal, "band_gap_mean"]
+    fig = go.Figure(go.Histogram(x=gaps, nbinsx=60, name="pool", marker_color="#8c7ae6"))
+    top = max(float(gaps.max()) if len(gaps) else 0.0, wlo + 1)
+    fig.add_vrect(x0=wlo, x1=whi if whi is not None else top, fillcolor="#2ecc71", opacity=0.2, line_width=0,
+                  annotation_text="window" if whi is not None else f"window (≥ {wlo:g} eV)")
     fig.update_layout(title=f"Predicted gaps of the screened pool ({len(pool_df):,})", xaxis_title="gap (eV)",
                       yaxis_title="formulas", height=380, showlegend=False)
     st.plotly_chart(fig, width="stretch")
+    st.caption(f"{plural(int(metal.sum()), 'predicted metal')} (gap < {METAL_GAP:g} eV) left out of the histogram; "
+               f"{plural(len(gaps), 'formula')} shown.")
 with left:
-    st.subheader(f"{len(cand):,} candidates")
+    st.subheader(plural(len(cand), "candidate"))
     if len(cand) == 0:
         st.warning("No candidate passed: widen the window, lower the probability, relax the filters or grow the pool.")
     else:
@@ -115,7 +202,8 @@ with left:
             column_config={"band_gap_mean": st.column_config.NumberColumn("gap (eV)", format="%.2f"),
                            "band_gap_std": st.column_config.NumberColumn("± σ", format="%.2f"),
                            "p_in_window": st.column_config.ProgressColumn("P(in window)", min_value=0, max_value=1,
-                                                                          format="%.2f")})
+                                                                          format="%.2f"),
+                           "compound_valid": st.column_config.CheckboxColumn("compound", help=RULES["compound"])})
         rows = list(ev.selection.rows) if ev is not None else []
         chosen = cand.iloc[rows]["formula"].tolist()
         c1, c2 = st.columns(2)

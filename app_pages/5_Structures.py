@@ -10,7 +10,9 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import app_common as ac  # noqa: E402
+from wbg_core.app_support import plural, relax_summary, relaxed_provenance  # noqa: E402
 from wbg_core.composition import FormulaError, reduced_formula  # noqa: E402
+from wbg_core.composition.validity import RULES  # noqa: E402
 
 ac.page("Structures", "🧊")
 st.caption("The paper's template step: the Materials Project structure whose composition is nearest by "
@@ -56,13 +58,25 @@ except Exception as exc:  # noqa: BLE001 - the data or CHGNet failed: say so, ke
     st.error(f"The structure search failed: {type(exc).__name__}: {exc}")
     st.stop()
 
+relaxed = st.session_state.setdefault("relaxed", {})  # "formula|template" -> (structure, provenance) after CHGNet
+
+
+def _current(c):
+    """(structure, provenance) of a template candidate: the relaxed one once relaxed in this session."""
+    return relaxed.get(f"{formula}|{c.provenance['template_id']}", (c.structure, c.provenance))
+
+
 cols = ["rank", "template_id", "template_formula", "template_spacegroup", "emd", "formula", "spacegroup_symbol",
-        "formation_energy_per_atom", "e_above_hull", "band_gap_mean", "passes_paper_rule"]
-table = pd.DataFrame([{k: c.provenance.get(k) for k in cols} for c in found])
+        "relaxed", "formation_energy_per_atom", "e_above_hull", "band_gap_mean", "compound_valid", "passes_paper_rule"]
+table = pd.DataFrame([{k: _current(c)[1].get(k) for k in cols} for c in found])
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={"formation_energy_per_atom": st.column_config.NumberColumn("E_f (eV/atom)", format="%.3f"),
                             "e_above_hull": st.column_config.NumberColumn("E_hull (eV/atom)", format="%.3f"),
-                            "band_gap_mean": st.column_config.NumberColumn("gap (eV)", format="%.2f")})
+                            "band_gap_mean": st.column_config.NumberColumn("gap (eV)", format="%.2f"),
+                            "relaxed": st.column_config.CheckboxColumn("relaxed", help="relaxed with CHGNet here"),
+                            "compound_valid": st.column_config.CheckboxColumn("compound", help=RULES["compound"]),
+                            "passes_paper_rule": st.column_config.CheckboxColumn(
+                                "paper rule", help=found[0].provenance.get("paper_rule"))})
 
 ids = [c.provenance["template_id"] for c in found]
 want = ac.qp("template")
@@ -70,11 +84,12 @@ choice = st.radio("Show", ids, index=ids.index(want) if want in ids else 0, hori
                   format_func=lambda i: f"{i} ({found[ids.index(i)].provenance['template_formula']})")
 ac.set_qp(template=choice)
 cand = found[ids.index(choice)]
-relaxed = st.session_state.setdefault("relaxed", {})
 key = f"{formula}|{choice}"
-structure, prov = (relaxed[key] if key in relaxed else (cand.structure, cand.provenance))
+structure, prov = _current(cand)
+hull_note = [w for w in prov.get("warnings", []) if "not charge-balanced" in w]  # shown by E_hull
 for w in prov.get("warnings", []):
-    st.caption(f"⚠️ {w}")
+    if w not in hull_note and "is not a valid compound" not in w:  # the validity box says that one
+        st.caption(f"⚠️ {w}")
 
 left, right = st.columns([3, 1])
 with right:
@@ -85,19 +100,21 @@ with right:
               if prov.get("formation_energy_per_atom") is not None else "—")
     st.metric("Energy above hull", f"{prov['e_above_hull']:.3f} eV/atom"
               if prov.get("e_above_hull") is not None else "—")
-    st.caption(("relaxed with CHGNet" if prov.get("relaxed") else "template geometry, not relaxed")
-               + f" · {prov.get('n_sites')} sites · {prov.get('spacegroup_symbol') or '?'}")
+    for w in hull_note:
+        st.warning(w)
+    st.caption(f"{relax_summary(prov)} · {prov.get('n_sites')} sites · {prov.get('spacegroup_symbol') or '?'}")
+    if prov.get("compound_valid"):
+        st.success("Valid compound", icon=":material/check_circle:")
+    else:
+        st.warning(f"Not a valid compound: {prov.get('validity_reason') or 'fails the compound rule'}")
+    st.caption(f"Compound rule: {RULES['compound'].split(': ', 1)[-1]} (the CIF header says the same).")
     if st.button("Relax with CHGNet", disabled=key in relaxed, key="relax"):
         from wbg_core.structures.stability import assess
 
         with st.status(f"Relaxing {prov['formula']} with CHGNet (FIRE, cell and positions)…", expanded=True) as stt:
             try:
                 final, stab = assess(cand.structure, do_relax=True)
-                new = {**cand.provenance, **{k: v for k, v in stab.to_dict().items()
-                                             if k in ("energy_per_atom", "formation_energy_per_atom", "e_above_hull",
-                                                      "decomposition", "passes_paper_rule")},
-                       "relaxed": True, "relax_steps": stab.relax_steps, "relax_converged": stab.relax_converged,
-                       "relax_seconds": stab.relax_seconds, "warnings": stab.warnings}
+                new = relaxed_provenance(cand.provenance, final, stab)
                 relaxed[key] = (final, new)
                 stt.update(label=f"Relaxed in {stab.relax_steps} steps ({stab.relax_seconds:.1f} s)", state="complete")
                 st.rerun()
@@ -126,7 +143,7 @@ with d1:
         st.error(f"CIF export failed: {exc}")
 with d2:
     batch = list(dict.fromkeys([formula] + cands))
-    st.caption(f"Zip: the best structure of each of {len(batch)} formula(s) "
+    st.caption(f"Zip: the best structure of each of {plural(len(batch), 'formula')} "
                f"({', '.join(batch[:6])}{'…' if len(batch) > 6 else ''}) with index.csv")
     if st.button("Prepare zip", key="prep_zip"):
         items, bar = [], st.progress(0.0, text="Building structures…")

@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import plotly.express as px  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
@@ -184,6 +185,25 @@ with tab_ae:
             fig = px.bar(x=list(rates), y=list(rates.values()), labels={"x": "", "y": "rate"},
                          title="Reconstruction (test split) and decode validity (random latent points)")
             st.plotly_chart(fig, width="stretch")
+        lm = ac.latent_map(show=False)
+        st.markdown("**The latent map** (Latent explorer): UMAP of the refined codes, lifted back by an "
+                    f"inverse-distance blend of the {lm.settings.lift_k if lm else 8} nearest formulas' codes")
+        mm = lm.metrics if lm is not None else {}
+        if mm:
+            rows = [("uniform map points that decode to a formula", mm["decode_fraction"], "≥ 95%"),
+                    ("… to a compound (the validity rule)", mm["compound_fraction"], "≥ 60%"),
+                    ("median distance to where the decoded formula re-encodes, of the map's extent",
+                     mm["median_back_distance_fraction"], "< 5%"),
+                    ("interpolation steps between random data pairs that decode", mm["interpolation_valid_fraction"],
+                     "≥ 90%"),
+                    ("decoded map points that are new formulas (not in MP)", mm.get("novel_fraction_of_decoded"), "")]
+            st.dataframe(pd.DataFrame([{"measure": a, "value": f"{v:.1%}" if v is not None else "–", "target": t}
+                                       for a, v, t in rows]), hide_index=True, width="stretch")
+            st.caption(f"{mm['points']:,} uniform points of the map's convex hull (seed {mm['seed']}), "
+                       f"{mm['interpolation_pairs']} interpolation pairs × {mm['interpolation_steps']} steps; "
+                       "`wbg map sample -n N` gives the per-point table.")
+        elif lm is not None:
+            st.caption("This map has not been measured: `wbg map build` measures it.")
 with tab_gan:
     if tab_gan.open is not False and _card("gan") is not None:
         n = st.select_slider("Generated samples", [1000, 5000, 20000], value=5000, key="n_gan")

@@ -16,3 +16,14 @@ def test_home_missing_checkpoints_are_errors_not_crashes(empty_models):
     at = app().run()
     no_exception(at)
     assert any("missing" in e.value for e in at.error)
+
+
+def test_home_has_a_start_here_path():
+    need_models()
+    at = app().run()
+    no_exception(at)
+    assert any(s.value == "Start here" for s in at.subheader)
+    links = [e for e in at.get("page_link")]
+    labels = [e.proto.label for e in links]
+    assert labels[:4] == ["1. Oracle", "2. Band-gap window", "3. Structures", "4. Active learning"], labels
+    assert {"Latent explorer", "Models"} <= set(labels)

@@ -47,6 +47,28 @@ def test_missing_oracle_is_an_error(empty_models):
     assert at.error and "oracle" in at.error[0].value
 
 
+def test_blank_lines_and_csv_uploads_are_reported():
+    need_models()
+    at = app("2_Oracle").run()
+    at.text_area(key="oracle_text").set_value("NaCl\n\n\nCaF2,,SrYF5").run()
+    no_exception(at)
+    assert any("2 blank lines and 1 empty entry skipped" in i.value for i in at.info)
+    assert list(at.dataframe[0].value["formula"]) == ["NaCl", "CaF2", "SrYF5"]
+    at.text_area(key="oracle_text").set_value("")
+    at.file_uploader(key="oracle_csv").set_value(("gaps.csv", b"formula,x\nMgO,1\n\nZnS,2\n,3\n", "text/csv"))
+    at.run()
+    no_exception(at)
+    assert any("gaps.csv: 2 formulas read; 1 blank line and 1 row without a formula skipped" in i.value
+               for i in at.info), [i.value for i in at.info]
+    assert list(at.dataframe[0].value["formula"]) == ["MgO", "ZnS"]
+    at.text_area(key="oracle_text").set_value("NaCl")
+    at.file_uploader(key="oracle_csv").set_value(("table.csv", "formula\nMgO\xe9\n".encode("latin-1"), "text/csv"))
+    at.run()
+    no_exception(at)
+    assert any("table.csv cannot be read" in e.value and "UTF-8" in e.value for e in at.error)
+    assert list(at.dataframe[0].value["formula"]) == ["NaCl"]  # the typed formula is still answered
+
+
 def test_csv_rows_parse():
     from wbg_core.app_support import read_formula_csv_bytes
 
@@ -56,3 +78,11 @@ def test_csv_rows_parse():
 
     with pytest.raises(ValueError, match="formula"):
         read_formula_csv_bytes(b"a,b\n1,2\n")
+    from wbg_core.app_support import read_formula_csv
+
+    assert read_formula_csv(b"formula;gap\nNaCl;8.5\n").formulas == ["NaCl"]  # semicolon CSV (Excel)
+    bare = read_formula_csv(b"NaCl\nCaF2\n")  # no header: the first line is a formula, not dropped
+    assert bare.formulas == ["NaCl", "CaF2"] and bare.notes
+    for junk in (bytes(range(256)), b"", b"formula\n\"NaCl\n"):
+        with pytest.raises(ValueError):
+            read_formula_csv(junk)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .composition import FormulaError, reduced_formula, smact_valid
+from .composition import FormulaError, compound_valid, reduced_formula
 from .models import MODEL_NAMES
 
 MAX_FORMULAS = 2000  # rows one oracle request may hold
@@ -29,24 +29,119 @@ MAX_FORMULAS = 2000  # rows one oracle request may hold
 
 # ---------------------------------------------------------------- formula input
 
+_SEPARATORS = r"[,;\t]"
+
+
 def split_formula_text(text: str) -> list[str]:
     """Formulas from pasted text: one per line, or separated by commas, semicolons or tabs."""
-    parts = re.split(r"[\n,;\t]+", text or "")
-    return [p.strip() for p in parts if p.strip()]
+    return read_formula_text(text).formulas
+
+
+@dataclass
+class FormulaInput:
+    """Formulas read from pasted text or a CSV, and what was skipped on the way (said on the page)."""
+
+    formulas: list[str]
+    blank_lines: int = 0  # whitespace-only lines (inside the text; trailing ones do not count)
+    empty_entries: int = 0  # empty fields between separators, or CSV rows with an empty formula cell
+    notes: list[str] | None = None
+    empty_word: tuple[str, str] = ("empty entry", "empty entries")
+
+    def skipped_message(self) -> str | None:
+        """One sentence on what was skipped ("2 blank lines skipped"), or None."""
+        parts = []
+        if self.blank_lines:
+            parts.append(plural(self.blank_lines, "blank line"))
+        if self.empty_entries:
+            parts.append(plural(self.empty_entries, *self.empty_word))
+        return " and ".join(parts) + " skipped" if parts else None
+
+
+def read_formula_text(text: str) -> FormulaInput:
+    """Formulas from pasted text (one per line, or separated by commas, semicolons or tabs),
+    counting the blank lines and empty entries skipped so the page can say so."""
+    lines = (text or "").rstrip().split("\n") if (text or "").strip() else []
+    out, blank, empty = [], 0, 0
+    for line in lines:
+        if not line.strip():
+            blank += 1
+            continue
+        fields = [f.strip() for f in re.split(_SEPARATORS, line)]
+        if fields and not fields[-1]:  # a trailing separator ("NaCl,") is not an entry
+            fields = fields[:-1]
+        empty += sum(1 for f in fields if not f)
+        out += [f for f in fields if f]
+    return FormulaInput(out, blank, empty)
+
+
+def _decode_csv(data: bytes) -> str:
+    """Text of an uploaded CSV: UTF-8 (with or without BOM) or UTF-16 with a BOM; ValueError otherwise."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"it starts like UTF-16 text but is not ({exc.reason})") from exc
+    if b"\x00" in data[:4096]:
+        raise ValueError("it is a binary file, not a text CSV")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"it is not UTF-8 text (byte 0x{data[exc.start]:02x} at position {exc.start}); "
+                         "save it as CSV UTF-8") from exc
+
+
+def read_formula_csv(data: bytes) -> FormulaInput:
+    """Formulas from an uploaded CSV: a 'formula' column, else the only column (comma, semicolon
+    or tab separated). ValueError says why a file cannot be read; blank lines and rows with an
+    empty formula are counted, not silently dropped; a header that is itself a formula (a file
+    of bare formulas) is kept as the first formula, with a note."""
+    text = _decode_csv(data)
+    if not text.strip():
+        raise ValueError("the file is empty")
+    first = text.lstrip("\n").split("\n", 1)[0]
+    sep = max((",", ";", "\t"), key=first.count) if any(s in first for s in ",;\t") else ","
+    try:
+        df = pd.read_csv(io.StringIO(text), sep=sep, keep_default_na=False, dtype=str, skip_blank_lines=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        msg = str(exc).strip().replace("Error tokenizing data. C error: ", "")
+        raise ValueError(f"it is not a readable CSV: {msg}") from exc
+    cols = {str(c).strip().lower(): c for c in df.columns}
+    notes: list[str] = []
+    if "formula" in cols:
+        col = cols["formula"]
+    elif len(df.columns) == 1:
+        col = df.columns[0]
+    else:
+        raise ValueError(f"it has columns {[str(c) for c in df.columns]}; it needs a 'formula' column")
+    values = [str(s).strip() for s in df[col].tolist()]
+    header = str(col).strip()
+    if col is not cols.get("formula") and any(ch.isupper() for ch in header):
+        try:
+            reduced_formula(header)
+            values.insert(0, header)
+            notes.append(f"the first line ({header}) is a formula, not a column name: read as one")
+        except FormulaError:
+            pass
+    whole_blank = df.apply(lambda r: all(not str(v).strip() for v in r), axis=1).tolist()
+    if len(values) > len(whole_blank):
+        whole_blank.insert(0, False)
+    while values and not values[-1] and whole_blank and whole_blank[-1]:  # trailing blank lines
+        values.pop()
+        whole_blank.pop()
+    blank = sum(1 for v, b in zip(values, whole_blank) if not v and b)
+    empty = sum(1 for v, b in zip(values, whole_blank) if not v and not b)
+    return FormulaInput([v for v in values if v], blank, empty, notes,
+                        ("row without a formula", "rows without a formula"))
 
 
 def read_formula_csv_bytes(data: bytes) -> list[str]:
-    """Formulas from an uploaded CSV (a 'formula' column, else the only column); ValueError says why."""
-    try:
-        df = pd.read_csv(io.BytesIO(data), keep_default_na=False, dtype=str)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"not a readable CSV: {exc}") from exc
-    cols = {c.strip().lower(): c for c in df.columns}
-    if "formula" in cols:
-        return [s.strip() for s in df[cols["formula"]].tolist()]
-    if len(df.columns) == 1:
-        return [s.strip() for s in df[df.columns[0]].tolist()]
-    raise ValueError(f"the CSV has columns {list(df.columns)}; it needs a 'formula' column")
+    """Formulas from an uploaded CSV (read_formula_csv without the counts); ValueError says why."""
+    return read_formula_csv(data).formulas
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 candidate', '2 candidates', '1,200 formulas' (many: an irregular plural)."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
 
 
 # ---------------------------------------------------------------- known data
@@ -193,12 +288,6 @@ def oracle_report(oracle, formulas: list[str], known: KnownData | None = None) -
 
 # ---------------------------------------------------------------- latent map
 
-def map_to_latent(latent_map: dict, xy) -> np.ndarray:
-    """Latent vectors of 2-D map points (the PCA is inverted on its two components)."""
-    xy = np.atleast_2d(np.asarray(xy, np.float32))
-    return latent_map["pca_mean"][None, :] + xy @ latent_map["pca_components"]
-
-
 def gap_bins(gaps, n_bins: int = 24, vmax: float | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     """Indices of the points in each of n_bins equal band-gap bins on [0, vmax] (values above
     vmax go to the last bin, below 0 or NaN to the first) and the bin edges.
@@ -212,66 +301,6 @@ def gap_bins(gaps, n_bins: int = 24, vmax: float | None = None) -> tuple[list[np
     order = np.argsort(b, kind="stable")
     counts = np.bincount(b, minlength=n_bins)
     return list(np.split(order, np.cumsum(counts)[:-1])), np.linspace(0.0, top, n_bins + 1)
-
-
-def place_formulas(ae, latent_map: dict, formulas: list[str]) -> pd.DataFrame:
-    """Map coordinates of formulas: formula, x, y, error (formulas the 87 x 8 matrix cannot hold fail)."""
-    canon, errs = [], []
-    for f in formulas:
-        try:
-            canon.append(reduced_formula(f))
-            errs.append(None)
-        except FormulaError as exc:
-            canon.append(f)
-            errs.append(str(exc))
-    z, ok, enc_err = ae.encode_formulas(np.asarray(canon, dtype=object))
-    xy = (z - latent_map["pca_mean"]) @ latent_map["pca_components"].T
-    out = pd.DataFrame({"formula": canon, "x": xy[:, 0], "y": xy[:, 1]})
-    out["error"] = [e or (None if o else (ee or "cannot be encoded")) for e, o, ee in zip(errs, ok, enc_err)]
-    out.loc[out["error"].notna(), ["x", "y"]] = np.nan
-    return out
-
-
-def decode_latents(ae, oracle, z: np.ndarray) -> pd.DataFrame:
-    """formula (None where the decode is invalid), predicted gap and std, SMACT validity."""
-    formulas = ae.decode(z)
-    out = pd.DataFrame({"formula": formulas})
-    ok = np.array([f is not None for f in formulas])
-    out["band_gap_mean"] = np.nan
-    out["band_gap_std"] = np.nan
-    if ok.any() and oracle is not None:
-        p = oracle.predict(list(formulas[ok]))
-        out.loc[ok, "band_gap_mean"] = p["band_gap_mean"].round(3).to_numpy()
-        out.loc[ok, "band_gap_std"] = p["band_gap_std"].round(3).to_numpy()
-    out["smact_valid"] = smact_valid(np.where(ok, formulas, None))
-    return out
-
-
-def decode_map_points(ae, oracle, latent_map: dict, xy) -> pd.DataFrame:
-    xy = np.atleast_2d(np.asarray(xy, np.float32))
-    out = decode_latents(ae, oracle, map_to_latent(latent_map, xy))
-    out.insert(0, "x", xy[:, 0])
-    out.insert(1, "y", xy[:, 1])
-    return out
-
-
-def interpolate(ae, oracle, latent_map: dict, start: str, end: str, steps: int = 10) -> pd.DataFrame:
-    """Decode points on the straight line between two formulas' latent vectors."""
-    if steps < 2:
-        raise ValueError("steps must be at least 2")
-    placed = place_formulas(ae, latent_map, [start, end])
-    bad = placed[placed["error"].notna()]
-    if len(bad):
-        raise FormulaError("; ".join(f"{r.formula}: {r.error}" for r in bad.itertuples()))
-    z, _, _ = ae.encode_formulas(np.asarray(placed["formula"], dtype=object))
-    t = np.linspace(0, 1, steps, dtype=np.float32)[:, None]
-    zs = (1 - t) * z[0] + t * z[1]
-    out = decode_latents(ae, oracle, zs)
-    xy = (zs - latent_map["pca_mean"]) @ latent_map["pca_components"].T
-    out.insert(0, "t", t[:, 0].round(3))
-    out.insert(1, "x", xy[:, 0])
-    out.insert(2, "y", xy[:, 1])
-    return out
 
 
 # ---------------------------------------------------------------- status of data and models
@@ -526,11 +555,12 @@ def read_log(path: Path, tail: int = 40) -> tuple[str, float | None]:
 def screen_window(gan, model, *, min_gap: float | None, max_gap: float | None, pool: int = 20_000, seed: int = 0,
                   p_threshold: float = 0.5, max_atoms: int | None = 7, max_elements: int | None = 3,
                   require: tuple[str, ...] = (), exclude: tuple[str, ...] = (), novel_only: bool = False,
-                  smact_only: bool = False, progress=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                  valid_only: bool = True, allow_elements_and_alloys: bool = False,
+                  progress=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(candidates, whole labelled pool, funnel) for a window, sampling the given generator.
 
     The engine's screen() ranks; here it runs with threshold 0 so the whole labelled pool is
-    kept for the histogram, and the threshold and SMACT filter are applied afterwards.
+    kept for the histogram, and the threshold and the compound rule are applied afterwards.
     """
     from .engine.screening import ScreenConfig, ScreenError, p_in_window, screen
 
@@ -545,7 +575,8 @@ def screen_window(gan, model, *, min_gap: float | None, max_gap: float | None, p
     if not 0 <= p_threshold <= 1:
         raise ScreenError("the probability threshold must be between 0 and 1")
     kw = dict(pool=pool, seed=seed, max_atoms=max_atoms, max_elements=max_elements, require_elements=tuple(require),
-              exclude_elements=tuple(exclude), novel_only=novel_only, smact_only=False)
+              exclude_elements=tuple(exclude), novel_only=novel_only, valid_only=False,
+              allow_elements_and_alloys=allow_elements_and_alloys)
     target = ScreenConfig(min_gap=min_gap, max_gap=max_gap, p_threshold=max(p_threshold, 1e-12), **kw).validate()
     # label the whole pool (window [0, inf), every gap passes) so its histogram can be drawn
     cfg = ScreenConfig(min_gap=0.0, max_gap=None, p_threshold=1e-300, **kw).validate()
@@ -565,8 +596,8 @@ def screen_window(gan, model, *, min_gap: float | None, max_gap: float | None, p
                                       target.window).round(4)
     cand = allp[allp["p_in_window"] >= p_threshold]
     funnel["in_window"] = len(cand)
-    if smact_only:
-        cand = cand[cand["smact_valid"]]
+    if valid_only:
+        cand = cand[cand["compound_valid"]]
     funnel["passed"] = len(cand)
     a, b = target.window
     if np.isfinite(b):
@@ -586,3 +617,309 @@ def forest_on(formulas, gaps, seed: int = 0):
     if len(formulas) < 10:
         raise ValueError(f"{len(formulas)} labelled formulas: a screening forest needs at least 10")
     return ForestRegressor(ForestConfig(seed=seed, n_jobs=2)).fit(list(formulas), np.asarray(gaps, np.float64))
+
+
+# ---------------------------------------------------------------- structures page
+
+_STABILITY_NOTES = ("not relaxed", "no formation energy", "relaxation stopped", "no CHGNet energy")
+
+
+def relaxed_provenance(provenance: dict, structure, stability) -> dict:
+    """The provenance of a template candidate after a CHGNet relaxation (wbg_core.structures.stability
+    .assess): its energies, hull distance, the compound rule's verdict, the step count and
+    convergence, the relaxed cell's space group; the template's notes kept, the old energy notes
+    replaced by the relaxation's."""
+    stab = stability.to_dict()
+    new = {**provenance, **{k: stab[k] for k in ("energy_per_atom", "formation_energy_per_atom", "e_above_hull",
+                                                 "decomposition", "passes_paper_rule", "charge_neutral",
+                                                 "compound_valid") if k in stab}}
+    new.update(relaxed=True, relax_steps=stability.relax_steps, relax_converged=stability.relax_converged,
+               relax_seconds=stability.relax_seconds, n_sites=len(structure))
+    try:
+        from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+        sga = SpacegroupAnalyzer(structure, symprec=0.1)
+        new.update(spacegroup=sga.get_space_group_number(), spacegroup_symbol=sga.get_space_group_symbol())
+    except Exception:  # spglib finds nothing: the template's symmetry no longer holds
+        new.update(spacegroup=None, spacegroup_symbol=None)
+    old = [w for w in provenance.get("warnings", [])
+           if not w.startswith(_STABILITY_NOTES) and "is not charge-balanced" not in w]
+    new["warnings"] = list(dict.fromkeys(old + list(stability.warnings)))
+    return new
+
+
+def relax_summary(provenance: dict) -> str:
+    """'relaxed with CHGNet: 57 steps, converged, 12.3 s' or 'template geometry, not relaxed'."""
+    if not provenance.get("relaxed"):
+        return "template geometry, not relaxed"
+    steps, conv, secs = (provenance.get(k) for k in ("relax_steps", "relax_converged", "relax_seconds"))
+    parts = [plural(int(steps), "step") if steps is not None else None,
+             None if conv is None else ("converged" if conv else "not converged"),
+             f"{secs:.1f} s" if secs is not None else None]
+    return "relaxed with CHGNet: " + ", ".join(p for p in parts if p)
+
+# ---------------------------------------------------------------- campaigns of the app
+
+# The Active learning page keeps each campaign in its own folder, named by an unguessable id
+# (secrets.token_urlsafe(16): 22 URL-safe characters) that the page puts in the URL, so a reload
+# or the same link in another tab reopens it. Nothing lists the folders: a browser knows the ids
+# it created or was given a link to. Ids from a URL are checked against CAMPAIGN_ID before they
+# become a path, so a link cannot name anything outside the store.
+CAMPAIGN_ID = re.compile(r"[A-Za-z0-9_-]{22}")
+APP_CAMPAIGNS = "app"  # the store: <campaigns dir>/app/<id>/ (the CLI's campaigns sit beside it)
+STALE_AFTER_S = 24 * 3600  # a campaign with no completed round untouched this long is removed
+
+
+class CampaignLinkError(ValueError):
+    """A campaign id from a link that is malformed or names no campaign; the message says which."""
+
+
+def new_campaign_id() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(16)
+
+
+def campaign_store(campaigns_dir: Path) -> Path:
+    return Path(campaigns_dir) / APP_CAMPAIGNS
+
+
+def campaign_folder(campaigns_dir: Path, cid: str, must_exist: bool = True) -> Path:
+    """The folder of campaign `cid`; CampaignLinkError when the id is malformed or (must_exist) unknown."""
+    if not isinstance(cid, str) or not CAMPAIGN_ID.fullmatch(cid):
+        shown = cid if isinstance(cid, str) and len(cid) <= 40 else f"{str(cid)[:40]}…"
+        raise CampaignLinkError(f"{shown!r} is not a campaign id (22 letters, digits, '-' or '_')")
+    store = campaign_store(campaigns_dir)
+    folder = store / cid
+    if folder.resolve().parent != store.resolve():  # the pattern allows no separator; belt and braces
+        raise CampaignLinkError(f"{cid!r} is not a campaign id")
+    if must_exist and not (folder / "state.json").is_file():
+        raise CampaignLinkError(f"campaign {cid} does not exist on this server: the link is mistyped, or the "
+                                f"campaign was removed (campaigns without a completed round go after a day)")
+    return folder
+
+
+def parse_campaign_ids(text: str | None) -> tuple[list[str], list[str]]:
+    """(well-formed ids, malformed entries) of a comma-separated list from a URL, order kept, no repeats."""
+    good: list[str] = []
+    bad: list[str] = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if CAMPAIGN_ID.fullmatch(part):
+            if part not in good:
+                good.append(part)
+        else:
+            bad.append(part[:40])
+    return good, bad
+
+
+def write_campaign_label(folder: Path, name: str) -> None:
+    """The campaign's display name, beside the campaign's own files (Campaign.load ignores it)."""
+    (Path(folder) / "app.json").write_text(json.dumps({"name": name, "created": dt.datetime.now().isoformat(
+        timespec="seconds")}))
+
+
+def _rounds_done(folder: Path) -> int:
+    try:
+        return int(json.loads((Path(folder) / "state.json").read_text()).get("rounds_done", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
+def campaign_summary(folder: Path) -> dict:
+    """id, name and completed rounds of a campaign folder (for the page's list of this browser's campaigns)."""
+    folder = Path(folder)
+    try:
+        name = json.loads((folder / "app.json").read_text()).get("name") or folder.name
+    except (OSError, ValueError, AttributeError):
+        name = folder.name
+    return {"id": folder.name, "name": str(name), "rounds": _rounds_done(folder)}
+
+
+def _last_touched(folder: Path) -> float:
+    paths = [folder, folder / "state.json", *(p for p in folder.iterdir() if p.is_dir())]
+    times = []
+    for p in paths:
+        try:
+            times.append(p.stat().st_mtime)
+        except OSError:
+            pass
+    return max(times, default=0.0)
+
+
+def clean_stale_campaigns(campaigns_dir: Path, max_age_s: float = STALE_AFTER_S,
+                          now: float | None = None) -> list[Path]:
+    """Remove the app's campaign folders that hold no completed round and were last touched more
+    than max_age_s ago: <store>/<id>/ folders, and the session-<hex>/ folders of earlier versions
+    when none of their campaigns completed a round. Returns what was removed. CLI campaigns
+    (other folders of the campaigns directory) are never touched."""
+    import shutil
+    import time
+
+    root = Path(campaigns_dir)
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+
+    def stale(folder: Path, campaigns: list[Path]) -> bool:
+        if any(_rounds_done(c) > 0 for c in campaigns):
+            return False
+        return now - max([_last_touched(folder)] + [_last_touched(c) for c in campaigns]) > max_age_s
+
+    candidates: list[tuple[Path, list[Path]]] = []
+    store = campaign_store(root)
+    if store.is_dir():
+        candidates += [(d, [d]) for d in store.iterdir() if d.is_dir() and CAMPAIGN_ID.fullmatch(d.name)]
+    if root.is_dir():
+        for d in root.iterdir():
+            if d.is_dir() and re.fullmatch(r"session-[0-9a-f]{12}", d.name):
+                candidates.append((d, [c for c in d.iterdir() if c.is_dir()]))
+    for folder, campaigns in candidates:
+        try:
+            if stale(folder, campaigns):
+                shutil.rmtree(folder)
+                removed.append(folder)
+        except OSError:  # another process is removing or writing it: leave it for next time
+            continue
+    return removed
+
+
+# ---------------------------------------------------------------- band-gap window links
+
+WINDOW_POOLS = (2_000, 10_000, 50_000, 200_000)
+WINDOW_MODELS = {"oracle": "oracle (Roost ensemble)", "rf_mp": "random forest on random MP data",
+                 "rf_al": "random forest on my AL campaign"}
+WINDOW_GENERATORS = {"gan": "GAN (the paper's MATGAN route)",
+                     "latent": "autoencoder latent sampling (the AL search space)"}
+GAP_LIMITS = (0.0, 12.0)  # eV: the page's window slider
+METAL_GAP = 0.1  # eV: a predicted gap below this is a metal (left out of the window histogram)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def split_elements(text: str) -> tuple[str, ...]:
+    """Element symbols from 'F, Sr' or 'F Sr' (order kept, no repeats)."""
+    return tuple(dict.fromkeys(p for p in re.split(r"[\s,;]+", text or "") if p))
+
+
+@dataclass(frozen=True)
+class WindowQuery:
+    """Every input of one band-gap window screening: what the page's form holds, what a window
+    link carries (to_query / from_query) and the key its result is cached under."""
+
+    gap_min: float = 3.0
+    gap_max: float | None = 5.0  # None: no upper bound
+    p_min: float = 0.5
+    max_atoms: int = 7
+    max_elements: int = 3
+    require: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    novel: bool = True
+    valid_only: bool = True
+    allow_elements_and_alloys: bool = False
+    pool: int = 10_000
+    seed: int = 0
+    model: str = "oracle"
+    generator: str = "gan"
+
+    KEYS = ("gap_min", "gap_max", "p_min", "max_atoms", "max_elements", "require", "exclude", "novel",
+            "valid_only", "allow_elements_and_alloys", "pool", "seed", "model", "generator")
+
+    def to_query(self) -> dict[str, str]:
+        """URL parameters (every field; gap_max absent means no upper bound, empty element lists absent)."""
+        q: dict[str, str] = {}
+        for k in self.KEYS:
+            v = getattr(self, k)
+            if v is None or v == ():
+                continue
+            q[k] = ("1" if v else "0") if isinstance(v, bool) else ",".join(v) if isinstance(v, tuple) else (
+                f"{v:g}" if isinstance(v, float) else str(v))
+        return q
+
+    @classmethod
+    def is_link(cls, query) -> bool:
+        return any(k in query for k in cls.KEYS)
+
+    @classmethod
+    def from_query(cls, query) -> tuple["WindowQuery", list[str]]:
+        """(the query, problems) from URL parameters. A missing parameter takes its default, except
+        that a link with gap_min and no gap_max is open above (and one with only gap_max starts at
+        0 eV). Each bad parameter gives one problem naming it, and its default is used instead."""
+        from .composition import VOCAB
+
+        d = cls()
+        problems: list[str] = []
+        raw = {k: (v[-1] if isinstance(v, list) else v) for k, v in dict(query).items() if k in cls.KEYS}
+        raw = {k: str(v).strip() for k, v in raw.items()}
+        vals: dict = {}
+
+        def number(key, kind, lo, hi):
+            if key not in raw:
+                return None
+            try:
+                v = kind(float(raw[key])) if kind is int else float(raw[key])
+                if kind is int and float(raw[key]) != int(float(raw[key])):
+                    raise ValueError
+            except (ValueError, OverflowError):
+                problems.append(f"{key}={raw[key]!r} is not {'a whole number' if kind is int else 'a number'}")
+                return None
+            if not (lo <= v <= hi) or v != v:
+                problems.append(f"{key}={raw[key]} is outside {lo:g}–{hi:g}")
+                return None
+            return v
+
+        lo, hi = GAP_LIMITS
+        has_min, has_max = "gap_min" in raw, "gap_max" in raw
+        open_top = has_max and raw["gap_max"].lower() in ("", "inf", "none", "open")
+        a = number("gap_min", float, lo, hi)
+        b = None if open_top else number("gap_max", float, lo, hi)
+        bad_window = (has_min and a is None) or (has_max and not open_top and b is None)
+        if not bad_window and (has_min or has_max):
+            a = lo if a is None else a
+            if b is not None and not a < b:
+                problems.append(f"the window gap_min={a:g} – gap_max={b:g} eV is not valid: gap_min must be "
+                                "below gap_max")
+            else:
+                vals["gap_min"], vals["gap_max"] = round(a, 2), None if b is None else round(b, 2)
+        for key, kind, lo_, hi_ in (("p_min", float, 0.0, 1.0), ("max_atoms", int, 2, 40),
+                                    ("max_elements", int, 2, 8), ("seed", int, 0, 10_000)):
+            v = number(key, kind, lo_, hi_)
+            if v is not None:
+                vals[key] = v
+        if "pool" in raw:
+            v = number("pool", int, 1, 10**9)
+            if v is not None and v not in WINDOW_POOLS:
+                problems.append(f"pool={raw['pool']} is not one of {', '.join(f'{p:,}' for p in WINDOW_POOLS)}")
+            elif v is not None:
+                vals["pool"] = v
+        for key in ("require", "exclude"):
+            if key in raw:
+                els = split_elements(raw[key])
+                unknown = [e for e in els if e not in VOCAB]
+                if unknown:
+                    problems.append(f"{key}={raw[key]!r}: {', '.join(unknown)} "
+                                    f"{'is not an element' if len(unknown) == 1 else 'are not elements'} "
+                                    "of the 87-element vocabulary")
+                else:
+                    vals[key] = els
+        both = set(vals.get("require", ())) & set(vals.get("exclude", ()))
+        if both:
+            problems.append(f"require and exclude both name {', '.join(sorted(both))}")
+            vals.pop("require"), vals.pop("exclude")
+        for key in ("novel", "valid_only", "allow_elements_and_alloys"):
+            if key in raw:
+                t = raw[key].lower()
+                if t in _TRUE | _FALSE:
+                    vals[key] = t in _TRUE
+                else:
+                    problems.append(f"{key}={raw[key]!r} is not 1 or 0")
+        for key, allowed in (("model", WINDOW_MODELS), ("generator", WINDOW_GENERATORS)):
+            if key in raw:
+                if raw[key] in allowed:
+                    vals[key] = raw[key]
+                else:
+                    problems.append(f"{key}={raw[key]!r} is not one of {', '.join(allowed)}")
+        from dataclasses import replace
+
+        return replace(d, **vals), problems

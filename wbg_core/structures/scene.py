@@ -1,7 +1,7 @@
 """A plotly 3D figure of a crystal structure, built from Crystal Toolkit's scene.
 
 Crystal Toolkit turns a StructureGraph (bonds from CrystalNN) into a tree of primitives:
-Spheres (atoms, element colours from its Legend, radii), Cylinders (half-bonds, each in
+Spheres (atoms in VESTA's element colours, from pymatgen's table, radii), Cylinders (half-bonds, each in
 the colour of its atom), Lines (unit cell edges, consecutive point pairs) and Convex
 (coordination polyhedra as vertex clouds). Here each becomes a plotly trace: one Scatter3d
 of markers per element (so the legend lists elements), bond segments as lines, the cell as
@@ -43,6 +43,29 @@ def _site_label(structure, tooltip: str | None, fallback: str) -> str:
     return fallback
 
 
+COLOR_SCHEME = "VESTA"  # VESTA's element colours; Jmol's (Crystal Toolkit's default) make Ba, Ca, Sr and F all green
+
+
+def element_colors() -> dict[str, tuple[int, int, int]]:
+    """Element -> RGB of COLOR_SCHEME, from pymatgen's own table (pymatgen/vis/ElementColorSchemes.yaml,
+    the table Crystal Toolkit ships a copy of)."""
+    from importlib.resources import files
+
+    import yaml
+
+    table = yaml.safe_load(files("pymatgen.vis").joinpath("ElementColorSchemes.yaml").read_text())
+    return {el: tuple(int(c) for c in rgb) for el, rgb in table[COLOR_SCHEME].items()}
+
+
+def element_legend(structure):
+    """Crystal Toolkit's Legend with pymatgen's VESTA colours (spheres and half-bonds take them)."""
+    from crystal_toolkit.core.legend import Legend
+
+    legend = Legend(structure, color_scheme=COLOR_SCHEME)
+    legend.el_colors = {**legend.el_colors, COLOR_SCHEME: element_colors()}
+    return legend
+
+
 def structure_scene(structure, *, bonds: bool = True, polyhedra: bool = False,
                     draw_image_atoms: bool = True):
     """Crystal Toolkit Scene of a Structure (bonds by CrystalNN); returns (scene, notes)."""
@@ -73,6 +96,7 @@ def structure_scene(structure, *, bonds: bool = True, polyhedra: bool = False,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scene = graph.get_scene(
+                legend=element_legend(structure),
                 draw_image_atoms=draw_image_atoms,
                 bonded_sites_outside_unit_cell=False,
                 hide_incomplete_edges=True,
