@@ -208,7 +208,7 @@ def campaigns_root() -> Path:
 
 @st.cache_resource(ttl=3600, show_spinner=False)
 def _cleaned(root: str) -> int:
-    from wbg_core.app_support import clean_stale_campaigns
+    from wbg_core.app_campaigns import clean_stale_campaigns
 
     return len(clean_stale_campaigns(Path(root)))
 
@@ -233,7 +233,7 @@ def remember_campaign(cid: str) -> None:
 
 def open_campaign(cid: str) -> None:
     """Make `cid` this browser's open campaign (the Band-gap window page's RF route reads its folder)."""
-    from wbg_core.app_support import campaign_folder
+    from wbg_core.app_campaigns import campaign_folder
 
     remember_campaign(cid)
     st.session_state["campaign_id"] = cid

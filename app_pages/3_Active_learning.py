@@ -27,9 +27,9 @@ st.caption("The paper's loop: encode labelled formulas, fit a Gaussian process o
 ae, orc = ac.autoencoder(), ac.oracle()
 if ae is None or orc is None:
     st.stop()
-from wbg_core.app_support import (  # noqa: E402
-    CampaignLinkError, campaign_folder, campaign_summary, new_campaign_id, parse_campaign_ids, plural,
-    write_campaign_label)
+from wbg_core.app_campaigns import (  # noqa: E402
+    CampaignLinkError, campaign_folder, campaign_summary, new_campaign_id, parse_campaign_ids, write_campaign_label)
+from wbg_core.app_support import plural  # noqa: E402
 from wbg_core.engine.campaign import Campaign, CampaignConfig, CampaignError, clean_seeds, pick_seeds  # noqa: E402
 
 root = ac.campaigns_root()

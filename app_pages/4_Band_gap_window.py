@@ -16,9 +16,9 @@ import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import app_common as ac  # noqa: E402
-from wbg_core.app_support import (  # noqa: E402
-    GAP_LIMITS, METAL_GAP, WINDOW_GENERATORS, WINDOW_MODELS, WINDOW_POOLS, WindowQuery, forest_on, plural,
-    screen_window, split_elements)
+from wbg_core.app_support import forest_on, plural, screen_window  # noqa: E402
+from wbg_core.window_query import (  # noqa: E402
+    GAP_LIMITS, METAL_GAP, WINDOW_GENERATORS, WINDOW_MODELS, WINDOW_POOLS, WindowQuery, split_elements)
 from wbg_core.composition.validity import RULES  # noqa: E402
 
 ac.page("Band-gap window", "🎯")

@@ -85,7 +85,7 @@ def test_links_to_missing_or_malformed_campaigns_say_so(campaigns):
 
 
 def test_old_empty_campaigns_are_cleaned_up(campaigns):
-    from wbg_core.app_support import clean_stale_campaigns
+    from wbg_core.app_campaigns import clean_stale_campaigns
 
     old = time.time() - 2 * 86400
     empty = campaigns / "app" / ("e" * 22)
