@@ -21,7 +21,7 @@ def test_ordered_structure_has_atoms_bonds_cell_and_legend(nacl):
     assert any(t.type == "mesh3d" for t in fig.data)
     # conventional rock-salt cell drawn with image atoms on faces and corners
     assert sum(len(t.x) for t in atoms) >= 8
-    assert fig.layout.scene.aspectmode == "data"
+    assert fig.layout.scene.aspectmode == "manual" and fig.layout.scene.aspectratio.x == 1  # a cube
     assert fig.to_json()
 
 
@@ -64,3 +64,23 @@ def test_atoms_sit_inside_the_drawn_unit_cell(mp_id):
     # the cell and the atoms share one frame: every atom (images on faces and corners
     # included) lies in the cell's bounding box
     assert (atoms >= lo - 0.05).all() and (atoms <= hi + 0.05).all()  # 0.05 A: image atoms on a face
+
+
+def test_the_frame_holds_every_atom_and_the_whole_cell():
+    """A long cell (BaYF5's template has c about 3x a) stays inside the axis ranges, spheres included."""
+    import numpy as np
+
+    from wbg_core.structures.pipeline import predict_structures
+
+    c = predict_structures("SrYF5", top_k=1, with_gap=False)[0]
+    fig = structure_figure(c.structure)
+    sc = fig.layout.scene
+    lo = np.array([sc.xaxis.range[0], sc.yaxis.range[0], sc.zaxis.range[0]])
+    hi = np.array([sc.xaxis.range[1], sc.yaxis.range[1], sc.zaxis.range[1]])
+    for t in fig.data:
+        pts = np.array([p for p in zip(t.x, t.y, t.z) if None not in p], float)
+        if len(pts):
+            assert (pts >= lo - 1e-6).all() and (pts <= hi + 1e-6).all(), t.name
+    ratio = np.array([sc.aspectratio.x, sc.aspectratio.y, sc.aspectratio.z])
+    assert np.allclose(ratio / ratio.max(), (hi - lo) / (hi - lo).max(), atol=1e-3)
+    assert sc.camera.projection.type == "orthographic"

@@ -210,10 +210,21 @@ def structure_figure(structure, *, bonds: bool = True, polyhedra: bool = False,
     heading = title or structure.composition.reduced_formula
     if notes:
         heading += "<br><sup>" + "; ".join(notes) + "</sup>"
-    axis = dict(visible=False, showbackground=False)
+    # the frame fits the cell: each axis spans every drawn point plus the largest sphere radius
+    # (plotly's own ranges clip spheres at the faces), and an orthographic camera from a
+    # distance keeps a long cell inside the view, as VESTA's parallel projection does
+    drawn = [p for d in spheres.values() for p in d["xyz"]] + [p for p in cell if p is not None]
+    pad = max((r for d in spheres.values() for r in d["size"]), default=0.0) / MARKER_SCALE
+    lo = np.min(drawn, axis=0) - pad if drawn else np.zeros(3)
+    hi = np.max(drawn, axis=0) + pad if drawn else np.ones(3)
+    span = hi - lo
+    axes = {f"{k}axis": dict(visible=False, showbackground=False, range=[float(lo[i]), float(hi[i])])
+            for i, k in enumerate("xyz")}
     fig.update_layout(
         title=dict(text=heading), height=height, margin=dict(l=0, r=0, t=60, b=0),
-        scene=dict(xaxis=axis, yaxis=axis, zaxis=axis, aspectmode="data"),
+        scene=dict(**axes, aspectmode="manual",
+                   aspectratio=dict(zip("xyz", (span / span.max()).round(4).tolist())),
+                   camera=dict(eye=dict(x=1.9, y=1.5, z=1.1), projection=dict(type="orthographic"))),
         legend=dict(itemsizing="constant", title=dict(text="elements")),
     )
     fig.layout.meta = {"notes": notes}
