@@ -154,7 +154,12 @@ def test_default_proposals_are_compounds_and_the_paper_rule_is_selectable(seeds)
     assert r.labelled == len(labelled) > 0
     assert compound_valid(labelled).all()  # no H, Hf, Br8F8 spends a label
     assert r.rule_rejected > 0  # the rule had something to turn away on this pool
-    anyrule = Campaign.new(None, _cfg(budget=20, proposal_rule="any"), seeds["formula"], seeds["band_gap"])
+    anyrule = Campaign.new(None, _cfg(budget=20, proposal_rule="any", objective="window", window_min=0.0,
+                                      window_max=20.0), seeds["formula"], seeds["band_gap"])
     assert anyrule.step().rule_rejected == 0
+    last = anyrule.rounds[-1]
+    comp = compound_valid(last["formula"].where(last["valid"], None).to_numpy(dtype=object))
+    assert (~comp & last["valid"]).any()  # the paper's rule labels non-compounds ...
+    assert (last["in_window"] == (last["valid"] & comp)).all()  # ... but only compounds are hits
     with pytest.raises(CampaignError, match="proposal_rule"):
         CampaignConfig(proposal_rule="smact").validate()

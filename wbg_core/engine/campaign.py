@@ -39,6 +39,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ..composition import compound_valid
 from .surrogate import GPHyper, GPSurrogate, candidate_latents, objective_values
 
 VERSION = 1
@@ -395,7 +396,9 @@ class Campaign:
             "gp_mean": p_mean,
             "gp_std": p_std,
             "ucb": p_mean + cfg.kappa * p_std,
-            "in_window": valid & (gap_m >= lo_w) & (gap_m <= hi_w),
+            # a hit is a compound in the window, whichever proposal rule labelled it
+            "in_window": valid & (gap_m >= lo_w) & (gap_m <= hi_w) & compound_valid(
+                np.where(valid, np.asarray(formulas, dtype=object), None)),
             "novel": valid & np.array([f not in novel_set for f in formulas], bool),
         })
         self._commit_round(r, df, z_new, hyper)
@@ -404,8 +407,9 @@ class Campaign:
         _, _, all_table = self.data()
         all_valid = all_table[all_table["valid"].astype(bool)]
         best_i = all_valid["band_gap"].idxmax()
-        hits_total = int(((all_table["source"] == "al") & all_table["valid"].astype(bool)
-                          & (all_table["band_gap"] >= lo_w) & (all_table["band_gap"] <= hi_w)).sum())
+        al_ok = (all_table["source"] == "al").to_numpy() & all_table["valid"].astype(bool).to_numpy()
+        hits_total = int((al_ok & (all_table["band_gap"] >= lo_w).to_numpy() & (all_table["band_gap"] <= hi_w).to_numpy()
+                          & compound_valid(np.where(al_ok, all_table["formula"].to_numpy(dtype=object), None))).sum())
         report = RoundReport(
             round=r, proposals=n, labelled=int(valid.sum()), decode_attempts=int(attempts), valid_decodes=int(valid_n),
             valid_decode_rate=float(valid_n / attempts) if attempts else 0.0, duplicates_skipped=int(dup),
@@ -493,15 +497,15 @@ class Campaign:
 
     def export(self, path: str | Path) -> Path:
         """CSV of every point: seeds and proposals, with labels, windows and novelty."""
-        from ..composition import compound_valid
 
         _, _, table = self.data()
         lo_w, hi_w = self.config.window
         table = table.copy()
-        table["in_window"] = table["valid"].astype(bool) & (table["band_gap"] >= lo_w) & (table["band_gap"] <= hi_w)
         known = _known_formulas()
         table["novel"] = [bool(f) and f not in known for f in table["formula"]]
         table["compound_valid"] = compound_valid(np.where(table["formula"] != "", table["formula"], None))
+        table["in_window"] = (table["valid"].astype(bool) & (table["band_gap"] >= lo_w) & (table["band_gap"] <= hi_w)
+                              & table["compound_valid"])
         cols = ["round", "source", "formula", "valid", "band_gap", "band_gap_mean", "band_gap_std", "gp_mean",
                 "gp_std", "ucb", "in_window", "novel", "compound_valid"]
         out = table[[c for c in cols if c in table]]
