@@ -85,6 +85,15 @@ def launch_browser(pw):
                               args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
 
 
+def wait_metric(page, label: str, value: str, timeout: int = LONG) -> None:
+    """Wait until the st.metric called `label` shows exactly `value` (`:text-is` would match its inner <p>)."""
+    from playwright.sync_api import expect
+
+    metric = page.locator('[data-testid="stMetric"]').filter(
+        has=page.locator('[data-testid="stMetricLabel"]', has_text=label))
+    expect(metric.locator('[data-testid="stMetricValue"]')).to_have_text(value, timeout=timeout)
+
+
 def wait_idle(page, selector: str = '[data-testid="stMain"]', timeout: int = LONG) -> None:
     """Wait for a selector, then for the script run to end (stApp's script state, no spinner)."""
     page.wait_for_selector(selector, timeout=timeout)
@@ -397,13 +406,13 @@ def test_campaign_survives_a_reload_and_opens_from_its_link(page, browser, serve
     page.get_by_text(re.compile(r"^Started campaign-")).wait_for(timeout=LONG)
     wait_idle(page)
     page.get_by_role("button", name="Step one round").click()
-    page.wait_for_selector('[data-testid="stMetricValue"]:text-is("1")', timeout=LONG)
+    wait_metric(page, "Rounds", "1")
     wait_idle(page)
     assert "campaign=" in page.url
     link = page.url
     page.reload()
     wait_idle(page, '[data-testid="stMain"] h1')
-    page.wait_for_selector('[data-testid="stMetricValue"]:text-is("1")', timeout=LONG)
+    wait_metric(page, "Rounds", "1")
     assert page.get_by_text("Start or reload a campaign.").count() == 0
     page.get_by_role("tab", name="Reload").click()
     assert page.get_by_role("combobox", name="This browser's campaigns").count() == 1
@@ -412,7 +421,7 @@ def test_campaign_survives_a_reload_and_opens_from_its_link(page, browser, serve
     try:
         other.goto(link, timeout=LONG)
         wait_idle(other, '[data-testid="stMain"] h1')
-        other.wait_for_selector('[data-testid="stMetricValue"]:text-is("1")', timeout=LONG)
+        wait_metric(other, "Rounds", "1")
         bare = browser.new_context().new_page()  # a third browser without the link sees nothing
         bare.goto(f"{server}/Active_learning", timeout=LONG)
         wait_idle(bare, '[data-testid="stMain"] h1')
