@@ -109,7 +109,9 @@ def test_reconstruct_refines_unless_told_not_to(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["evaluate", "autoencoder", "--dir", "nowhere"], "nowhere is missing"),
-    (["evaluate", "gan"], "invalid choice"),
+    (["evaluate", "forest"], "invalid choice"),
+    (["evaluate", "gan", "--compound-max-drop", "-1"], "must be >= 0 nats"),
+    (["evaluate", "autoencoder", "--compound-max-drop", "4"], "applies to the gan only"),
     (["evaluate", "oracle", "-n", "0"], "-n must be at least 1"),
     (["evaluate", "oracle", "-n", "100", "--write"], "leave out -n"),
     (["evaluate", "autoencoder", "-n", "100"], "-n applies to the oracle only"),

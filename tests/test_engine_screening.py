@@ -24,6 +24,7 @@ def data_pool(bandgaps):
     ({"min_gap": 1.0, "require_elements": ("Xx",)}, "unknown element"),
     ({"min_gap": 1.0, "require_elements": ("O",), "exclude_elements": ("O",)}, "both"),
     ({"min_gap": 1.0, "p_threshold": 1.5}, "p_threshold"),
+    ({"min_gap": 1.0, "compound_max_drop": -1.0}, "compound_max_drop must be >= 0"),
 ])
 def test_bad_windows_and_filters_are_refused(kwargs, match):
     with pytest.raises(ScreenError, match=match):
@@ -110,7 +111,7 @@ def test_screen_cli_on_a_generated_pool(tmp_path):
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(out)
     assert list(df.columns)[:6] == ["formula", "band_gap_mean", "band_gap_std", "p_in_window", "compound_valid", "novel"]
-    assert "funnel:" in r.stderr
+    assert "funnel:" in r.stderr and "compound_readings" in r.stderr
     r = subprocess.run([sys.executable, "-m", "wbg_core", "screen", "--min-gap", "5", "--max-gap", "2"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "inverted" in r.stderr and "Traceback" not in r.stderr
@@ -136,3 +137,17 @@ def test_given_pool_rows_are_reduced_before_novelty_and_deduplication():
     assert sorted(df["formula"]) == ["H2Cl", "SO2"]
     assert not df.set_index("formula").loc["SO2", "novel"]
     assert df.attrs["funnel"]["unique"] == 2
+
+
+def test_compound_reading_grows_the_screened_pool_of_compounds():
+    """The shipped generator's compound reading against the plain decode, same samples."""
+    from wbg_core.composition import compound_valid, counts_to_formulas
+    from wbg_core.engine.screening import generate_pool
+
+    pools = {}
+    for drop in (0.0, None):
+        funnel = {}
+        pool = generate_pool(20_000, 4, ScreenConfig(min_gap=3.0, pool=20_000, compound_max_drop=drop), funnel=funnel)
+        pools[drop] = (int(compound_valid(counts_to_formulas(pool)).sum()), funnel)
+    assert pools[0.0][1]["compound_readings"] == 0 and pools[None][1]["compound_readings"] > 500
+    assert pools[None][0] > 1.05 * pools[0.0][0]

@@ -68,3 +68,29 @@ def test_tiny_training_writes_a_loadable_checkpoint_of_its_architecture(tmp_path
 def test_unknown_architecture_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown GAN architecture"):
         train(tmp_path / "gan", GANConfig(epochs=1, arch="rnn"), torch.device("cpu"), limit=64)
+
+
+def test_compound_reading_turns_near_misses_into_compounds():
+    """The shipped generator's decode: a sample that is not a compound reads as its most likely
+    compound reading within the checkpoint's drop; the plain decode stays available."""
+    gan = load_gan()
+    assert gan.compound_max_drop > 0 and gan.card["metrics"]["plain_decode"]["valid_fraction"] > 0
+    plain = gan.sample(3000, seed=11, compound_max_drop=0.0)
+    read = gan.sample(3000, seed=11)
+    assert read["compound_valid"].mean() > plain["compound_valid"].mean() + 0.1
+    same = plain["compound_valid"].to_numpy()
+    assert (read["formula"][same] == plain["formula"][same]).all()  # compounds are left as they are
+    changed = (read["formula"] != plain["formula"]).to_numpy()
+    assert changed.any() and read["compound_valid"][changed].all()
+
+
+def test_categorical_reading_of_a_hand_made_softmax_row():
+    from wbg_core.composition import VOCAB
+    from wbg_core.models.compound_decoding import best_compound_counts, categorical_row_options
+
+    p = np.zeros((87, 8), np.float32)
+    p[VOCAB.index("Na"), 0] = 0.9  # Na1 likely
+    p[VOCAB.index("Cl"), 0] = 0.4  # Cl1 less likely than absent (0.6): the plain decode is Na alone
+    counts, formula, drop = best_compound_counts(categorical_row_options(p), max_drop=4.0)
+    assert formula == "NaCl" and 0 < drop < 1
+    assert best_compound_counts(categorical_row_options(p), max_drop=0.1)[0] is None

@@ -562,7 +562,7 @@ def screen_window(gan, model, *, min_gap: float | None, max_gap: float | None, p
     The engine's screen() ranks; here it runs with threshold 0 so the whole labelled pool is
     kept for the histogram, and the threshold and the compound rule are applied afterwards.
     """
-    from .engine.screening import ScreenConfig, ScreenError, p_in_window, screen
+    from .engine.screening import ScreenConfig, ScreenError, p_in_window, reading_search, screen
 
     cb = progress or (lambda f, m: None)
     for el in (*require, *exclude):
@@ -581,7 +581,7 @@ def screen_window(gan, model, *, min_gap: float | None, max_gap: float | None, p
     # label the whole pool (window [0, inf), every gap passes) so its histogram can be drawn
     cfg = ScreenConfig(min_gap=0.0, max_gap=None, p_threshold=1e-300, **kw).validate()
     cb(0.0, f"sampling {pool:,} compositions from the generator")
-    counts, valid = gan.sample_counts(pool, seed=seed)
+    counts, valid = gan.sample_counts(pool, seed=seed, search=reading_search(cfg))
     rows = counts[valid]  # screen() reduces them (S2O4 is SO2, known to MP)
     cb(0.3, f"{int(valid.sum()):,} decoded; screening")
     allp = screen(cfg, progress_callback=lambda f, m: cb(0.3 + 0.7 * f, m), model=model, pool_counts=rows)

@@ -42,11 +42,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the resulting card(s) as JSON")
     p.set_defaults(handler=_train)
     p = sub.add_parser("evaluate", help="re-measure a checkpoint's card metrics on its own split (weights untouched)")
-    p.add_argument("model", choices=("autoencoder", "oracle"))
+    p.add_argument("model", choices=("autoencoder", "oracle", "gan"))
     p.add_argument("--dir", type=Path, default=None, help="checkpoint directory (default: the shipped one)")
     p.add_argument("--write", action="store_true",
                    help="store the metrics in the card (the old ones kept); autoencoder: rebuild the latent map; "
-                        "oracle: with the random forest baseline trained on the same split (~2 min)")
+                        "oracle: with the random forest baseline trained on the same split (~2 min); "
+                        "gan: and the sampling setting in config.json")
+    p.add_argument("--compound-max-drop", type=float, default=None,
+                   help="gan: read a sample that is not a compound as its most likely compound reading within "
+                        "this many nats (0: the plain argmax decode; default: the checkpoint's setting)")
     p.add_argument("-n", type=int, default=None,
                    help="oracle: a random sample of N test formulas (default: the whole test split)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: settings, 2)")
@@ -109,6 +113,17 @@ def _evaluate(args) -> int:
         return _evaluate_oracle(args)
     if args.n is not None:
         raise UserError("-n applies to the oracle only")
+    if args.compound_max_drop is not None and args.model != "gan":
+        raise UserError("--compound-max-drop applies to the gan only")
+    if args.model == "gan":
+        from ..models.gan import NAME as GAN, reevaluate as gan_reevaluate
+
+        if args.compound_max_drop is not None and not args.compound_max_drop >= 0:
+            raise UserError(f"--compound-max-drop must be >= 0 nats, not {args.compound_max_drop}")
+        directory = args.dir or get_settings().models_dir / GAN
+        print_json(gan_reevaluate(directory, write=args.write, command=_command_line(),
+                                  compound_max_drop=args.compound_max_drop))
+        return 0
     from ..models.autoencoder import NAME, reevaluate
 
     directory = args.dir or get_settings().models_dir / NAME

@@ -89,12 +89,13 @@ class ExperimentConfig:
 # ---- the fixed pool and the reference list -----------------------------------------------------
 @lru_cache(maxsize=2)
 def fixed_pool(n: int, seed: int, max_atoms: int, max_elements: int, generator: str = "gan") -> tuple[np.ndarray, np.ndarray]:
-    """(unique count rows, formulas) of n generator samples with the paper's size limits."""
+    """(unique count rows, formulas) of n generator samples with the paper's size limits, decoded
+    plainly as the paper's were (no compound reading), so the tables stay comparable."""
     from ..composition import counts_to_formulas
     from .screening import ScreenConfig, generate_pool
 
     cfg = ScreenConfig(min_gap=0.0, pool=n, seed=seed, max_atoms=max_atoms, max_elements=max_elements,
-                       generator=generator)
+                       generator=generator, compound_max_drop=0.0)
     counts = generate_pool(n, seed, cfg)
     return counts, counts_to_formulas(counts)
 

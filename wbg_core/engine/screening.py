@@ -64,6 +64,9 @@ class ScreenConfig:
     # those novel; models/gan/card.json); "ae": uniform points of the autoencoder's latent box,
     # decoded (the search space of the AL campaigns).
     generator: str = "gan"
+    # nats: read a sample that is not a compound as its most likely compound reading within
+    # this drop (models.compound_decoding); None: the generator's own setting, 0: plain decode
+    compound_max_drop: float | None = None
 
     def validate(self) -> "ScreenConfig":
         a, b = self.min_gap, self.max_gap
@@ -89,6 +92,8 @@ class ScreenConfig:
             raise ScreenError("max_atoms must be at least 1")
         if self.max_elements is not None and self.max_elements < 1:
             raise ScreenError("max_elements must be at least 1")
+        if self.compound_max_drop is not None and not self.compound_max_drop >= 0:
+            raise ScreenError(f"compound_max_drop must be >= 0 nats (0: plain decode), not {self.compound_max_drop}")
         for el in (*self.require_elements, *self.exclude_elements):
             if el not in VOCAB_INDEX:
                 raise ScreenError(f"unknown element {el!r} (the encoding holds {len(VOCAB)} elements, e.g. 'Sr', 'F')")
@@ -157,6 +162,16 @@ def filter_counts(counts: np.ndarray, cfg: ScreenConfig) -> np.ndarray:
     return keep
 
 
+def reading_search(cfg: ScreenConfig | None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Which samples get a compound reading: those that do not decode, and the compounds-to-be
+    (>= 2 elements, a non-metal) that pass cfg's filters, so the cost follows the screen."""
+    def search(counts: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        present = counts > 0
+        may_pass = filter_counts(_reduce_rows(counts), cfg) if cfg is not None else np.ones(len(counts), bool)
+        return ~valid | (may_pass & (present.sum(axis=1) >= 2) & (present & ~_IS_METAL).any(axis=1))
+    return search
+
+
 def _reduce_rows(counts: np.ndarray) -> np.ndarray:
     """A count row stands for a reduced formula: H4Cl2 is H2Cl, one candidate."""
     return (counts // np.maximum(np.gcd.reduce(counts, axis=1, keepdims=True), 1)).astype(np.int8)
@@ -174,7 +189,6 @@ def generate_pool(n: int, seed: int, cfg: ScreenConfig | None = None, progress_c
                   stage: dict | None = None, funnel: dict | None = None) -> np.ndarray:
     """Unique count rows of n generator samples that decode (2-8 elements) and pass cfg's
     structural filters; memory stays at one chunk of probabilities plus the survivors."""
-    from ..composition import onehot_to_counts
     from ..models import load_gan
 
     if cfg is not None and cfg.generator == "ae":
@@ -187,19 +201,19 @@ def generate_pool(n: int, seed: int, cfg: ScreenConfig | None = None, progress_c
     funnel = funnel if funnel is not None else {}
     cb = progress_callback or (lambda f, m: None)
     chunk = cfg.chunk if cfg else 65_536
-    kept, n_valid, n_struct = [], 0, 0
+    drop = gan.compound_max_drop if cfg is None or cfg.compound_max_drop is None else cfg.compound_max_drop
+    kept, n_valid, n_struct, n_read = [], 0, 0, 0
     for k, s in enumerate(range(0, n, chunk)):
         m = min(chunk, n - s)
         t = time.perf_counter()
         probs = gan.sample_probs(m, seed=seed * 100_003 + k, batch=min(m, 16_384))
         stage["generate"] = stage.get("generate", 0.0) + time.perf_counter() - t
         t = time.perf_counter()
-        c, v = onehot_to_counts(probs, rule="argmax")
-        del probs
-        n_el = (c > 0).sum(axis=1)
-        v &= (n_el >= 2) & (n_el <= 8)
-        n_valid += int(v.sum())
+        c, v, read = gan.decode(probs, drop, reading_search(cfg))
+        n_read += read
         stage["decode"] = stage.get("decode", 0.0) + time.perf_counter() - t
+        del probs
+        n_valid += int(v.sum())
         t = time.perf_counter()
         c = _reduce_rows(c[v])
         if cfg is not None:
@@ -211,7 +225,8 @@ def generate_pool(n: int, seed: int, cfg: ScreenConfig | None = None, progress_c
     t = time.perf_counter()
     pool = _unique_rows(np.concatenate(kept)) if kept else np.zeros((0, len(VOCAB)), np.int8)
     stage["dedupe"] = stage.get("dedupe", 0.0) + time.perf_counter() - t
-    funnel.update({"generated": n, "decoded_valid": n_valid, "structure_filter": n_struct, "unique": len(pool)})
+    funnel.update({"generated": n, "decoded_valid": n_valid, "compound_readings": n_read,
+                   "structure_filter": n_struct, "unique": len(pool)})
     return pool
 
 

@@ -563,7 +563,9 @@ class LatentSampler(CompositionSampler):
     @classmethod
     def shipped(cls, directory: str | None = None) -> "LatentSampler":
         lm = load_latent_map(directory)
-        return cls(load_autoencoder(directory), lm.latent_lo, lm.latent_hi)
+        sampler = cls(load_autoencoder(directory), lm.latent_lo, lm.latent_hi)
+        sampler.compound_max_drop = lm.settings.compound_max_drop  # decode as the map's points do
+        return sampler
 
     def sample_probs(self, n: int, seed: int = 0, batch: int = 8192) -> np.ndarray:
         z = np.random.default_rng(seed).uniform(self.lo, self.hi, (n, len(self.lo))).astype(np.float32)
