@@ -496,11 +496,10 @@ def reevaluate(directory: Path, write: bool = False, command: str | None = None,
     Why: how a formula becomes a code (e.g. `refine`) can change without retraining; the
     card then says which command and commit measured its numbers, and keeps the old ones.
     """
-    import datetime as dt
     import json
 
     from ..data import load_bandgaps, split
-    from .checkpoint import CARD, _jsonable, atomic_write_text, git_commit
+    from .checkpoint import CARD, _jsonable, atomic_write_text, restamp_card
 
     directory = Path(directory)
     model = load(directory)
@@ -512,13 +511,7 @@ def reevaluate(directory: Path, write: bool = False, command: str | None = None,
         df = df.iloc[:limit]
     metrics = evaluate(model, counts["test"], counts["train"], n_random=n_random)
     if write:
-        card = dict(model.card)
-        previous = card.get("metrics")
-        card["metrics"] = metrics
-        card.setdefault("earlier_metrics", []).append(
-            {"metrics": previous, "evaluation": card.get("evaluation", {"command": card.get("command"), "git_commit": card.get("git_commit")})})
-        card["evaluation"] = {"command": command, "git_commit": git_commit(),
-                              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        card = restamp_card(model.card, metrics, command)
         build_latent_map(model, df).save(directory)
         atomic_write_text(directory / CARD, json.dumps(card, indent=2, default=_jsonable) + "\n")
     return metrics

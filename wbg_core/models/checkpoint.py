@@ -130,3 +130,18 @@ def restore_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str
         pid, key = name[len(head):].split(".", 1)
         state.setdefault(int(pid), {})[key] = val
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def restamp_card(card: dict, metrics: dict, command: str | None) -> dict:
+    """A card carrying re-measured metrics: the old ones and who measured them go to
+    earlier_metrics, the new ones say which command and commit measured them."""
+    import datetime as dt
+
+    card = dict(card)
+    card.setdefault("earlier_metrics", []).append(
+        {"metrics": card.get("metrics"),
+         "evaluation": card.get("evaluation", {"command": card.get("command"), "git_commit": card.get("git_commit")})})
+    card["metrics"] = metrics
+    card["evaluation"] = {"command": command, "git_commit": git_commit(),
+                          "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    return card

@@ -111,11 +111,7 @@ def decode_preferring_compounds(ae, z: np.ndarray, max_drop: float = MAX_DROP, b
     counts, ok = onehot_to_counts(probs, rule="strict")  # what ae.decode(z) gives, without decoding twice
     plain = counts_to_formulas(counts)
     plain[~ok] = None
-    out = plain.copy()
-    for i, f in enumerate(plain):
-        if f is not None and compound_verdict(f).valid:
-            continue
-        reading, _ = best_compound_reading(probs[i], max_drop, beam)
-        if reading is not None:
-            out[i] = reading
+    prefer_compound_counts(probs, counts, ok, max_drop, row_options, beam=beam)
+    out = counts_to_formulas(counts)
+    out[~ok] = None
     return out, plain

@@ -168,23 +168,29 @@ class CompositionGAN(CompositionSampler):
         return out
 
 
+def training_formulas(df: pd.DataFrame, seed: int, train_on: str) -> np.ndarray:
+    """The train split's encodable formulas the generator learns from (GANConfig.train_on)."""
+    from ..data import split
+
+    formulas = split(df, seed=seed, subset="encodable")["train"]["formula"].to_numpy(dtype=object)
+    if train_on == "compounds":
+        from ..composition import compound_valid
+
+        return formulas[compound_valid(formulas)]
+    if train_on != "all":
+        raise ValueError(f"train_on must be 'compounds' or 'all', not {train_on!r}")
+    return formulas
+
+
 def train(out: Path, cfg: GANConfig, device: torch.device, command: str | None = None, limit: int | None = None) -> dict:
-    from ..data import load_bandgaps, split
+    from ..data import load_bandgaps
     from ..data.registry import load_registry
     from .training import TrainState, Timer, card_base, progress, seed_epoch
 
     out = Path(out)
     df = load_bandgaps()
-    parts = split(df, seed=cfg.seed, subset="encodable")
     sha = load_registry()["files"]["mp_bandgap.csv"]["sha256"]
-    train_formulas = parts["train"]["formula"].to_numpy(dtype=object)
-    if cfg.train_on == "compounds":
-        from ..composition import compound_valid
-
-        train_formulas = train_formulas[compound_valid(train_formulas)]
-    elif cfg.train_on != "all":
-        raise ValueError(f"train_on must be 'compounds' or 'all', not {cfg.train_on!r}")
-    counts = encode_counts(train_formulas).counts
+    counts = encode_counts(training_formulas(df, cfg.seed, cfg.train_on)).counts
     if limit:
         counts = counts[:limit]
     real_all = torch.from_numpy(counts_to_onehot(counts)).to(device)
@@ -288,7 +294,7 @@ def evaluate(model: CompositionGAN, df: pd.DataFrame, train_counts: np.ndarray, 
         "slice_seed7_5000_valid_fraction": float(model.sample_counts(5000, seed=7)[1].mean()),
     }
     if model.compound_max_drop > 0:  # the generator's own most likely readings, for comparison
-        pc, pv, pf, pp, pcv = decoded(0.0)
+        _, pv, pf, pp, pcv = decoded(0.0)
         metrics["plain_decode"] = {
             "valid_fraction": float(pv.mean()), "paper_rule_fraction_of_valid": of_valid(pp, pv),
             "compound_fraction_of_valid": of_valid(pcv, pv),
@@ -313,11 +319,10 @@ def reevaluate(directory: Path, write: bool = False, command: str | None = None,
     """Card metrics of a checkpoint by the code as it is now; compound_max_drop sets the
     sampling setting first; `write` stores both in config.json and card.json, keeping the
     old metrics (weights untouched: decoding is not training)."""
-    import datetime as dt
     import json
 
-    from ..data import load_bandgaps, split
-    from .checkpoint import CARD, CONFIG, _jsonable, atomic_write_text, git_commit
+    from ..data import load_bandgaps
+    from .checkpoint import CARD, CONFIG, _jsonable, atomic_write_text, restamp_card
 
     directory = Path(directory)
     model = load(directory)
@@ -327,20 +332,10 @@ def reevaluate(directory: Path, write: bool = False, command: str | None = None,
         model.config = {**model.config, "sampling": {"compound_max_drop": float(compound_max_drop)}}
         model.compound_max_drop = float(compound_max_drop)
     df = load_bandgaps()
-    train = split(df, seed=int(model.card.get("seed", 0)), subset="encodable")["train"]["formula"].to_numpy(dtype=object)
-    if model.config.get("train", {}).get("train_on", "all") == "compounds":
-        from ..composition import compound_valid
-
-        train = train[compound_valid(train)]
+    train = training_formulas(df, int(model.card.get("seed", 0)), model.config.get("train", {}).get("train_on", "all"))
     metrics = evaluate(model, df, encode_counts(train).counts, n=n)
     if write:
-        card = dict(model.card)
-        card.setdefault("earlier_metrics", []).append(
-            {"metrics": card.get("metrics"), "evaluation": card.get("evaluation", {"command": card.get("command"),
-                                                                                   "git_commit": card.get("git_commit")})})
-        card["metrics"] = metrics
-        card["evaluation"] = {"command": command, "git_commit": git_commit(),
-                              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        card = restamp_card(model.card, metrics, command)
         atomic_write_text(directory / CONFIG, json.dumps(model.config, indent=2) + "\n")
         atomic_write_text(directory / CARD, json.dumps(card, indent=2, default=_jsonable) + "\n")
     return metrics
