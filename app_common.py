@@ -5,7 +5,6 @@ Pages stay thin: they lay out widgets and call wbg_core (computing lives in wbg_
 """
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +64,8 @@ def _active() -> dict:
 
 
 def runs_dir() -> Path:
-    """Where retraining from the Models page writes (WBG_APP_RUNS_DIR, else runs/app_train/): never models/."""
-    return Path(os.environ.get("WBG_APP_RUNS_DIR") or ROOT / "runs" / "app_train")
+    """Where retraining from the Models page writes (Settings.app_runs_dir): never models/."""
+    return Path(get_settings().app_runs_dir)
 
 
 def active_label() -> str:
