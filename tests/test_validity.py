@@ -74,3 +74,33 @@ def test_rule_by_name():
     assert rule_valid(["CuZn"], "paper")[0] and not rule_valid(["CuZn"], "compound")[0]
     with pytest.raises(ValueError, match="unknown validity rule"):
         rule_valid(["MgO"], "icsd")
+
+
+def test_set_sum_prefilter_only_turns_away_what_smact_would():
+    """The fast neutrality pre-check never changes a verdict: on MP formulas and on formulas
+    one element-count step away from them (what the compound search tries), every formula it
+    turns away is one SMACT's own neutrality test also fails, and it turns most of those away."""
+    from wbg_core.composition import parse_formula
+    from wbg_core.composition.parse import format_formula
+    from wbg_core.composition.validity import ICSD, _cannot_balance, _smact
+    from wbg_core.data import load_bandgaps
+
+    rng = np.random.default_rng(7)
+    mp = load_bandgaps()["formula"].sample(800, random_state=7).tolist()
+    formulas = list(mp)
+    for f in mp:  # perturbed: one element's count +-1, as a decoder's runner-up reading
+        comp = {el: int(a) for el, a in parse_formula(f).items()}
+        el = rng.choice(sorted(comp))
+        comp[el] = max(1, comp[el] + int(rng.choice([-1, 1])))
+        formulas.append(format_formula(comp))
+    turned_away = smact_failed = 0
+    for f in formulas:
+        comp = parse_formula(f)
+        if len(comp) < 2 or len(comp) > 6:
+            continue
+        neutral = _smact(f, use_pauling_test=False, include_alloys=False, oxidation_states_set=ICSD)
+        if _cannot_balance(comp):
+            turned_away += 1
+            assert not neutral, f"{f}: the pre-check turned away a formula SMACT balances"
+        smact_failed += not neutral
+    assert smact_failed > 100 and turned_away >= 0.9 * smact_failed
