@@ -4,9 +4,28 @@ import pytest
 
 os.environ.setdefault("WBG_TORCH_THREADS", "2")
 
+BROWSER_INSTALL = "sudo apt-get install -y --no-install-recommends chromium fonts-dejavu-core"
+
 
 @pytest.fixture(scope="session")
 def bandgaps():
     from wbg_core.data import load_bandgaps
 
     return load_bandgaps()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """A skipped browser test is a test that did not run: say so in a block nobody scrolls past."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "browser" in getattr(r, "keywords", {})]
+    if not skipped:
+        return
+    tr = terminalreporter
+    tr.write_sep("!", f"{len(skipped)} browser test{'s' if len(skipped) != 1 else ''} NOT RUN (skipped)",
+                 red=True, bold=True)
+    reasons = [(r.longrepr[2] if isinstance(r.longrepr, tuple) else str(r.longrepr)).removeprefix("Skipped: ")
+               for r in skipped]
+    for r, reason in zip(skipped, reasons):
+        tr.write_line(f"SKIPPED {r.nodeid}: {reason}", red=True)
+    if any("chromium" in reason for reason in reasons):
+        tr.write_line(f"`make test` installs chromium when run as root; otherwise run: {BROWSER_INSTALL}", bold=True)
+    tr.write_sep("!", red=True, bold=True)

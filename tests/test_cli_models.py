@@ -34,12 +34,37 @@ def test_predict_json_says_where_each_known_value_comes_from(capsys):
     assert 0.9 < rows["SrYF5"]["p_nonmetal"] <= 1
 
 
-@pytest.mark.parametrize("content, message", [("a,b\n1,2\n", "needs a 'formula' column"), ("", "not a readable CSV")])
-def test_malformed_csv_is_a_clear_error(tmp_path, capsys, content, message):
+@pytest.mark.parametrize("content, message", [
+    ("a,b\n1,2\n", "needs a 'formula' column"),
+    ("", "not a readable CSV"),
+    ("formula\n", "bad.csv has a header (formula) but no rows of formulas"),
+    ("Formula,notes\n", "bad.csv has a header (Formula, notes) but no rows of formulas"),
+])
+@pytest.mark.parametrize("command", ["predict", "reconstruct"])
+def test_malformed_csv_is_a_clear_error(tmp_path, capsys, content, message, command):
     src = tmp_path / "bad.csv"
     src.write_text(content)
-    assert main(["predict", "--input", str(src)]) == 2
-    assert message in capsys.readouterr().err
+    assert main([command, "--input", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "give formulas as arguments" not in err and err.count("\n") == 1
+
+
+def test_input_folder_is_a_clear_error(tmp_path, capsys):
+    assert main(["predict", "--input", str(tmp_path)]) == 2
+    assert f"input file {tmp_path} is a folder" in capsys.readouterr().err
+
+
+def test_predict_output_is_refused_before_the_model_runs_and_nothing_is_lost(tmp_path, capsys):
+    keep = tmp_path / "results"
+    keep.mkdir()
+    (keep / "earlier.csv").write_text("formula\nNaCl\n")
+    assert main(["predict", "SrYF5", "--output", str(keep)]) == 2
+    assert f"{keep} is a folder" in capsys.readouterr().err
+    assert [p.name for p in keep.iterdir()] == ["earlier.csv"]
+    missing = tmp_path / "nonexist" / "out.csv"
+    assert main(["predict", "SrYF5", "--output", str(missing)]) == 2
+    assert f"the folder {missing.parent} does not exist" in capsys.readouterr().err
+    assert not missing.parent.exists()
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys, monkeypatch):
@@ -69,6 +94,16 @@ def test_reconstruct_and_generate(tmp_path):
     assert len(g) == 200 and list(g.columns) == ["formula", "valid", "paper_rule_valid", "compound_valid"]
 
 
+def test_generate_takes_every_seed_in_the_stated_range(tmp_path, capsys):
+    from wbg_core.cli import SEED_MAX
+
+    gen = tmp_path / "g.csv"
+    assert main(["generate", "-n", "20", "--seed", str(SEED_MAX), "--output", str(gen)]) == 0
+    assert len(pd.read_csv(gen)) == 20
+    assert main(["generate", "-n", "20", "--seed", str(SEED_MAX + 1)]) == 2
+    assert f"from 0 to {SEED_MAX:,}" in capsys.readouterr().err
+
+
 def test_train_rejects_bad_arguments(capsys):
     assert main(["train", "oracle", "--epochs", "0"]) == 2
     assert "--epochs" in capsys.readouterr().err
@@ -77,7 +112,9 @@ def test_train_rejects_bad_arguments(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["train", "autoencoder", "--member", "1"], "--member applies to the oracle"),
     (["train", "oracle", "--substitute", "0.5"], "autoencoder only"),
-    (["train", "autoencoder", "--substitute", "1.5"], "between 0 and 1"),
+    (["train", "autoencoder", "--substitute", "1.5"], "--substitute must be a finite number in [0, 1]"),
+    (["train", "autoencoder", "--lr", "nan"], "--lr must be a finite number > 0"),
+    (["train", "oracle", "--epochs", "-3"], "--epochs must be an integer >= 1"),
     (["train", "autoencoder", "--init-from", "/nonexistent/ae"], "no model.safetensors"),
     (["train", "oracle", "--member", "7", "--limit", "50"], "member 7 is out of range"),
     (["train", "gan", "--substitute-oxidation"], "--substitute-oxidation: autoencoder only"),
@@ -110,18 +147,18 @@ def test_reconstruct_refines_unless_told_not_to(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["evaluate", "autoencoder", "--dir", "nowhere"], "nowhere is missing"),
     (["evaluate", "forest"], "invalid choice"),
-    (["evaluate", "gan", "--compound-max-drop", "-1"], "must be >= 0 nats"),
+    (["evaluate", "gan", "--compound-max-drop", "-1"], "--compound-max-drop must be a finite number >= 0"),
     (["evaluate", "autoencoder", "--compound-max-drop", "4"], "applies to the gan only"),
-    (["evaluate", "oracle", "-n", "0"], "-n must be at least 1"),
+    (["evaluate", "oracle", "-n", "0"], "-n must be an integer >= 1"),
     (["evaluate", "oracle", "-n", "100", "--write"], "leave out -n"),
     (["evaluate", "autoencoder", "-n", "100"], "-n applies to the oracle only"),
     (["calibrate", "oracle", "--limit", "5"], "at least 50"),
     (["calibrate", "oracle", "--dir", "nowhere"], "nowhere is missing"),
 ])
 def test_evaluate_bad_arguments_are_clear(capsys, argv, message):
-    code = _exit_code(lambda: main(argv))
-    assert code == 2
-    assert message in capsys.readouterr().err
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
 
 
 def test_evaluate_oracle_on_a_random_sample(capsys):
@@ -130,13 +167,6 @@ def test_evaluate_oracle_on_a_random_sample(capsys):
     assert m["sample"]["n"] == 300 and m["sample"]["random_seed"] == 0
     assert [b["bin"] for b in m["by_predicted_gap"]] == ["0-1", "1-2", "2-3", "3-4", "4-5", ">= 5"]
     assert {c["formula"] for c in m["classic_compounds"]} >= {"MgO", "LiF", "SrYF5"}
-
-
-def _exit_code(call) -> int:
-    try:
-        return call()
-    except SystemExit as exc:  # argparse exits on a bad choice
-        return exc.code
 
 
 def test_tables_print_blanks_not_nan(capsys):

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli import band_gap, fraction, nonneg_float, nonneg_int, output_file, positive_int, seed, write_output
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("campaign", help="active-learning campaign in the latent space (new, step, run, status, export)")
@@ -50,13 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(handler=_campaign_export)
 
     p = sub.add_parser("screen", help="screen generated candidates for a band-gap window")
-    p.add_argument("--min-gap", type=float, default=None)
-    p.add_argument("--max-gap", type=float, default=None)
-    p.add_argument("--pool", type=int, default=100_000, help="generator samples (the paper: 1,180,000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--p-threshold", type=float, default=0.5, help="minimum probability of lying in the window")
-    p.add_argument("--max-atoms", type=int, default=7, help="0 for no limit (default 7: the paper's < 8)")
-    p.add_argument("--max-elements", type=int, default=3, help="0 for no limit (default 3: the paper's < 4)")
+    p.add_argument("--min-gap", type=band_gap, default=None, help="window lower end (eV)")
+    p.add_argument("--max-gap", type=band_gap, default=None, help="window upper end (eV)")
+    p.add_argument("--pool", type=positive_int, default=100_000, help="generator samples (the paper: 1,180,000)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--p-threshold", type=fraction, default=0.5, help="minimum probability of lying in the window")
+    p.add_argument("--max-atoms", type=nonneg_int, default=7, help="0 for no limit (default 7: the paper's < 8)")
+    p.add_argument("--max-elements", type=nonneg_int, default=3, help="0 for no limit (default 3: the paper's < 4)")
     p.add_argument("--require", default="", help="comma-separated elements every candidate must hold")
     p.add_argument("--exclude", default="", help="comma-separated elements no candidate may hold")
     p.add_argument("--novel-only", action="store_true", help="drop formulas in the bundled MP data")
@@ -70,22 +72,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--campaign", type=Path, help="with --model forest: train it on this campaign's seeds + AL labels")
     p.add_argument("--generator", choices=["gan", "ae"], default="gan",
                    help="candidate source: the GAN (the paper's route, default) or decoded points of the autoencoder's latent box")
-    p.add_argument("--compound-max-drop", type=float, default=None,
+    p.add_argument("--compound-max-drop", type=nonneg_float, default=None,
                    help="nats: read a sample that is not a compound as its most likely compound reading within "
                         "this drop (default: the generator's setting, 4 for the shipped GAN; 0: plain decode, faster)")
-    p.add_argument("--top", type=int, default=None)
-    p.add_argument("--output", type=Path, help="write the ranked candidates as CSV")
+    p.add_argument("--top", type=positive_int, default=None, help="keep the N best candidates")
+    p.add_argument("--output", type=output_file, help="write the ranked candidates as CSV")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_screen)
 
     p = sub.add_parser("experiment", help="the paper's experiments (exp1-exp4), results in docs/experiments.md")
     p.add_argument("name", choices=["exp1", "exp2", "exp3", "exp4"])
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--seeds", type=int, default=None, help="seed-set size (default 1000 / 300 / 300)")
-    p.add_argument("--budget", type=int, default=1000, help="AL proposals per repeat")
-    p.add_argument("--pool", type=int, default=200_000, help="generator samples in the fixed pool")
+    p.add_argument("--repeats", type=positive_int, default=10)
+    p.add_argument("--seeds", type=positive_int, default=None, help="seed-set size (default 1000 / 300 / 300)")
+    p.add_argument("--budget", type=positive_int, default=1000, help="AL proposals per repeat")
+    p.add_argument("--pool", type=positive_int, default=200_000, help="generator samples in the fixed pool")
     p.add_argument("--models", default="rf,roost", help="screening models: rf, roost")
-    p.add_argument("--roost-steps", type=int, default=None,
+    p.add_argument("--roost-steps", type=positive_int, default=None,
                    help="optimiser steps of the small Roost screening model (default 4,000)")
     p.add_argument("--generator", choices=["gan", "ae"], default="gan",
                    help="pool source: the GAN (paper, default) or decoded points of the autoencoder's latent box")
@@ -93,9 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proposal-rule", choices=["any", "compound"], default="any",
                    help="any: label every decoded formula (the paper; the documented tables); compound: the "
                         "validity rule, as the app's campaigns")
-    p.add_argument("--test-limit", type=int, default=None, help="subsample the test split for MAE")
+    p.add_argument("--test-limit", type=positive_int, default=None, help="subsample the test split for MAE")
     p.add_argument("--no-doc", action="store_true", help="do not write docs/experiments*")
-    p.add_argument("--output", type=Path, help="also write the result JSON here")
+    p.add_argument("--output", type=output_file, help="also write the result JSON here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_experiment)
 
@@ -236,9 +238,8 @@ def _screen(args) -> int:
         df = screen(cfg, progress_callback=_progress(args.json), model=model)
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(args.output, index=False)
+    if args.output:  # checked by cli.output_file before the screening
+        write_output(args.output, lambda path: df.to_csv(path, index=False))
         print(f"wrote {len(df)} candidates to {args.output}", file=sys.stderr)
     if len(df) == 0:
         print(describe_empty(df), file=sys.stderr)
@@ -284,9 +285,8 @@ def _experiment(args) -> int:
         result = run_experiment(cfg, progress_callback=_progress(args.json))
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    if args.output:  # checked by cli.output_file before the runs
+        write_output(args.output, lambda path: path.write_text(json.dumps(result, indent=2, default=float) + "\n"))
     if not args.no_doc:
         save_result(result)
         write_doc()

@@ -5,26 +5,28 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli import int_in, output_file, seed, write_output
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="band gap (mean and std, eV) of formulas by the oracle ensemble")
     p.add_argument("formulas", nargs="*", metavar="FORMULA")
     p.add_argument("--input", type=Path, help="CSV with a 'formula' column (or one column of formulas)")
-    p.add_argument("--output", type=Path, help="write CSV: formula, band_gap_mean, band_gap_std, p_nonmetal, mp_band_gap, mp_label_source, error")
+    p.add_argument("--output", type=output_file, help="write CSV: formula, band_gap_mean, band_gap_std, p_nonmetal, mp_band_gap, mp_label_source, error")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_predict)
     p = sub.add_parser("reconstruct", help="autoencoder round trip per formula")
     p.add_argument("formulas", nargs="*", metavar="FORMULA")
     p.add_argument("--input", type=Path)
-    p.add_argument("--output", type=Path, help="write CSV: formula, reconstructed, match, error")
+    p.add_argument("--output", type=output_file, help="write CSV: formula, reconstructed, match, error")
     p.add_argument("--no-refine", action="store_true",
                    help="the encoder network's codes only, without refining those that miss (docs/models.md)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_reconstruct)
     p = sub.add_parser("generate", help="sample formulas from the generator (duplicates kept)")
-    p.add_argument("-n", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", type=Path, help="write CSV: formula, valid, paper_rule_valid, compound_valid")
+    p.add_argument("-n", type=int_in(1, 5_000_000), default=1000)
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--output", type=output_file, help="write CSV: formula, valid, paper_rule_valid, compound_valid")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_generate)
 
@@ -37,16 +39,22 @@ def read_formula_csv(path: Path) -> list[str]:
 
     if not path.exists():
         raise UserError(f"input file {path} does not exist")
+    if path.is_dir():
+        raise UserError(f"input file {path} is a folder; give a CSV file")
     try:
         df = pd.read_csv(path, keep_default_na=False, dtype=str, skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not a readable CSV: {exc}") from exc
     cols = {c.strip().lower(): c for c in df.columns}
     if "formula" in cols:
-        return df[cols["formula"]].tolist()
-    if len(df.columns) == 1:
-        return df[df.columns[0]].tolist()
-    raise UserError(f"{path} has columns {list(df.columns)}; it needs a 'formula' column")
+        column = cols["formula"]
+    elif len(df.columns) == 1:
+        column = df.columns[0]
+    else:
+        raise UserError(f"{path} has columns {list(df.columns)}; it needs a 'formula' column")
+    if df.empty:
+        raise UserError(f"{path} has a header ({', '.join(map(str, df.columns))}) but no rows of formulas")
+    return df[column].tolist()
 
 
 def _inputs(args) -> list[str]:
@@ -63,9 +71,8 @@ def _inputs(args) -> list[str]:
 def _emit(df, args) -> None:
     from ..cli import print_json
 
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(args.output, index=False)
+    if args.output:  # checked by cli.output_file before the work
+        write_output(args.output, lambda path: df.to_csv(path, index=False))
         print(f"wrote {len(df)} rows to {args.output}", file=sys.stderr)
     if args.json:
         print_json(df.astype(object).where(df.notna(), None).to_dict(orient="records"))
@@ -134,10 +141,7 @@ def _reconstruct(args) -> int:
 
 def _generate(args) -> int:
     from ..models import load_gan
-    from ..cli import UserError
 
-    if args.n < 1 or args.n > 5_000_000:
-        raise UserError("-n must be between 1 and 5,000,000")
     df = load_gan().sample(args.n, seed=args.seed)
     _emit(df, args)
     return 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli import float_in, int_in, output_dir
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -13,16 +15,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "energy and energy above the MP hull. Writes one CIF per candidate and provenance.json.",
     )
     p.add_argument("formula", nargs="?", metavar="FORMULA", help="e.g. SrYF5")
-    p.add_argument("--top-k", type=int, default=3, help="number of alternative templates (default 3)")
+    p.add_argument("--top-k", type=int_in(1, 50), default=3, help="number of alternative templates (default 3)")
     p.add_argument("--relax", action="store_true", help="relax cell and positions with CHGNet")
-    p.add_argument("--steps", type=int, default=200, help="maximum relaxation steps (default 200)")
-    p.add_argument("--fmax", type=float, default=0.1, help="force threshold in eV/A (default 0.1)")
+    p.add_argument("--steps", type=int_in(1, 5000), default=200, help="maximum relaxation steps (default 200)")
+    p.add_argument("--fmax", type=float_in(0.0, 10.0, lo_open=True, note=" eV/A"), default=0.1,
+                   help="force threshold in eV/A (default 0.1)")
     p.add_argument("--polymorphs", action="store_true",
                    help="allow several polymorphs of one template formula among the top k")
     p.add_argument("--no-fallback", action="store_true",
                    help="fail when no template has the formula's coefficient multiset")
     p.add_argument("--zip", action="store_true", help="also write structures.zip with an index.csv")
-    p.add_argument("--output", "-o", help="output folder (created if missing)")
+    p.add_argument("--output", "-o", type=output_dir, help="output folder (created if missing, inside an existing one)")
     p.add_argument("--json", action="store_true", help="print the provenance as JSON")
     p.add_argument("--fit-references", action="store_true",
                    help="(maintainers) refit models/chgnet_element_refs.json and exit")
@@ -30,9 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _structure(args) -> int:
-    import os
-    from pathlib import Path
-
     from ..cli import UserError, print_json
 
     if args.fit_references:
@@ -46,19 +46,11 @@ def _structure(args) -> int:
         raise UserError("give a formula, e.g. `wbg structure SrYF5 --output out/`")
     if not args.output:
         raise UserError("--output DIR is required (where the CIF files go)")
-    if not 1 <= args.top_k <= 50:
-        raise UserError("--top-k must be between 1 and 50")
-    if not 1 <= args.steps <= 5000 or not 0 < args.fmax <= 10:
-        raise UserError("--steps must be 1..5000 and --fmax in (0, 10] eV/A")
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a folder")
+    out = args.output  # checked by cli.output_dir: a folder, or one that can be made in an existing one
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create the output folder {out}: {exc.strerror or exc}") from exc
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UserError(f"the output folder {out} is not writable")
 
     from ..structures.pipeline import predict_structures, write_outputs
 

@@ -6,6 +6,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..cli import fraction, nonneg_float, nonneg_int, output_dir, positive_float, positive_int, seed
+
 MODELS = ("autoencoder", "oracle", "gan")
 
 
@@ -14,24 +16,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", choices=(*MODELS, "all"))
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto picks CUDA when present (bf16 mixed precision on CUDA)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (per ensemble member for the oracle)")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None, help="epochs (per ensemble member for the oracle)")
+    p.add_argument("--out", type=output_dir, default=None,
                    help="output directory (default models/; each model goes to OUT/<model>)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: settings, 2)")
-    p.add_argument("--limit", type=int, default=None, help="train on the first N rows only (smoke tests)")
-    p.add_argument("--members", type=int, default=None, help="oracle ensemble size (default 5)")
-    p.add_argument("--substitute", type=float, default=None,
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: settings, 2)")
+    p.add_argument("--limit", type=positive_int, default=None, help="train on the first N rows only (smoke tests)")
+    p.add_argument("--members", type=positive_int, default=None, help="oracle ensemble size (default 5)")
+    p.add_argument("--substitute", type=fraction, default=None,
                    help="autoencoder: fraction of each batch with elements swapped for random others "
                         "(default 0, the paper's training; see docs/models.md)")
-    p.add_argument("--substitute-within", type=int, default=None,
+    p.add_argument("--substitute-within", type=nonneg_int, default=None,
                    help="autoencoder: substitutes only among the K nearest elements on Pettifor's scale (default 0: any)")
     p.add_argument("--substitute-oxidation", action="store_true",
                    help="autoencoder: substitutes share a common oxidation state with the element they replace")
-    p.add_argument("--lr", type=float, default=None, help="autoencoder: Adam learning rate (default 1e-3, the paper's)")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="autoencoder: Adam learning rate (default 1e-3, the paper's)")
     p.add_argument("--init-from", type=Path, default=None,
                    help="autoencoder: start from this checkpoint directory's weights (cited in the card)")
-    p.add_argument("--member", type=int, default=None,
+    p.add_argument("--member", type=nonneg_int, default=None,
                    help="oracle: train only this ensemble member's resume state (run members in parallel "
                         "processes, then once without --member to assemble the ensemble)")
     p.add_argument("--gan-arch", choices=("dense", "conv"), default="dense",
@@ -48,19 +51,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="store the metrics in the card (the old ones kept); autoencoder: rebuild the latent map; "
                         "oracle: with the random forest baseline trained on the same split (~2 min); "
                         "gan: and the sampling setting in config.json")
-    p.add_argument("--compound-max-drop", type=float, default=None,
+    p.add_argument("--compound-max-drop", type=nonneg_float, default=None,
                    help="gan: read a sample that is not a compound as its most likely compound reading within "
                         "this many nats (0: the plain argmax decode; default: the checkpoint's setting)")
-    p.add_argument("-n", type=int, default=None,
+    p.add_argument("-n", type=positive_int, default=None,
                    help="oracle: a random sample of N test formulas (default: the whole test split)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: settings, 2)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: settings, 2)")
     p.set_defaults(handler=_evaluate)
     p = sub.add_parser("calibrate", help="fit the oracle's head (P(non-metal), gap of a non-metal, conformal σ) "
                                          "on an ensemble's own split; re-measures its card")
     p.add_argument("model", choices=("oracle",))
     p.add_argument("--dir", type=Path, default=None, help="checkpoint directory (default: the shipped one)")
-    p.add_argument("--limit", type=int, default=None, help="the first N rows of each split only (smoke tests)")
-    p.add_argument("--threads", type=int, default=None, help="torch and LightGBM threads (default: settings, 2)")
+    p.add_argument("--limit", type=positive_int, default=None, help="the first N rows of each split only (smoke tests)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch and LightGBM threads (default: settings, 2)")
     p.set_defaults(handler=_calibrate)
 
 
@@ -69,8 +72,6 @@ def _train(args) -> int:
     from ..settings import get_settings, set_torch_threads
     from ..models.training import pick_device
 
-    if args.epochs is not None and args.epochs < 1:
-        raise UserError("--epochs must be at least 1")
     if args.member is not None and args.model != "oracle":
         raise UserError("--member applies to the oracle's ensemble only")
     ae_only = {"--substitute": args.substitute is not None, "--substitute-within": args.substitute_within is not None,
@@ -118,8 +119,6 @@ def _evaluate(args) -> int:
     if args.model == "gan":
         from ..models.gan import NAME as GAN, reevaluate as gan_reevaluate
 
-        if args.compound_max_drop is not None and not args.compound_max_drop >= 0:
-            raise UserError(f"--compound-max-drop must be >= 0 nats, not {args.compound_max_drop}")
         directory = args.dir or get_settings().models_dir / GAN
         print_json(gan_reevaluate(directory, write=args.write, command=_command_line(),
                                   compound_max_drop=args.compound_max_drop))
@@ -142,8 +141,6 @@ def _evaluate_oracle(args) -> int:
     from ..models.oracle_training import measure
     from ..settings import get_settings
 
-    if args.n is not None and args.n < 1:
-        raise UserError("-n must be at least 1")
     if args.write and args.n is not None:
         raise UserError("--write measures the whole test split; leave out -n")
     directory = args.dir or get_settings().models_dir / NAME
@@ -184,16 +181,10 @@ def _train_one(name: str, args, target: Path, device, command: str | None) -> di
 
         kw = {"epochs": args.epochs} if args.epochs else {}
         if args.lr is not None:
-            if not args.lr > 0:
-                raise UserError("--lr must be positive")
             kw["lr"] = args.lr
         if args.substitute is not None:
-            if not 0 <= args.substitute <= 1:
-                raise UserError("--substitute must be a fraction between 0 and 1")
             kw["substitute"] = args.substitute
         if args.substitute_within is not None:
-            if args.substitute_within < 0:
-                raise UserError("--substitute-within must be 0 or more")
             kw["substitute_within"] = args.substitute_within
         if args.substitute_oxidation:
             kw["substitute_oxidation"] = True
