@@ -88,7 +88,6 @@ def home() -> None:
     )
 
 
-ac.adopt_finished_job()  # a retraining started on the Models page has ended: use its checkpoints
 st.navigation(
     [st.Page(home, title="Home", icon=":material/home:", default=True)]
     + [st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url) for p in ac.PAGES]

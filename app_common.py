@@ -59,8 +59,13 @@ def page(title: str, icon: str = "🔬") -> None:
 
 @st.cache_resource
 def _active() -> dict:
-    """Which checkpoint set the whole server uses (switched on the Models page)."""
+    """Which checkpoint set the whole server uses (switched on the Models page, never in public mode)."""
     return {"label": "shipped", "dir": str(get_settings().models_dir)}
+
+
+def public() -> bool:
+    """Public mode (WBG_PUBLIC=1): no retraining, no checkpoint switching."""
+    return bool(get_settings().public)
 
 
 def runs_dir() -> Path:
@@ -69,10 +74,22 @@ def runs_dir() -> Path:
 
 
 def active_label() -> str:
-    return _active()["label"]
+    return "shipped" if public() else _active()["label"]
 
 
-def set_active(label: str, directory: Path) -> None:
+def checkpoint_sets() -> dict[str, Path]:
+    """The sets every visitor may switch to (wbg_core.app_support.checkpoint_sets)."""
+    from wbg_core.app_support import checkpoint_sets as sets
+
+    return sets(get_settings().models_dir, runs_dir())
+
+
+def set_active(label: str) -> None:
+    """Switch the whole server to an offered set; the service refuses it in public mode and for
+    a set nobody confirmed, whatever the session state says."""
+    from wbg_core.app_support import choose_set
+
+    directory = choose_set(label, get_settings().models_dir, runs_dir())
     a = _active()
     a["label"], a["dir"] = label, str(directory)
 
@@ -81,7 +98,18 @@ def model_dirs() -> dict[str, Path]:
     """Directory of each model in the active set (shipped ones fill what a trained set lacks)."""
     from wbg_core.app_support import complete_set
 
-    return complete_set(Path(_active()["dir"]), get_settings().models_dir)
+    shipped = get_settings().models_dir
+    return complete_set(Path(shipped if public() else _active()["dir"]), shipped)
+
+
+def shown_path(path: Path) -> str:
+    """A checkpoint folder as a visitor sees it: relative to the repository, else <set>/<model>
+    (no server paths on a page)."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return f"{p.parent.name}/{p.name}"
 
 
 def model_dir(name: str) -> Path:
@@ -176,27 +204,39 @@ def latent_map_of(directory: str) -> dict:
     return _latent_map(directory)
 
 
-@st.cache_resource
-def training_jobs() -> list:
-    """Training jobs started from the Models page of this server (wbg_core.app_support.TrainJob), oldest first."""
-    return []
+def my_job():
+    """The training job this browser session started (its id lives in st.session_state), or None."""
+    from wbg_core.jobs import JobError, find_job
+
+    job_id = st.session_state.get("train_job")
+    if not job_id:
+        return None
+    try:
+        return find_job(runs_dir(), str(job_id))
+    except JobError:
+        return None
 
 
-def adopt_finished_job() -> None:
-    """When the newest training job has ended with a checkpoint, the whole app switches to its set
-    (once; app.py calls this on every run, so it happens whichever page is open)."""
-    from wbg_core.app_support import job_running
-    from wbg_core.models import MODEL_NAMES
+def start_my_job(**kw):
+    """Start a retraining job (wbg_core.jobs.start_training checks public mode and the limits)
+    and remember it in this session only: no other visitor is offered its result."""
+    from wbg_core.jobs import start_training
 
-    jobs = training_jobs()
-    if not jobs:
-        return
-    job = jobs[-1]
-    if getattr(job, "switched", False) or job_running(job.pid):
-        return
-    job.switched = True
-    if any((job.out / m / "card.json").exists() for m in MODEL_NAMES):
-        set_active(job.out.name, job.out)
+    job = start_training(runs_dir=runs_dir(), **kw)
+    st.session_state["train_job"] = job.id
+    return job
+
+
+def use_my_job() -> str:
+    """The visitor confirmed: the whole app switches to their finished job's checkpoints."""
+    from wbg_core.jobs import JobError, confirm_job
+
+    job_id = st.session_state.get("train_job")
+    if not job_id:
+        raise JobError("this session has started no training job")
+    job = confirm_job(runs_dir(), str(job_id))
+    set_active(job.id)
+    return job.id
 
 
 # ---------------------------------------------------------------- campaigns of this browser

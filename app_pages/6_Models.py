@@ -1,7 +1,6 @@
 """Models: model cards with diagnostic figures, checkpoint sets, retraining in the background."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -15,31 +14,42 @@ import streamlit as st  # noqa: E402
 
 import app_common as ac  # noqa: E402
 from wbg_core.app_support import (  # noqa: E402
-    calibration_curve, checkpoint_sets, generator_vs_data, job_running, model_status,
-    oracle_test_predictions, read_card, read_log, start_training,
+    calibration_curve, generator_vs_data, headline_metrics, model_status, oracle_test_predictions, read_card,
+)
+from wbg_core.jobs import (  # noqa: E402
+    JobError, PublicModeError, cancel_job, job_log, job_running, job_status, running_job,
 )
 from wbg_core.settings import get_settings  # noqa: E402
 
 ac.page("Models", "📈")
 
 # ---------------------------------------------------------------- which checkpoints the app uses
-sets = checkpoint_sets(get_settings().models_dir, ac.runs_dir())
-labels = list(sets)
-cur = ac.active_label() if ac.active_label() in sets else "shipped"
-if st.session_state.get("_set_shown") != cur or st.session_state.get("set") not in labels:
-    # the selector follows the set in use when it changed elsewhere (a finished job, another session)
-    st.session_state["set"] = st.session_state["_set_shown"] = cur
-c1, c2 = st.columns([3, 1])
-with c1:
-    choice = st.selectbox("Checkpoint set used by the whole app", labels, key="set",
-                          help="'shipped' is models/; others were trained from this page (Retrain tab). "
-                               "A set that lacks a model falls back to the shipped one.")
-with c2:
-    st.write("")
-    if st.button("Use this set", disabled=choice == cur, key="use_set"):
-        ac.set_active(choice, sets[choice])
-        st.rerun()
-st.caption(f"In use: **{ac.active_label()}**")
+if ac.public():
+    st.info("This server is in public mode: every page uses the shipped checkpoints, and retraining and "
+            "switching checkpoints are turned off.", icon=":material/public:")
+else:
+    sets = ac.checkpoint_sets()
+    labels = list(sets)
+    cur = ac.active_label() if ac.active_label() in sets else "shipped"
+    if st.session_state.get("_set_shown") != cur or st.session_state.get("set") not in labels:
+        # the selector follows the set in use when it changed elsewhere (another session)
+        st.session_state["set"] = st.session_state["_set_shown"] = cur
+    c1, c2 = st.columns([3, 1])
+    with c1:
+        choice = st.selectbox("Checkpoint set used by the whole app", labels, key="set",
+                              help="'shipped' is models/; the others were trained from this page (Retrain tab) "
+                                   "and chosen for the app by the visitor who trained them. A set that lacks a "
+                                   "model falls back to the shipped one.")
+    with c2:
+        st.write("")
+        if st.button("Use this set", disabled=choice == cur, key="use_set"):
+            try:
+                ac.set_active(choice)
+            except (JobError, PublicModeError) as exc:
+                st.error(str(exc))
+            else:
+                st.rerun()
+    st.caption(f"In use: **{ac.active_label()}**")
 
 dirs = ac.model_dirs()
 status = {m["model"]: m for m in model_status(dirs)}
@@ -77,7 +87,7 @@ def _card(name: str):
                    if card.get("evaluation") else "")
                 + (f"**Head (P(non-metal), conformal σ) fitted by**: `{card['head'].get('command')}`  \n"
                    if isinstance(card.get("head"), dict) else "")
-                + f"**Directory**: `{dirs[name]}`")
+                + f"**Directory**: `{ac.shown_path(dirs[name])}`")
     with st.expander("Full card (card.json)"):
         st.json({k: v for k, v in card.items() if k != "history"}, expanded=False)
     hist = card.get("history")
@@ -98,8 +108,9 @@ def _card(name: str):
 
 
 # only the open tab runs (the oracle's test evaluation is the slow part); ?tab=Retrain opens that one
-tab_or, tab_ae, tab_gan, tab_train = st.tabs(["Oracle", "Autoencoder", "Generator", "Retrain"], key="tab",
-                                             bind="query-params")
+# (no Retrain tab in public mode: ?tab=Retrain then opens the first tab)
+tab_or, tab_ae, tab_gan, *tab_train = st.tabs(["Oracle", "Autoencoder", "Generator"] + ([] if ac.public() else ["Retrain"]),
+                                              key="tab", bind="query-params")
 with tab_or:
     if tab_or.open is not False and _card("oracle") is not None:
         n = st.select_slider("Test formulas to evaluate (a random sample of the test split)",
@@ -219,59 +230,84 @@ with tab_gan:
 
 
 # ---------------------------------------------------------------- retraining
-_jobs = ac.training_jobs
-
-
 def _retrain_tab() -> None:
-    st.caption(f"Runs `wbg train` as a background process writing to a new folder of `{ac.runs_dir()}` "
-               "(never to `models/`); the shipped checkpoints stay available in the set selector above. "
-               "A quick test: 1 epoch on a few hundred rows.")
+    s = get_settings()
+    st.caption("Runs `wbg train` as a background process writing to a new folder of the server's runs folder "
+               f"(never to `models/`), one job at a time, at most {s.train_max_epochs:,} epochs and "
+               f"{s.train_max_rows:,} rows. Its checkpoints are offered to you alone: the app keeps its set "
+               "until you choose to use them. A quick test: 1 epoch on a few hundred rows.")
     with st.form("train"):
         a, b, c, d = st.columns(4)
         model = a.selectbox("Model", ["autoencoder", "oracle", "gan", "all"], key="train_model")
         device = b.radio("Device", ["auto", "cpu", "cuda"], horizontal=True, key="train_device")
-        epochs = c.number_input("Epochs (0: the model's default)", 0, 1000, 1, key="train_epochs")
-        limit = d.number_input("Rows (0: all)", 0, 100000, 3000, step=1000, key="train_limit")
+        epochs = c.number_input("Epochs (0: the model's default)", 0, s.train_max_epochs, 1, key="train_epochs")
+        limit = d.number_input("Rows (0: all)", 0, s.train_max_rows, min(3000, s.train_max_rows), step=1000,
+                               key="train_limit")
         go_train = st.form_submit_button("Start training", type="primary")
     if go_train:
-        if any(job_running(j.pid) for j in _jobs()):
-            st.error("A training job is already running; wait for it to finish.")
-        else:
+        try:
+            ac.start_my_job(model=model, device=device, epochs=epochs or None, limit=limit or None,
+                            members=2 if limit and model in ("oracle", "all") else None)
+        except (JobError, PublicModeError) as exc:
+            st.error(f"Could not start training: {exc}")
+        except OSError as exc:
+            st.error(f"Could not start training: the server could not write its run folder ({exc.strerror}).")
+    job = ac.my_job()
+    st.fragment(run_every=2.0 if job is not None and job_running(job) else None)(_follow)()
+
+
+def _follow() -> None:
+    """This session's job: live log and progress, Cancel while it runs, and the choice to use its
+    checkpoints once it has finished (polled every 2 s while it runs)."""
+    job = ac.my_job()
+    if job is None:
+        busy = running_job(ac.runs_dir())
+        st.info("No training job started from this browser session."
+                + (" Another visitor's job is running on this server: a new one can start when it ends."
+                   if busy else ""))
+        return
+    status = job_status(job)
+    if status.state == "running" and st.button("Cancel training", key="cancel_job"):
+        try:
+            status = cancel_job(job)
+        except JobError as exc:
+            st.error(str(exc))
+            status = job_status(job)
+    log, frac = job_log(job)
+    st.markdown(f"**{job.model}** on `{job.device}` → `runs/{job.id}` · {status.state}")
+    done = 1.0 if status.state == "finished" else min(frac or 0.0, 1.0)
+    st.progress(done, text=f"{100 * done:.0f}% of the current model's epochs")
+    st.code(log or "(no output yet)", language="text", wrap_lines=True)
+    if status.state == "running":
+        st.session_state["_job_live"] = job.id
+        return
+    if st.session_state.pop("_job_live", None) == job.id:
+        st.rerun()  # it has just ended: the whole tab again, without the 2 s polling
+    if status.state == "cancelled":
+        st.warning(f"Cancelled: the partial output in `runs/{job.id}` is marked as cancelled and is not offered "
+                   "as a checkpoint set.")
+    elif status.state == "failed":
+        st.error(f"The job failed: {status.message}. See its log above.")
+    elif job.confirmed and ac.active_label() == job.id:
+        st.success(f"Finished: the app now uses `{job.id}` (switch back to 'shipped' above).")
+    else:
+        st.success(f"Finished: `{job.id}` holds new checkpoints ({', '.join(status.models)}). Only this browser "
+                   "session is offered them; the app keeps its current set until you choose.")
+        for m in status.models:  # what everyone would get, before they get it
+            got = headline_metrics(m, read_card(job.out / m))
+            st.caption(f"**{m}** ({job.args.get('epochs', 'default')} epochs, "
+                       f"{job.args.get('limit') or 'all'} rows): "
+                       + (", ".join(f"{k} {v}" for k, v in got.items()) or "no headline metrics in its card"))
+        if st.button(f"Use {job.id} for the whole app", key="use_job", type="primary",
+                     help="Every visitor of this server then uses these checkpoints."):
             try:
-                job = start_training(model, device, ac.runs_dir(), epochs=epochs or None, limit=limit or None,
-                                     members=2 if limit else None)
-                _jobs().append(job)
-            except (OSError, ValueError) as exc:
-                st.error(f"Could not start training: {exc}")
-
-    @st.fragment(run_every=2.0)
-    def _follow():
-        jobs = _jobs()
-        if not jobs:
-            st.info("No training job started from this server yet.")
-            return
-        job = jobs[-1]
-        running = job_running(job.pid)
-        log, frac = read_log(job.log)
-        st.markdown(f"**{job.model}** on `{job.device}` → `{job.out}` · "
-                    f"{'running' if running else 'finished'}")
-        st.progress(min(frac or 0.0, 1.0), text=f"{100 * (frac or 0):.0f}% of the current model's epochs")
-        st.code(log or "(no output yet)", language="text", wrap_lines=True)
-        if not running:
-            if not getattr(job, "switched", False):
-                ac.adopt_finished_job()
-                st.rerun()  # the whole page: the set selector and the cards show the new set
-            ok = any((job.out / m / "card.json").exists() for m in ("autoencoder", "oracle", "gan"))
-            if ok and ac.active_label() == job.out.name:
-                st.success(f"Finished: the app now uses `{job.out.name}` (switch back to 'shipped' above).")
-            elif ok:
-                st.success(f"Finished: `{job.out.name}` is in the set selector above.")
+                ac.use_my_job()
+            except (JobError, PublicModeError) as exc:
+                st.error(str(exc))
             else:
-                st.error("The job ended without writing a checkpoint; see its log above.")
-
-    _follow()
+                st.rerun(scope="app")
 
 
-with tab_train:
-    if tab_train.open is not False:
+if tab_train and tab_train[0].open is not False:
+    with tab_train[0]:
         _retrain_tab()

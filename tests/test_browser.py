@@ -318,6 +318,10 @@ def test_models_retrain_and_switch_sets(browser, tmp_path):
         page.get_by_role("button", name="Start training").click()
         page.get_by_text(re.compile(r"autoencoder on cpu → ")).wait_for(timeout=LONG)  # followed live
         _shot(page, "models_training")
+        page.get_by_text("holds new checkpoints").wait_for(timeout=LONG)  # offered to this session only
+        wait_idle(page)
+        assert page.get_by_text("In use: shipped").count() == 1  # not switched in by itself
+        page.get_by_role("button", name=re.compile(r"^Use .+ for the whole app$")).click()
         page.get_by_text("Finished: the app now uses").wait_for(timeout=LONG)
         wait_idle(page)
         _shot(page, "models_retrained")
@@ -440,3 +444,42 @@ def test_shared_open_ended_window_link(page, server):
     assert page.get_by_label("No upper bound (widest gaps)").is_checked()
     assert "gap_min=6" in page.url and "pool=2000" in page.url
     _shot(page, "window_open_link")
+
+
+def test_models_page_in_public_mode_has_no_retraining(browser, tmp_path):
+    """WBG_PUBLIC=1: the Models page has no Retrain tab (?tab=Retrain opens the Oracle tab), no
+    Start training and no checkpoint switching, and says the server is public in one line; the
+    same page on a server that is not public has them. Screenshots of both modes."""
+    _require_browser()
+    for public in ("0", "1"):
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = start_server(port, ARTIFACTS / f"streamlit_public_{public}.log",
+                            env={"WBG_PUBLIC": public, "WBG_APP_RUNS_DIR": str(tmp_path / "runs"),
+                                 "WBG_CAMPAIGNS_DIR": str(tmp_path / "campaigns")})
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = ctx.new_page()
+        try:
+            wait_healthy(url, proc)
+            _open(page, url, "models", "?tab=Retrain")
+            notice = page.get_by_text("This server is in public mode")
+            if public == "1":
+                notice.wait_for(timeout=LONG)
+                assert notice.count() == 1
+                assert page.get_by_role("tab", name="Retrain").count() == 0
+                assert page.get_by_role("tab", name="Oracle").get_attribute("aria-selected") == "true"
+                assert page.get_by_role("button", name="Start training").count() == 0
+                assert page.get_by_role("button", name="Use this set").count() == 0
+                assert page.get_by_role("combobox", name="Checkpoint set used by the whole app").count() == 0
+                assert page.get_by_label("Epochs (0: the model's default)").count() == 0
+                _shot(page, "models_public")
+            else:
+                assert notice.count() == 0
+                assert page.get_by_role("tab", name="Retrain").get_attribute("aria-selected") == "true"
+                assert page.get_by_role("button", name="Start training").count() == 1
+                assert page.get_by_role("combobox", name="Checkpoint set used by the whole app").count() == 1
+                _shot(page, "models_not_public")
+            assert str(tmp_path) not in page.locator('[data-testid="stMain"]').inner_text()
+        finally:
+            ctx.close()
+            stop_server(proc)

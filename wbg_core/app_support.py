@@ -3,18 +3,15 @@
 The pages lay out widgets; everything they compute, parse or format lives here or in the
 rest of wbg_core: reading pasted or uploaded formulas, the oracle table with the Materials
 Project value and EMD neighbours, decoding points of the latent map, model status for the
-home page, the figures of the model cards, and background training jobs.
+home page, the figures of the model cards, and which checkpoint sets the app may use
+(the background training jobs are in wbg_core.jobs).
 """
 from __future__ import annotations
 
 import datetime as dt
 import io
 import json
-import os
 import re
-import shlex
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +19,10 @@ import numpy as np
 import pandas as pd
 
 from .composition import FormulaError, compound_valid, reduced_formula
+from .jobs import (  # noqa: F401 - the job runner moved to wbg_core.jobs; these names stay importable here
+    JobError, PublicModeError, TrainJob, job_running, job_status, offered, read_log, refuse_in_public,
+    start_training, train_command,
+)
 from .models import MODEL_NAMES
 
 MAX_FORMULAS = 2000  # rows one oracle request may hold
@@ -355,13 +356,17 @@ def headline_metrics(name: str, card: dict) -> dict[str, str]:
 
 
 def read_card(directory: Path) -> dict:
+    """A model's card.json, or {"error": ...} naming it by set and model only (the app shows it)."""
     path = Path(directory) / "card.json"
+    shown = f"{path.parent.parent.name}/{path.parent.name}/card.json"
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        return {"error": f"{path} is missing"}
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return {"error": f"{path} is unreadable: {exc}"}
+        return {"error": f"{shown} is missing"}
+    except OSError as exc:
+        return {"error": f"{shown} is unreadable: {exc.strerror}"}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return {"error": f"{shown} is unreadable: {exc}"}
 
 
 def model_status(dirs: dict[str, Path] | Path | None = None) -> list[dict]:
@@ -445,109 +450,38 @@ def generator_vs_data(gan, n: int = 5000, seed: int = 0) -> pd.DataFrame:
     return out.sort_values("data", ascending=False).reset_index()
 
 
-# ---------------------------------------------------------------- checkpoints and training jobs
+# ---------------------------------------------------------------- checkpoint sets
 
 def checkpoint_sets(shipped: Path, runs_dir: Path) -> dict[str, Path]:
-    """Label -> models directory: the shipped set first, then app-trained sets (newest first)."""
+    """Label -> models directory every visitor may switch to: the shipped set first, then the
+    app-trained sets their starter confirmed (newest first; never a running, failed or
+    cancelled job's folder). Public mode offers the shipped set only."""
+    from .settings import get_settings
+
     out = {"shipped": Path(shipped)}
-    if runs_dir.exists():
-        for d in sorted(runs_dir.iterdir(), reverse=True):
-            if d.is_dir() and any((d / m / "card.json").exists() for m in MODEL_NAMES):
+    if get_settings().public:
+        return out
+    if Path(runs_dir).exists():
+        for d in sorted(Path(runs_dir).iterdir(), reverse=True):
+            if d.is_dir() and offered(d):
                 out[d.name] = d
     return out
+
+
+def choose_set(label: str, shipped: Path, runs_dir: Path) -> Path:
+    """The directory of a set the whole app may switch to; PublicModeError in public mode,
+    JobError for a label that is not offered (a crafted one, or a job not confirmed)."""
+    refuse_in_public("switching checkpoints")
+    sets = checkpoint_sets(shipped, runs_dir)
+    if label not in sets:
+        raise JobError(f"{label!r} is not a checkpoint set this server offers")
+    return sets[label]
 
 
 def complete_set(directory: Path, fallback: Path) -> dict[str, Path]:
     """Directory of each model: from `directory` when it holds that model, else from `fallback`."""
     return {m: (Path(directory) / m if (Path(directory) / m / "card.json").exists() else Path(fallback) / m)
             for m in MODEL_NAMES}
-
-
-_TQDM = re.compile(r"(\d+)/(\d+) \[")
-
-
-@dataclass
-class TrainJob:
-    model: str
-    device: str
-    out: Path
-    log: Path
-    pid: int
-    command: list[str]
-    started: str
-
-    def to_dict(self) -> dict:
-        return {"model": self.model, "device": self.device, "out": str(self.out), "log": str(self.log),
-                "pid": self.pid, "command": self.command, "started": self.started}
-
-
-def train_command(model: str, device: str, out: Path, epochs: int | None = None, limit: int | None = None,
-                  members: int | None = None, threads: int | None = None) -> list[str]:
-    if model not in (*MODEL_NAMES, "all"):
-        raise ValueError(f"unknown model {model!r}")
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}")
-    cmd = [sys.executable, "-m", "wbg_core", "train", model, "--device", device, "--out", str(out)]
-    if epochs:
-        cmd += ["--epochs", str(int(epochs))]
-    if limit:
-        cmd += ["--limit", str(int(limit))]
-    if members:
-        cmd += ["--members", str(int(members))]
-    if threads:
-        cmd += ["--threads", str(int(threads))]
-    return cmd
-
-
-def start_training(model: str, device: str, runs_dir: Path, **kw) -> TrainJob:
-    """Launch `wbg train` in the background, writing into a new directory of runs_dir; log beside it."""
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(runs_dir) / stamp
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "train.log"
-    cmd = train_command(model, device, out, **kw)
-    with open(log, "w") as fh:
-        fh.write("$ " + " ".join(shlex.quote(c) for c in cmd) + "\n")
-        fh.flush()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    job = TrainJob(model, device, out, log, proc.pid, cmd, stamp)
-    (out / "job.json").write_text(json.dumps(job.to_dict(), indent=2))
-    return job
-
-
-def job_running(pid: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:  # a zombie is finished
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def read_log(path: Path, tail: int = 40) -> tuple[str, float | None]:
-    """Last lines of a training log (tqdm redraws split on carriage returns) and the last progress fraction."""
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return "", None
-    lines = [seg for line in text.split("\n") for seg in line.split("\r") if seg.strip()]
-    frac = None
-    for line in reversed(lines):
-        m = _TQDM.search(line)
-        if m and int(m.group(2)) > 0:
-            frac = int(m.group(1)) / int(m.group(2))
-            break
-    return "\n".join(lines[-tail:]), frac
 
 
 # ---------------------------------------------------------------- band-gap window screening
