@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
-import shutil
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,12 +27,14 @@ ae, orc = ac.autoencoder(), ac.oracle()
 if ae is None or orc is None:
     st.stop()
 from wbg_core.app_campaigns import (  # noqa: E402
-    CampaignLinkError, campaign_folder, campaign_summary, new_campaign_id, parse_campaign_ids, write_campaign_label)
+    CampaignLinkError, campaign_folder, campaign_summary, campaign_zip, import_campaign_zip, new_campaign_id,
+    parse_campaign_ids, public_message, write_campaign_label)
 from wbg_core.app_support import plural  # noqa: E402
 from wbg_core.engine.campaign import Campaign, CampaignConfig, CampaignError, clean_seeds, pick_seeds  # noqa: E402
 
 root = ac.campaigns_root()
 ac.clean_campaigns()
+log = logging.getLogger("wbg.app.active_learning")
 
 
 def labeller(formulas):
@@ -142,19 +143,14 @@ with tab_load:
     up = st.file_uploader("…or upload a campaign zip (from 'Download campaign')", type=["zip"], key="camp_zip")
     if up is not None and st.button("Open the upload", key="open_zip"):
         cid = new_campaign_id()
-        target = campaign_folder(root, cid, must_exist=False)
         try:
-            with zipfile.ZipFile(io.BytesIO(up.getvalue())) as zf:
-                for n in zf.namelist():
-                    if n.startswith("/") or ".." in Path(n).parts:
-                        raise CampaignError(f"unsafe path in the zip: {n}")
-                zf.extractall(target)
-            _open(target)
-            write_campaign_label(target, f"uploaded {Path(up.name).stem}")
+            import_campaign_zip(up.getvalue(), root, cid, label=f"uploaded {Path(up.name).stem}")
             current = cid
-        except (zipfile.BadZipFile, CampaignError) as exc:
-            shutil.rmtree(target, ignore_errors=True)
-            st.error(f"Not a campaign zip: {exc}")
+        except CampaignError as exc:
+            st.error(f"Cannot open the upload: {exc}")
+        except Exception:  # noqa: BLE001 - the details are for the server log, not the page
+            log.exception("campaign zip upload %s failed", cid)
+            st.error("Cannot open the upload: the server could not unpack it (the details are in its log).")
 
 if current is None:
     st.info("Start or reload a campaign.")
@@ -165,7 +161,7 @@ cdir = st.session_state["campaign"]
 try:
     camp = _open(Path(cdir))
 except CampaignError as exc:
-    st.error(str(exc))
+    st.error(public_message(exc, Path(cdir)))
     st.stop()
 
 # ---------------------------------------------------------------- run
@@ -192,10 +188,11 @@ if do_one or do_n:
         camp.run(1 if do_one else int(n_rounds), progress_callback=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
         bar.progress(1.0, text="done")
         st.rerun()
-    except CampaignError as exc:
-        st.error(str(exc))
+    except CampaignError as exc:  # the budget is spent, another session is stepping it, damage
+        st.error(public_message(exc, Path(cdir)))
     except Exception as exc:  # noqa: BLE001 - a failed round keeps the rest of the page
-        st.error(f"The round failed: {type(exc).__name__}: {exc}")
+        log.exception("campaign %s: a round failed", current)
+        st.error(f"The round failed: {type(exc).__name__}: {public_message(exc, Path(cdir))}")
 
 hist = camp.history()
 if len(hist):
@@ -244,10 +241,5 @@ with d1:
     st.download_button("Download all points (CSV)", exp.read_bytes(), f"{stem}.csv", "text/csv",
                        key="dl_csv")
 with d2:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for p in sorted(Path(cdir).rglob("*")):
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(cdir).parts):
-                zf.write(p, p.relative_to(cdir).as_posix())
-    st.download_button("Download campaign (zip, reloadable)", buf.getvalue(), f"{stem}.zip",
+    st.download_button("Download campaign (zip, reloadable)", campaign_zip(Path(cdir)), f"{stem}.zip",
                        "application/zip", key="dl_zip")

@@ -1,8 +1,13 @@
 """AppTest: the active-learning page (start, step, the link reopens it, isolation, cleanup, bad inputs)."""
+import io
+import json
 import os
+import stat
 import time
+import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from app_testing import app, need_models, no_exception, texts
@@ -102,12 +107,16 @@ def test_old_empty_campaigns_are_cleaned_up(campaigns):
     (legacy / "state.json").write_text('{"rounds_done": 0}')
     cli = campaigns / "my-cli-campaign"
     cli.mkdir()
+    dead_upload = campaigns / "app" / ".upload-dead"  # a server killed while it checked an upload
+    (dead_upload / "rounds").mkdir(parents=True)
+    live_upload = campaigns / "app" / ".upload-live"
+    live_upload.mkdir()
     for p in (empty, empty / "state.json", kept, kept / "state.json", legacy, legacy / "state.json",
-              legacy.parent, cli):
+              legacy.parent, cli, dead_upload, dead_upload / "rounds"):
         os.utime(p, (old, old))
     removed = clean_stale_campaigns(campaigns)
-    assert sorted(p.name for p in removed) == sorted([empty.name, legacy.parent.name])
-    assert kept.exists() and fresh.exists() and cli.exists()
+    assert sorted(p.name for p in removed) == sorted([empty.name, legacy.parent.name, dead_upload.name])
+    assert kept.exists() and fresh.exists() and cli.exists() and live_upload.exists()
 
 
 def test_bad_seed_upload_message(campaigns):
@@ -117,3 +126,147 @@ def test_bad_seed_upload_message(campaigns):
     at.button[0].click().run()
     no_exception(at)
     assert any("upload a CSV" in e.value for e in at.error)
+
+
+# ---------------------------------------------------------------- campaign zips (issue #16.1)
+@pytest.fixture(scope="module")
+def real_zip(tmp_path_factory):
+    """The 'Download campaign' zip of a real one-round campaign."""
+    from wbg_core.app_campaigns import campaign_zip, write_campaign_label
+    from wbg_core.engine.campaign import Campaign, CampaignConfig, pick_seeds
+
+    need_models()
+    d = tmp_path_factory.mktemp("zipsrc") / "camp"
+    seeds = pick_seeds(30, seed=1)
+    camp = Campaign.new(d, CampaignConfig(batch_size=3, n_candidates=60, seed=2), seeds["formula"], seeds["band_gap"])
+    camp.step()
+    camp.export(d / "export.csv")
+    write_campaign_label(d, "mine")
+    data = campaign_zip(d)
+    assert ".lock" not in zipfile.ZipFile(io.BytesIO(data)).namelist()  # what only a running server holds
+    return data
+
+
+def _rezip(data: bytes, replace: dict | None = None, add: list | None = None) -> bytes:
+    """A copy of a zip with entries replaced (None: dropped) or added ((name or ZipInfo, bytes))."""
+    replace = replace or {}
+    src = zipfile.ZipFile(io.BytesIO(data))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info in src.infolist():
+            body = replace.get(info.filename, src.read(info))
+            if body is not None:
+                zf.writestr(info.filename, body(src.read(info)) if callable(body) else body)
+        for name, body in add or []:
+            zf.writestr(name, body)
+    return buf.getvalue()
+
+
+def _state_abc(raw: bytes) -> bytes:
+    state = json.loads(raw)
+    state["rounds_done"] = "abc"
+    return json.dumps(state).encode()
+
+
+def _no_gap_column(raw: bytes) -> bytes:
+    return pd.read_csv(io.BytesIO(raw)).drop(columns=["band_gap"]).to_csv(index=False).encode()
+
+
+def _symlink(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+def _limits(monkeypatch, **env):
+    from wbg_core.settings import get_settings
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, str(v))
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda z: _rezip(z, {"state.json": _state_abc}), r"^the campaign in the zip is damaged: state\.json: rounds_done: "
+                                                       r"input should be a valid integer"),
+    (lambda z: _rezip(z, {"rounds/0001/proposals.csv": _no_gap_column}),
+     r"damaged: rounds/0001/proposals\.csv has no column band_gap"),
+    (lambda z: _rezip(z, {"state.json": None}), "no state.json"),
+    (lambda z: _rezip(z, add=[("../evil.txt", b"x")]), r"unsafe path: '\.\./evil\.txt'"),
+    (lambda z: _rezip(z, add=[("rounds/../../evil.txt", b"x")]), "unsafe path"),
+    (lambda z: _rezip(z, add=[("/var/evil.txt", b"x")]), "unsafe path"),
+    (lambda z: _rezip(z, {"app.json": None}, add=[(_symlink("app.json"), b"/etc/passwd")]), "link or special file"),
+    (lambda z: _rezip(z, add=[("notes.txt", b"x")]), "'notes.txt', which a campaign never holds"),
+    (lambda z: _rezip(z, add=[("rounds/0001/run.py", b"x")]), "never holds"),
+    (lambda z: z[: len(z) // 2], "not a readable zip"),
+    (lambda z: b"not a zip at all", "not a readable zip"),
+])
+def test_bad_campaign_zips_are_refused_and_leave_nothing(campaigns, real_zip, tmp_path, make, match):
+    from wbg_core.app_campaigns import import_campaign_zip, new_campaign_id
+    from wbg_core.engine.campaign import CampaignError
+
+    cid = new_campaign_id()
+    with pytest.raises(CampaignError, match=match) as info:
+        import_campaign_zip(make(real_zip), campaigns, cid)
+    assert str(campaigns) not in str(info.value) and "/tmp" not in str(info.value)  # no server path
+    assert not any((campaigns / "app").iterdir()) if (campaigns / "app").exists() else True
+    assert not (campaigns / "evil.txt").exists() and not Path("/var/evil.txt").exists()
+
+
+def test_zip_size_and_count_limits_are_checked_before_anything_is_written(campaigns, real_zip, monkeypatch):
+    """A 362 KB zip once unpacked to 315 MB: the declared sizes are refused before extraction,
+    and the bytes actually written are counted too."""
+    from wbg_core.app_campaigns import import_campaign_zip, new_campaign_id
+    from wbg_core.engine.campaign import CampaignError
+
+    bomb = _rezip(real_zip, {"export.csv": b"0" * 3_000_000})
+    assert len(bomb) < 100_000
+    _limits(monkeypatch, WBG_UPLOAD_MAX_UNPACKED_MB=1)
+    with pytest.raises(CampaignError, match=r"unpacks to 3\.\d MB; a campaign upload may unpack to at most 1 MB"):
+        import_campaign_zip(bomb, campaigns, new_campaign_id())
+    _limits(monkeypatch, WBG_UPLOAD_MAX_UNPACKED_MB=50, WBG_UPLOAD_MAX_FILES=5)
+    n = len(zipfile.ZipFile(io.BytesIO(real_zip)).infolist())
+    with pytest.raises(CampaignError, match=rf"holds {n} entries; a campaign upload may hold at most 5"):
+        import_campaign_zip(real_zip, campaigns, new_campaign_id())
+    assert not (campaigns / "app").exists() or not any((campaigns / "app").iterdir())
+    _limits(monkeypatch, WBG_UPLOAD_MAX_FILES=500)
+    folder = import_campaign_zip(real_zip, campaigns, cid := new_campaign_id(), label="again")
+    assert folder == campaigns / "app" / cid and [p.name for p in (campaigns / "app").iterdir()] == [cid]
+    assert json.loads((folder / "app.json").read_text())["name"] == "again"
+
+
+def test_uploaded_campaign_zips_open_or_say_why_on_the_page(campaigns, real_zip):
+    need_models()
+    at = app("3_Active_learning").run()
+    at.file_uploader(key="camp_zip").upload("bad.zip", _rezip(real_zip, {"state.json": _state_abc}), "application/zip")
+    at.run()
+    at.button(key="open_zip").click().run()
+    no_exception(at)
+    assert [e.value for e in at.error] == [
+        "Cannot open the upload: the campaign in the zip is damaged: state.json: rounds_done: input should be a "
+        "valid integer (got 'abc')"]
+    assert not (campaigns / "app").exists() or not any((campaigns / "app").iterdir())
+
+    at.file_uploader(key="camp_zip").upload("good.zip", real_zip, "application/zip")
+    at.run()
+    at.button(key="open_zip").click().run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any(m.label == "Rounds" and m.value == "1" for m in at.metric)
+    assert "uploaded good" in texts(at)
+
+
+def test_a_campaign_being_stepped_elsewhere_is_refused_on_the_page(campaigns):
+    from wbg_core.engine.campaign import campaign_lock
+
+    need_models()
+    at = _start(app("3_Active_learning").run())
+    cdir = Path(at.session_state["campaign"])
+    with campaign_lock(cdir):  # another session (or `wbg campaign run`) is stepping it
+        at.button(key="step").click().run()
+    no_exception(at)
+    assert [e.value for e in at.error] == [
+        f"This campaign is being run by another process (pid {os.getpid()}); wait for it or stop it"]
+    assert not (cdir / "rounds").exists()
+    at.button(key="step").click().run()
+    assert not at.error and any(m.label == "Rounds" and m.value == "1" for m in at.metric)

@@ -62,8 +62,9 @@ def test_short_campaign_end_to_end(tmp_path, seeds):
     assert len(lab) == len(seeds) + 30 and np.isfinite(lab["band_gap"]).all()
     with pytest.raises(CampaignError, match="budget"):
         camp.step()
-    # on disk: JSON, CSV and .npy only
-    files = sorted(p.name for p in d.rglob("*") if p.is_file())
+    # on disk: JSON, CSV and .npy only, beside the lock file (the pid of the last runner)
+    files = sorted(p.name for p in d.rglob("*") if p.is_file() and p.name != ".lock")
+    assert (d / ".lock").read_text().isdigit()
     assert {"config.json", "state.json", "seeds.csv", "seeds_z.npy", "proposals.csv", "z.npy", "gp.json"} >= set(files)
     state = json.loads((d / "state.json").read_text())
     assert state["rounds_done"] == 3 and state["gp"]["lengthscale"] > 0
@@ -163,3 +164,160 @@ def test_default_proposals_are_compounds_and_the_paper_rule_is_selectable(seeds)
     assert (last["in_window"] == (last["valid"] & comp)).all()  # ... but only compounds are hits
     with pytest.raises(CampaignError, match="proposal_rule"):
         CampaignConfig(proposal_rule="smact").validate()
+
+
+# ---- on disk: schema, lock, overwrite (issue #16.2) ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, seeds):
+    """A real campaign with 3 rounds on disk; tests damage copies of it."""
+    d = tmp_path_factory.mktemp("saved") / "camp"
+    camp = Campaign.new(d, _cfg(budget=None, batch_size=3, n_candidates=60), seeds["formula"], seeds["band_gap"])
+    camp.run(3)
+    return d
+
+
+def _copy(src, tmp_path):
+    import shutil
+
+    return shutil.copytree(src, tmp_path / "camp")
+
+
+def _files(d):
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _edit_state(d, **kw):
+    state = json.loads((d / "state.json").read_text())
+    state.update(kw)
+    (d / "state.json").write_text(json.dumps(state))
+
+
+def _drop_column(d, col, r=2):
+    p = d / "rounds" / f"{r:04d}" / "proposals.csv"
+    pd.read_csv(p).drop(columns=[col]).to_csv(p, index=False)
+
+
+def _text_gap(d):
+    p = d / "rounds" / "0002" / "proposals.csv"
+    df = pd.read_csv(p)
+    df["band_gap"] = df["band_gap"].astype(object)
+    df.loc[0, "band_gap"] = "wide"
+    df.to_csv(p, index=False)
+
+
+def _shrink_history(d):
+    state = json.loads((d / "state.json").read_text())
+    state.update(rounds_done=1, history=state["history"][:1])
+    (d / "state.json").write_text(json.dumps(state))
+
+
+def _remove_round3(d):
+    import shutil
+
+    shutil.rmtree(d / "rounds" / "0003")
+
+
+@pytest.mark.parametrize("damage,match", [
+    (lambda d: _edit_state(d, rounds_done="abc"), r"state\.json: rounds_done: input should be a valid integer"),
+    (lambda d: _edit_state(d, rounds_done=2), r"rounds_done is 2 but its history lists rounds \[1, 2, 3\]"),
+    (_shrink_history, r"says 1 rounds are done but rounds/ holds rounds up to 0003"),  # rounds_done below the disk
+    (_remove_round3, r"says 3 rounds are done but rounds/0003 is missing"),  # rounds_done above the disk
+    (lambda d: _drop_column(d, "band_gap"), r"rounds/0002/proposals\.csv has no column band_gap"),
+    (lambda d: _drop_column(d, "valid", r=1), r"rounds/0001/proposals\.csv has no column valid"),
+    (_text_gap, r"rounds/0002/proposals\.csv: column band_gap is not numeric"),
+    (lambda d: np.save(d / "rounds" / "0001" / "z.npy", np.zeros((2, 5), np.float32)), r"rounds/0001/z\.npy holds"),
+    (lambda d: (d / "config.json").write_text('{"batch_size": "ten"}'), r"config\.json: batch_size"),
+    (lambda d: (d / "state.json").write_text('{"rounds_done": 3'), r"state\.json: "),
+    (lambda d: (d / "seeds.csv").write_text("formula\nNaCl\n"), r"seeds\.csv has no column band_gap"),
+])
+def test_damaged_campaigns_are_refused_on_load_and_nothing_is_written(saved, tmp_path, capsys, damage, match):
+    from wbg_core.cli import main
+    from wbg_core.engine.campaign import CampaignDamaged
+
+    d = _copy(saved, tmp_path)
+    damage(d)
+    before = _files(d)
+    with pytest.raises(CampaignDamaged, match=match) as info:
+        Campaign.load(d)
+    assert str(info.value).startswith(f"campaign {d} is damaged: ")
+    assert main(["campaign", "run", str(d), "--rounds", "1"]) == 2  # one line, no traceback, no round
+    err = capsys.readouterr().err
+    assert "is damaged" in err and "Traceback" not in err
+    assert _files(d) == before
+
+
+def test_one_round_past_the_state_is_the_debris_of_a_kill_and_is_replaced(saved, tmp_path):
+    d = _copy(saved, tmp_path)
+    _edit_state(d, rounds_done=2, history=json.loads((d / "state.json").read_text())["history"][:2])
+    camp = Campaign.load(d)  # rounds/0003 is what a kill between its rename and state.json leaves
+    assert camp.state["rounds_done"] == 2
+    assert camp.step().round == 3
+    assert Campaign.load(d).state["rounds_done"] == 3
+
+
+def test_a_runner_with_stale_state_never_overwrites_a_round(saved, tmp_path):
+    """Two runners loaded the same state: the second one steps after the first, so it must read
+    the first one's round under the lock instead of writing round 4 again."""
+    d = _copy(saved, tmp_path)
+    first, second = Campaign.load(d), Campaign.load(d)
+    a = first.step()
+    round4 = (d / "rounds" / "0004" / "proposals.csv").read_bytes()
+    b = second.step()
+    assert (a.round, b.round) == (4, 5)
+    assert (d / "rounds" / "0004" / "proposals.csv").read_bytes() == round4
+    back = Campaign.load(d)
+    assert back.state["rounds_done"] == 5 and [h["round"] for h in back.state["history"]] == [1, 2, 3, 4, 5]
+    assert back.labelled()["formula"].is_unique  # round 5 did not repeat round 4's formulas
+
+
+def test_a_second_runner_is_refused_while_the_lock_is_held(saved, tmp_path):
+    import os
+
+    from wbg_core.engine.campaign import CampaignBusy, campaign_lock
+
+    d = _copy(saved, tmp_path)
+    camp = Campaign.load(d)
+    with campaign_lock(d):
+        before = _files(d)
+        for attempt in (camp.step, lambda: camp.run(2), lambda: Campaign.new(d, _cfg(), ["NaCl", "MgO"], [5.0, 6.0],
+                                                                            overwrite=True)):
+            with pytest.raises(CampaignBusy, match=rf"campaign {d} is being run by another process \(pid "
+                                                    rf"{os.getpid()}\); wait for it or stop it"):
+                attempt()
+        assert _files(d) == before
+    assert camp.step().round == 4  # released: the next step goes ahead
+
+
+def test_overwrite_replaces_only_a_campaign(saved, tmp_path, seeds, capsys):
+    from wbg_core.cli import main
+
+    other = tmp_path / "mine"
+    (other / "sub").mkdir(parents=True)
+    (other / "notes.txt").write_text("keep me")
+    (other / "sub" / "data.csv").write_text("a,b\n")
+    with pytest.raises(CampaignError, match="not a campaign"):
+        Campaign.new(other, _cfg(), seeds["formula"], seeds["band_gap"], overwrite=True)
+    assert main(["campaign", "new", str(other), "--random-seeds", "40", "--overwrite"]) == 2
+    assert f"{other} is not a campaign (no state.json)" in capsys.readouterr().err
+    assert (other / "notes.txt").read_text() == "keep me" and (other / "sub" / "data.csv").exists()
+    assert sorted(p.name for p in other.rglob("*")) == ["data.csv", "notes.txt", "sub"]  # not even a lock file
+
+    d = _copy(saved, tmp_path)
+    (d / "notes.txt").write_text("mine")
+    (d / "rounds" / "0001" / "plot.png").write_bytes(b"x")
+    with pytest.raises(CampaignError, match=r"files a campaign never writes \(notes\.txt, rounds/0001/plot\.png\)"):
+        Campaign.new(d, _cfg(), seeds["formula"], seeds["band_gap"], overwrite=True)
+    assert (d / "notes.txt").exists() and (d / "rounds" / "0003").exists()
+    with pytest.raises(CampaignError, match="already holds"):
+        Campaign.new(d, _cfg(), seeds["formula"], seeds["band_gap"])
+
+    (d / "notes.txt").unlink()
+    (d / "rounds" / "0001" / "plot.png").unlink()
+    (d / "export.csv").write_text("x")  # the app's export and label are a campaign's own
+    camp = Campaign.new(d, _cfg(seed=8), seeds["formula"], seeds["band_gap"], overwrite=True)
+    assert camp.state["rounds_done"] == 0 and not (d / "rounds").exists() and not (d / "export.csv").exists()
+    assert Campaign.load(d).config.seed == 8
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    Campaign.new(empty, _cfg(), seeds["formula"], seeds["band_gap"], overwrite=True)
+    assert (empty / "state.json").exists()

@@ -4,9 +4,18 @@ nothing else lists it (Streamlit-free, so it is tested without a browser)."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import logging
+import os
 import re
+import shutil
+import stat
+import tempfile
+import zipfile
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 # The Active learning page keeps each campaign in its own folder, named by an unguessable id
 # (secrets.token_urlsafe(16): 22 URL-safe characters) that the page puts in the URL, so a reload
@@ -16,6 +25,7 @@ from pathlib import Path
 CAMPAIGN_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 APP_CAMPAIGNS = "app"  # the store: <campaigns dir>/app/<id>/ (the CLI's campaigns sit beside it)
 STALE_AFTER_S = 24 * 3600  # a campaign with no completed round untouched this long is removed
+UPLOAD_PREFIX = ".upload-"  # <store>/.upload-*/: a zip being checked; renamed to <store>/<id>/ when it passes
 
 
 class CampaignLinkError(ValueError):
@@ -119,6 +129,10 @@ def clean_stale_campaigns(campaigns_dir: Path, max_age_s: float = STALE_AFTER_S,
     store = campaign_store(root)
     if store.is_dir():
         candidates += [(d, [d]) for d in store.iterdir() if d.is_dir() and CAMPAIGN_ID.fullmatch(d.name)]
+        for d in store.glob(f"{UPLOAD_PREFIX}*"):  # an upload whose process died while checking it
+            if d.is_dir() and now - _last_touched(d) > 3600:
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(d)
     if root.is_dir():
         for d in root.iterdir():
             if d.is_dir() and re.fullmatch(r"session-[0-9a-f]{12}", d.name):
@@ -133,3 +147,121 @@ def clean_stale_campaigns(campaigns_dir: Path, max_age_s: float = STALE_AFTER_S,
     return removed
 
 
+
+
+# ---------------------------------------------------------------- campaign zips
+def campaign_zip(folder: Path) -> bytes:
+    """The campaign's shipped files (no lock, no half-written temp), as 'Download campaign' serves them."""
+    from .engine.campaign_store import name_kind
+
+    folder = Path(folder)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(folder.rglob("*")):
+            rel = p.relative_to(folder).as_posix()
+            if p.is_file() and not p.is_symlink() and name_kind(rel, False) == "shipped":
+                zf.write(p, rel)
+    return buf.getvalue()
+
+
+def _check_zip_entries(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The files to extract; CampaignError for anything a campaign zip never holds, before any byte is written."""
+    from .engine.campaign import CampaignError
+    from .engine.campaign_store import name_kind
+    from .settings import get_settings
+
+    limits = get_settings()
+    infos = zf.infolist()
+    if len(infos) > limits.upload_max_files:
+        raise CampaignError(f"the zip holds {len(infos)} entries; a campaign upload may hold at most "
+                            f"{limits.upload_max_files}")
+    total = sum(i.file_size for i in infos)
+    if total > limits.upload_max_unpacked_mb * 1e6:
+        raise CampaignError(f"the zip unpacks to {total / 1e6:.1f} MB; a campaign upload may unpack to at most "
+                            f"{limits.upload_max_unpacked_mb:g} MB")
+    files, seen = [], set()
+    for i in infos:
+        name = i.filename
+        shown = name[:80]
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or re.match(r"[A-Za-z]:", name):
+            raise CampaignError(f"the zip holds an unsafe path: {shown!r}")
+        kind = stat.S_IFMT(i.external_attr >> 16)  # 0 when the zip records no Unix file type
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise CampaignError(f"the zip holds a link or special file: {shown!r}")
+        rel = name.rstrip("/")
+        if name_kind(rel, i.is_dir()) != "shipped":
+            raise CampaignError(f"the zip holds {shown!r}, which a campaign never holds (a campaign zip has "
+                                "state.json, config.json, seeds.csv, seeds_z.npy and rounds/NNNN/ at its top level)")
+        if rel in seen:
+            raise CampaignError(f"the zip holds {shown!r} twice")
+        seen.add(rel)
+        if not i.is_dir():
+            files.append(i)
+    return files
+
+
+def import_campaign_zip(data: bytes, campaigns_dir: Path, cid: str, label: str | None = None) -> Path:
+    """Unpack a campaign zip into a hidden folder of the store, check it (names, sizes, then
+    Campaign.load's schema) and only then rename it to <store>/<cid>/. Every refusal is a
+    CampaignError whose message names no server path, and leaves nothing behind."""
+    from .engine.campaign import Campaign, CampaignDamaged, CampaignError
+    from .settings import get_settings
+
+    target = campaign_folder(campaigns_dir, cid, must_exist=False)
+    if target.exists():
+        raise CampaignError(f"campaign {cid} already exists")
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as exc:
+        raise CampaignError("the upload is not a readable zip file") from exc
+    budget = int(get_settings().upload_max_unpacked_mb * 1e6)
+    tmp: Path | None = None
+    try:
+        with zf:
+            files = _check_zip_entries(zf)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=UPLOAD_PREFIX))
+            for info in files:
+                out = tmp / info.filename
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(out, "xb") as dst:
+                    while chunk := src.read(1 << 20):  # counted as written: a header may lie about sizes
+                        budget -= len(chunk)
+                        if budget < 0:
+                            raise CampaignError("the zip unpacks to more than "
+                                                f"{get_settings().upload_max_unpacked_mb:g} MB")
+                        dst.write(chunk)
+        try:
+            Campaign.load(tmp)
+        except CampaignDamaged as exc:
+            raise CampaignError(f"the campaign in the zip is damaged: {exc.detail}") from None
+        except CampaignError:
+            raise CampaignError("the zip holds no state.json: it is not a campaign") from None
+        if label is not None:
+            write_campaign_label(tmp, label)
+        os.rename(tmp, target)
+        return target
+    except CampaignError:
+        _remove(tmp)
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
+        _remove(tmp)
+        log.warning("campaign zip upload %s refused: %r", cid, exc)
+        raise CampaignError("the zip could not be unpacked (corrupt, encrypted or an unsupported compression)") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def public_message(exc: Exception, folder: Path) -> str:
+    """The error without the server's path of the campaign folder (a page shows it to anyone)."""
+    text = str(exc)
+    for p in {str(Path(folder)), str(Path(folder).resolve())}:
+        text = text.replace(f"campaign {p}", "this campaign").replace(p, "this campaign")
+    return text[:1].upper() + text[1:]

@@ -1,15 +1,8 @@
 """An active-learning campaign in the autoencoder's latent space, saved after every round.
 
-Directory layout (JSON, CSV and .npy only; no pickles):
-  config.json            CampaignConfig
-  seeds.csv, seeds_z.npy the seed formulas, gaps and latents
-  rounds/0001/           proposals.csv (one row per proposal) and z.npy (their latents)
-  state.json             rounds_done, GP hyper-parameters, per-round reports
-
-A round is written to a temporary directory renamed into place, then state.json is
-replaced; state.json is the commit point, so a kill at any moment loses at most the round
-in flight and a resumed campaign repeats it exactly (each round's randomness derives from
-(seed, round)).
+The files (campaign_store: layout, schema checks, lock) make state.json the commit point,
+so a kill at any moment loses at most the round in flight, and a resumed campaign repeats it
+exactly: each round's randomness derives from (seed, round).
 
 Invalid decodes: the paper registers them with target 0 eV and spends budget on them
 (`invalid="penalty"`). The default, `invalid="skip"`, decodes the UCB-ranked candidates
@@ -27,12 +20,9 @@ formula, as the paper did; campaigns saved before the rule existed load with "an
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
+import contextlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -40,11 +30,14 @@ import numpy as np
 import pandas as pd
 
 from ..composition import compound_valid
+from . import campaign_store as store
+from .campaign_schema import (  # noqa: F401 - public names, importable from here as before
+    VERSION, CampaignBusy, CampaignConfig, CampaignDamaged, CampaignError, RoundReport, clean_seeds, pick_seeds,
+    seeds_from_csv)
+from .campaign_store import campaign_lock
 from .surrogate import GPHyper, GPSurrogate, candidate_latents, objective_values
 
-VERSION = 1
 Progress = Callable[[float, str], None] | None
-
 
 
 def _triage(ids, decoded, known: set, seen: set, accept: Callable[[str], bool] | None = None
@@ -66,103 +59,6 @@ def _triage(ids, decoded, known: set, seen: set, accept: Callable[[str], bool] |
             seen.add(f)
         kept.append((int(i), f))
     return kept, n_valid, n_dup, n_rej
-
-class CampaignError(ValueError):
-    """Bad campaign input or state; the message says what to fix."""
-
-
-@dataclass
-class CampaignConfig:
-    objective: str = "max"  # "max": widest gap; "window": land in [window_min, window_max]
-    window_min: float | None = 5.0  # hits are gaps in [window_min, window_max] (max: >= window_min)
-    window_max: float | None = None
-    kappa: float = 10.0  # the paper's UCB kappa
-    batch_size: int = 20  # the paper's q
-    budget: int | None = None  # total proposals; None: unlimited
-    n_candidates: int = 1500
-    decode_rule: str = "strict"  # the paper's
-    invalid: str = "skip"  # or "penalty" (paper: invalid decodes registered at 0 eV)
-    proposal_rule: str = "compound"  # or "any": label every decoded formula (the paper)
-    box_margin: float = 0.0  # widen the seed box by this fraction of its width (paper: 0)
-    max_fit_points: int = 600
-    fit_steps: int = 30
-    warm_steps: int = 10
-    seed: int = 0
-
-    def validate(self) -> "CampaignConfig":
-        if self.objective not in ("max", "window"):
-            raise CampaignError(f"objective must be 'max' or 'window', not {self.objective!r}")
-        if self.objective == "window":
-            if self.window_min is None or self.window_max is None:
-                raise CampaignError("a window objective needs both window_min and window_max (eV)")
-        if self.window_min is not None and self.window_max is not None:
-            if self.window_max < self.window_min:
-                raise CampaignError(f"the window [{self.window_min}, {self.window_max}] eV is inverted: max < min")
-            if self.window_max == self.window_min:
-                raise CampaignError(f"the window [{self.window_min}, {self.window_max}] eV is empty")
-        if self.window_max is not None and self.window_max <= 0:
-            raise CampaignError("window_max must be above 0 eV")
-        if not np.isfinite(self.kappa) or self.kappa < 0:
-            raise CampaignError(f"kappa must be a number >= 0, got {self.kappa}")
-        if self.batch_size < 1:
-            raise CampaignError("batch_size must be at least 1")
-        if self.budget is not None and self.budget < 1:
-            raise CampaignError("budget must be at least 1 proposal (or None)")
-        if self.invalid not in ("skip", "penalty"):
-            raise CampaignError("invalid must be 'skip' or 'penalty'")
-        if self.proposal_rule not in ("compound", "any"):
-            raise CampaignError("proposal_rule must be 'compound' (the validity rule) or 'any' (the paper)")
-        if self.decode_rule not in ("strict", "argmax"):
-            raise CampaignError("decode_rule must be 'strict' or 'argmax'")
-        if self.n_candidates < self.batch_size:
-            raise CampaignError("n_candidates must be at least batch_size")
-        return self
-
-    @property
-    def window(self) -> tuple[float, float]:
-        return (self.window_min if self.window_min is not None else -np.inf,
-                self.window_max if self.window_max is not None else np.inf)
-
-
-@dataclass
-class RoundReport:
-    round: int
-    proposals: int
-    labelled: int
-    decode_attempts: int
-    valid_decodes: int
-    valid_decode_rate: float
-    duplicates_skipped: int
-    invalid_penalised: int
-    best_gap_round: float | None
-    best_formula_round: str | None
-    best_gap: float
-    best_formula: str
-    hits_round: int
-    hits_total: int
-    novel_round: int
-    novel_fraction_round: float
-    n_data: int
-    total_proposals: int
-    time_s: float
-    stage_s: dict = field(default_factory=dict)
-    gp: dict = field(default_factory=dict)
-    rule_rejected: int = 0  # decodes the proposal rule turned away (not compounds)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _atomic_npy(path: Path, arr: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
-    with os.fdopen(fd, "wb") as fh:
-        np.save(fh, arr, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def _known_formulas() -> frozenset:
@@ -186,14 +82,15 @@ class Campaign:
                  rounds: list[pd.DataFrame], rounds_z: list[np.ndarray], state: dict, autoencoder=None,
                  labeller=None):
         self.directory = Path(directory) if directory is not None else None
-        self.config = config
-        self.seeds = seeds
-        self.seeds_z = seeds_z
-        self.rounds = rounds
-        self.rounds_z = rounds_z
-        self.state = state
         self._ae = autoencoder
         self._labeller = labeller or default_labeller
+        self._locked_depth = 0
+        self._state_text: str | None = None  # state.json as last read or written: a change means another writer
+        self._adopt(config, seeds, seeds_z, rounds, rounds_z, state)
+
+    def _adopt(self, config, seeds, seeds_z, rounds, rounds_z, state) -> None:
+        self.config, self.seeds, self.seeds_z = config, seeds, seeds_z
+        self.rounds, self.rounds_z, self.state = rounds, rounds_z, state
         lo, hi = seeds_z.min(axis=0).astype(np.float64), seeds_z.max(axis=0).astype(np.float64)
         pad = (hi - lo) * config.box_margin
         self.lo, self.hi = lo - pad, hi + pad
@@ -202,10 +99,13 @@ class Campaign:
     @classmethod
     def new(cls, directory: str | Path | None, config: CampaignConfig, seed_formulas, seed_gaps,
             autoencoder=None, labeller=None, overwrite: bool = False) -> "Campaign":
-        """Encode the seeds and write the campaign (directory None: in memory only)."""
+        """Encode the seeds and write the campaign (directory None: in memory only). overwrite
+        replaces only a campaign: a folder with other files in it is refused, not emptied."""
         from ..models import load_autoencoder
 
         config.validate()
+        if directory is not None:
+            store.check_replaceable(Path(directory), overwrite)  # refuse before any work or write
         seeds = clean_seeds(seed_formulas, seed_gaps)
         ae = autoencoder or load_autoencoder()
         z, ok, errors = ae.encode_formulas(seeds["formula"].to_numpy(dtype=object))
@@ -220,38 +120,42 @@ class Campaign:
         camp = cls(directory, config, seeds, z.astype(np.float32), [], [], state, ae, labeller)
         if camp.directory is not None:
             d = camp.directory
-            if d.exists() and any(d.iterdir()):
-                if not overwrite:
-                    raise CampaignError(f"{d} already holds a campaign or other files; pick a new directory")
-                shutil.rmtree(d)
             d.mkdir(parents=True, exist_ok=True)
-            _atomic_write(d / "config.json", json.dumps(asdict(config), indent=2))
-            _atomic_write(d / "seeds.csv", seeds.to_csv(index=False))
-            _atomic_npy(d / "seeds_z.npy", camp.seeds_z)
-            camp._save_state()
+            with camp._locked():
+                if store.check_replaceable(d, overwrite):  # again, under the lock
+                    store.clear_campaign(d)
+                camp._state_text = store.write_new(d, config, seeds, camp.seeds_z, state)
         return camp
 
     @classmethod
     def load(cls, directory: str | Path, autoencoder=None, labeller=None) -> "Campaign":
-        d = Path(directory)
-        if not (d / "state.json").exists():
-            raise CampaignError(f"{d} is not a campaign directory (no state.json); create one with 'campaign new'")
-        try:
-            state = json.loads((d / "state.json").read_text())
-            cfg = json.loads((d / "config.json").read_text())
-            cfg.setdefault("proposal_rule", "any")  # saved before the rule: keep its behaviour
-            config = CampaignConfig(**{k: v for k, v in cfg.items() if k in CampaignConfig.__dataclass_fields__})
-            seeds = pd.read_csv(d / "seeds.csv", keep_default_na=False, dtype={"formula": str})
-            seeds_z = np.load(d / "seeds_z.npy", allow_pickle=False)
-            rounds, rounds_z = [], []
-            for r in range(1, state["rounds_done"] + 1):
-                rd = d / "rounds" / f"{r:04d}"
-                rounds.append(pd.read_csv(rd / "proposals.csv", keep_default_na=False,
-                                          dtype={"formula": str}, na_values={"band_gap_mean": [""], "band_gap_std": [""]}))
-                rounds_z.append(np.load(rd / "z.npy", allow_pickle=False))
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-            raise CampaignError(f"campaign {d} is damaged: {exc}") from exc
-        return cls(d, config.validate(), seeds, seeds_z, rounds, rounds_z, state, autoencoder, labeller)
+        """Every file is checked against the schema: CampaignDamaged names what is wrong and where."""
+        snap = store.read_campaign(Path(directory))
+        camp = cls(directory, snap.config, snap.seeds, snap.seeds_z, snap.rounds, snap.rounds_z, snap.state,
+                   autoencoder, labeller)
+        camp._state_text = snap.state_text
+        return camp
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """The directory's lock, taken once per object (run() holds it across its steps)."""
+        if self.directory is None or self._locked_depth:
+            yield
+            return
+        with campaign_lock(self.directory):
+            self._locked_depth += 1
+            try:
+                yield
+            finally:
+                self._locked_depth -= 1
+
+    def _refresh(self) -> None:
+        """Under the lock: adopt what another writer committed since this object last read the disk."""
+        if self.directory is None or store.read_state_text(self.directory) == self._state_text:
+            return
+        snap = store.read_campaign(self.directory)
+        self._adopt(snap.config, snap.seeds, snap.seeds_z, snap.rounds, snap.rounds_z, snap.state)
+        self._state_text = snap.state_text
 
     @property
     def autoencoder(self):
@@ -289,7 +193,12 @@ class Campaign:
     # ---- one round ------------------------------------------------------------------------
     def step(self, progress_callback: Progress = None) -> RoundReport:
         """Fit the GP, propose a batch, decode, label, save. Raises CampaignError when the
-        budget is spent."""
+        budget is spent, CampaignBusy when another process is stepping this campaign."""
+        with self._locked():
+            self._refresh()
+            return self._step(progress_callback)
+
+    def _step(self, progress_callback: Progress) -> RoundReport:
         cfg = self.config
         if self.done():
             raise CampaignError(f"the budget of {cfg.budget} proposals is spent")
@@ -401,8 +310,25 @@ class Campaign:
                 np.where(valid, np.asarray(formulas, dtype=object), None)),
             "novel": valid & np.array([f not in novel_set for f in formulas], bool),
         })
-        self._commit_round(r, df, z_new, hyper)
+        self.rounds.append(df)  # in memory first: the report reads it; undone if the disk write fails
+        self.rounds_z.append(z_new)
+        try:
+            report = self._report(r, df, valid, attempts, valid_n, dup, rejected, hyper, t0, stage)
+            state = {**self.state, "rounds_done": r, "gp": hyper.to_dict(),
+                     "history": [*self.state["history"], asdict(report)]}
+            if self.directory is not None:
+                store.write_round(self.directory, r, df, z_new, hyper.to_dict())
+                self._state_text = store.write_state(self.directory, state)
+        except BaseException:
+            self.rounds.pop()
+            self.rounds_z.pop()
+            raise
+        self.state = state
+        cb(1.0, f"round {r}: best {report.best_gap:.2f} eV ({report.best_formula}), {report.hits_round} hits")
+        return report
 
+    def _report(self, r, df, valid, attempts, valid_n, dup, rejected, hyper, t0, stage) -> RoundReport:
+        lo_w, hi_w = self.config.window
         vg = df.loc[df["valid"], "band_gap"]
         _, _, all_table = self.data()
         all_valid = all_table[all_table["valid"].astype(bool)]
@@ -410,8 +336,8 @@ class Campaign:
         al_ok = (all_table["source"] == "al").to_numpy() & all_table["valid"].astype(bool).to_numpy()
         hits_total = int((al_ok & (all_table["band_gap"] >= lo_w).to_numpy() & (all_table["band_gap"] <= hi_w).to_numpy()
                           & compound_valid(np.where(al_ok, all_table["formula"].to_numpy(dtype=object), None))).sum())
-        report = RoundReport(
-            round=r, proposals=n, labelled=int(valid.sum()), decode_attempts=int(attempts), valid_decodes=int(valid_n),
+        return RoundReport(
+            round=r, proposals=len(df), labelled=int(valid.sum()), decode_attempts=int(attempts), valid_decodes=int(valid_n),
             valid_decode_rate=float(valid_n / attempts) if attempts else 0.0, duplicates_skipped=int(dup),
             invalid_penalised=int((~valid).sum()),
             best_gap_round=float(vg.max()) if len(vg) else None,
@@ -424,44 +350,20 @@ class Campaign:
             gp={k: v for k, v in hyper.to_dict().items() if k in ("lengthscale", "outputscale", "noise", "fit_points")},
             rule_rejected=int(rejected),
         )
-        self.state["history"].append(asdict(report))
-        self._save_state()
-        cb(1.0, f"round {r}: best {report.best_gap:.2f} eV ({report.best_formula}), {report.hits_round} hits")
-        return report
 
     def run(self, rounds: int, progress_callback: Progress = None, stop: Callable[[], bool] | None = None) -> list[RoundReport]:
         """Up to `rounds` rounds (fewer when the budget runs out or stop() says so)."""
         reports = []
-        for k in range(rounds):
-            if self.done() or (stop is not None and stop()):
-                break
-            cb = None
-            if progress_callback is not None:
-                cb = lambda f, m, k=k: progress_callback((k + f) / rounds, m)  # noqa: E731
-            reports.append(self.step(cb))
+        with self._locked():  # held across the rounds: no other runner slips in between
+            for k in range(rounds):
+                self._refresh()
+                if self.done() or (stop is not None and stop()):
+                    break
+                cb = None
+                if progress_callback is not None:
+                    cb = lambda f, m, k=k: progress_callback((k + f) / rounds, m)  # noqa: E731
+                reports.append(self.step(cb))
         return reports
-
-    def _commit_round(self, r: int, df: pd.DataFrame, z: np.ndarray, hyper: GPHyper) -> None:
-        self.rounds.append(df)
-        self.rounds_z.append(z)
-        self.state["rounds_done"] = r
-        self.state["gp"] = hyper.to_dict()
-        if self.directory is None:
-            return
-        rounds_dir = self.directory / "rounds"
-        rounds_dir.mkdir(exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=rounds_dir, prefix=f".{r:04d}."))
-        df.to_csv(tmp / "proposals.csv", index=False)
-        np.save(tmp / "z.npy", z, allow_pickle=False)
-        (tmp / "gp.json").write_text(json.dumps(hyper.to_dict(), indent=2))
-        final = rounds_dir / f"{r:04d}"
-        if final.exists():  # left by a round killed after its rename, before state.json
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-
-    def _save_state(self) -> None:
-        if self.directory is not None:
-            _atomic_write(self.directory / "state.json", json.dumps(self.state, indent=2, default=float))
 
     # ---- views ------------------------------------------------------------------------------
     def history(self) -> pd.DataFrame:
@@ -511,68 +413,5 @@ class Campaign:
         out = table[[c for c in cols if c in table]]
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, out.to_csv(index=False))
+        store.atomic_write(path, out.to_csv(index=False))
         return path
-
-
-# ---- seeds ------------------------------------------------------------------------------------
-def clean_seeds(formulas, gaps) -> pd.DataFrame:
-    """Canonical, de-duplicated (mean gap per formula), finite, non-negative gaps."""
-    from ..composition import FormulaError, canonical_formula
-
-    formulas = list(formulas)
-    gaps = np.asarray(list(gaps), dtype=np.float64)
-    if len(formulas) != len(gaps):
-        raise CampaignError(f"{len(formulas)} seed formulas but {len(gaps)} gaps")
-    rows, bad = [], []
-    for f, g in zip(formulas, gaps):
-        try:
-            c = canonical_formula(str(f))
-        except FormulaError as exc:
-            bad.append(str(exc))
-            continue
-        if not np.isfinite(g) or g < 0:
-            bad.append(f"{f}: band gap {g} is not a number >= 0")
-            continue
-        rows.append((c, g))
-    if not rows:
-        raise CampaignError("no usable seed formula" + (f": {bad[:3]}" if bad else ""))
-    df = pd.DataFrame(rows, columns=["formula", "band_gap"]).groupby("formula", as_index=False, sort=False)["band_gap"].mean()
-    return df
-
-
-def pick_seeds(n: int, seed: int = 0, max_gap: float | None = None, min_gap: float | None = None,
-               subset: str = "encodable") -> pd.DataFrame:
-    """n random training-split formulas with their MP gaps (Exp 2/3: random; Exp 4: max_gap 3.0).
-
-    Only the train split: validation and test formulas stay unseen by every AL run."""
-    from ..data import load_bandgaps, split
-    from ..settings import get_settings
-
-    if n < 2:
-        raise CampaignError("pick at least 2 seeds")
-    train = split(load_bandgaps(), seed=get_settings().split_seed, subset=subset)["train"]
-    if max_gap is not None:
-        train = train[train["band_gap"] < max_gap]
-    if min_gap is not None:
-        train = train[train["band_gap"] >= min_gap]
-    if len(train) < n:
-        raise CampaignError(f"only {len(train)} training formulas match; asked for {n}")
-    pick = train.sample(n=n, random_state=seed)
-    return pick[["formula", "band_gap"]].reset_index(drop=True)
-
-
-def seeds_from_csv(path: str | Path) -> pd.DataFrame:
-    """A user's table: columns formula and band_gap (eV)."""
-    path = Path(path)
-    if not path.exists():
-        raise CampaignError(f"seed file {path} does not exist")
-    try:
-        df = pd.read_csv(path, keep_default_na=False, dtype={"formula": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise CampaignError(f"{path} is not a readable CSV: {exc}") from exc
-    cols = {c.strip().lower(): c for c in df.columns}
-    if "formula" not in cols or "band_gap" not in cols:
-        raise CampaignError(f"{path} needs columns 'formula' and 'band_gap', has {list(df.columns)}")
-    gaps = pd.to_numeric(df[cols["band_gap"]], errors="coerce")
-    return clean_seeds(df[cols["formula"]], gaps)
