@@ -134,3 +134,19 @@ def test_skipped_browser_tests_are_named_in_the_summary(tmp_path):
     block = r.stdout.split("1 browser test NOT RUN (skipped)", 1)[1].split("short test summary", 1)[0]
     assert "SKIPPED test_fake.py::test_page: /usr/bin/chromium is missing (apt-get install chromium)" in block
     assert "test_other" not in block and "sudo apt-get install -y --no-install-recommends chromium" in block
+
+
+@pytest.mark.parametrize("args", [
+    ["campaign", "new", "x", "--random-seeds", "0"], ["campaign", "new", "x", "--batch", "-1"],
+    ["campaign", "new", "x", "--budget", "0"], ["campaign", "new", "x", "--kappa", "nan"],
+    ["campaign", "new", "x", "--min-gap", "-1"], ["campaign", "new", "x", "--seed", str(2**63)],
+    ["campaign", "run", "x", "--rounds", "0"], ["campaign", "export", "x", "--output", "/nonexist/a.csv"],
+])
+def test_campaign_arguments_are_refused_before_any_work(args, capsys, tmp_path, monkeypatch):
+    from wbg_core.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()

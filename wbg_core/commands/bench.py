@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..cli import positive_int
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = ROOT / "bench"
 RESULTS_DIR = BENCH_DIR / "results"
@@ -29,7 +31,7 @@ def available() -> dict[str, Path]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run benchmarks (bench/bench_*.py) and update docs/benchmarks.md")
     p.add_argument("names", nargs="*", help=f"which to run (default: all): {', '.join(available())}")
-    p.add_argument("--repeats", type=int, default=5, help="runs per measurement; medians are reported")
+    p.add_argument("--repeats", type=positive_int, default=5, help="runs per measurement; medians are reported")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_bench)
 
@@ -44,8 +46,6 @@ def _bench(args) -> int:
     unknown = [n for n in names if n not in benches]
     if unknown:
         raise UserError(f"unknown benchmark(s) {unknown}; available: {list(benches)}")
-    if args.repeats < 1:
-        raise UserError("--repeats must be at least 1")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = {}
     for name in names:

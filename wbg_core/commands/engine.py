@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import band_gap, fraction, nonneg_float, nonneg_int, output_file, positive_int, seed, write_output
+from ..cli import (band_gap, fraction, nonneg_float, nonneg_int, output_file, positive_float, positive_int, seed,
+                   write_output)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,14 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.add_argument("directory", type=Path, help="campaign directory (a bare name goes under the campaigns dir)")
     g = n.add_mutually_exclusive_group()
     g.add_argument("--seeds-file", type=Path, help="CSV with columns formula, band_gap (eV)")
-    g.add_argument("--random-seeds", type=int, default=300, help="N random training-split formulas (default 300)")
-    n.add_argument("--below", type=float, help="draw the random seeds from gaps below this (Exp 4: 3.0)")
+    g.add_argument("--random-seeds", type=positive_int, default=300, help="N random training-split formulas (default 300)")
+    n.add_argument("--below", type=band_gap, help="draw the random seeds from gaps below this (Exp 4: 3.0)")
     n.add_argument("--objective", choices=["max", "window"], default="max")
-    n.add_argument("--min-gap", type=float, default=None, help="window lower end (hits for 'max'; default 5 eV there)")
-    n.add_argument("--max-gap", type=float, default=None, help="window upper end")
-    n.add_argument("--kappa", type=float, default=10.0)
-    n.add_argument("--batch", type=int, default=20)
-    n.add_argument("--budget", type=int, default=None, help="total proposals (default: unlimited)")
+    n.add_argument("--min-gap", type=band_gap, default=None, help="window lower end (hits for 'max'; default 5 eV there)")
+    n.add_argument("--max-gap", type=band_gap, default=None, help="window upper end")
+    n.add_argument("--kappa", type=positive_float, default=10.0)
+    n.add_argument("--batch", type=positive_int, default=20)
+    n.add_argument("--budget", type=positive_int, default=None, help="total proposals (default: unlimited)")
     n.add_argument("--invalid", choices=["skip", "penalty"], default="skip",
                    help="skip: decode before labelling (default); penalty: the paper's 0 eV for invalid decodes")
     n.add_argument("--proposal-rule", choices=["compound", "any"], default="compound",
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--decode-rule", choices=["strict", "argmax"], default="strict",
                    help="strict: the paper's (a row with two cells >= 0.5 is invalid); argmax: each element's most "
                         "likely count (bench/results/bo_validity.json compares them)")
-    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--seed", type=seed, default=0)
     n.add_argument("--overwrite", action="store_true")
     n.add_argument("--json", action="store_true")
     n.set_defaults(handler=_campaign_new)
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         s = csub.add_parser(name, help=hlp)
         s.add_argument("directory", type=Path)
         if name == "run":
-            s.add_argument("--rounds", type=int, required=True)
+            s.add_argument("--rounds", type=positive_int, required=True)
         s.add_argument("--json", action="store_true")
         s.set_defaults(handler=_campaign_run)
     s = csub.add_parser("status", help="rounds done, best gap, hits, budget left")
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(handler=_campaign_status)
     s = csub.add_parser("export", help="CSV of every seed and proposal")
     s.add_argument("directory", type=Path)
-    s.add_argument("--output", type=Path, required=True)
+    s.add_argument("--output", type=output_file, required=True)
     s.set_defaults(handler=_campaign_export)
 
     p = sub.add_parser("screen", help="screen generated candidates for a band-gap window")
