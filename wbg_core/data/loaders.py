@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -55,7 +54,9 @@ def parsed_formulas(path: Path, mp_formulas: list[str], cache_dir: Path | str | 
     Why a cache: parsing and encoding the 89,885 formulas takes ~5 s, paid by every process
     (each CLI command, the app's first page). The result is stored under the cache directory,
     keyed by the file's bytes and the parsing code's source, so an edit to either rebuilds
-    it; a missing, stale or unreadable cache is rebuilt, an unwritable directory skipped.
+    it. The cache is derived data and never trusted: it carries a sha256 of its own content and
+    key, and its arrays' shapes and row count are checked, so an empty, truncated, garbled or
+    well-formed but wrong cache is rebuilt (never an error); an unwritable directory is skipped.
     """
     from ..settings import get_settings
 
@@ -63,21 +64,18 @@ def parsed_formulas(path: Path, mp_formulas: list[str], cache_dir: Path | str | 
     key = _parse_key(path) if str(cache_dir) else None
     cached = Path(cache_dir) / f"parsed-{path.stem}-{key}.npz" if key else None
     if cached is not None and cached.exists():
-        try:
-            with np.load(cached, allow_pickle=False) as z:
-                if len(z["formula"]) == len(mp_formulas):
-                    errors = [str(e) or None for e in z["encode_error"]]
-                    return z["formula"].astype(object), z["encodable"], errors, z["counts"]
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            pass  # rebuilt below
+        hit = _read_parse_cache(cached, key, len(mp_formulas))
+        if hit is not None:
+            return hit
     formula = np.array([reduced_formula(f) for f in mp_formulas], dtype=object)
     enc = encode_counts(formula)
     if cached is not None:
+        arrays = {"formula": formula.astype(str), "encodable": enc.ok,
+                  "encode_error": np.array([e or "" for e in enc.errors], dtype=str), "counts": enc.counts}
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")  # processes racing to write never share a file
-            np.savez_compressed(tmp, formula=formula.astype(str), encodable=enc.ok,
-                                encode_error=np.array([e or "" for e in enc.errors], dtype=str), counts=enc.counts)
+            np.savez_compressed(tmp, **arrays, digest=np.array(_cache_digest(arrays, key)))
             tmp.replace(cached)
             for old in cached.parent.glob(f"parsed-{path.stem}-*.npz"):  # caches of older data or code
                 if old != cached and ".tmp." not in old.name:
@@ -85,6 +83,38 @@ def parsed_formulas(path: Path, mp_formulas: list[str], cache_dir: Path | str | 
         except OSError:
             pass  # a read-only install: parse each time
     return formula, enc.ok, list(enc.errors), enc.counts
+
+
+_CACHE_KINDS = {"formula": "U", "encodable": "b", "encode_error": "U", "counts": "i"}
+
+
+def _cache_digest(arrays: dict[str, np.ndarray], key: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256(key.encode())
+    for name in sorted(_CACHE_KINDS):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _read_parse_cache(cached: Path, key: str, n: int):
+    """The cached parse, or None (then rebuilt) unless it is whole, of n rows, and its digest holds."""
+    from .registry import read_npz
+
+    try:
+        z = read_npz(cached)
+    except ValueError:
+        return None
+    if set(z) != {*_CACHE_KINDS, "digest"} or any(z[k].dtype.kind != kind for k, kind in _CACHE_KINDS.items()):
+        return None
+    if any(z[k].shape != (n,) for k in ("formula", "encodable", "encode_error")) or z["counts"].shape != (n, 87):
+        return None
+    if str(z["digest"]) != _cache_digest(z, key) or not np.array_equal(z["encodable"], z["encode_error"] == ""):
+        return None
+    errors = [str(e) or None for e in z["encode_error"]]
+    return z["formula"].astype(object), z["encodable"], errors, z["counts"]
 
 
 def _parse_key(path: Path) -> str:
@@ -141,12 +171,19 @@ class StructurePool:
 def load_structures(data_dir: Path | None = None) -> StructurePool:
     npz_path = data_path(STRUCTURES_FILE, data_dir)
     meta_path = data_path(STRUCTURES_META_FILE, data_dir)
+    from pyarrow import ArrowException
+
+    from .registry import read_npz
+
     try:
-        with np.load(npz_path) as z:
-            arrays = {k: z[k] for k in ("cell", "offsets", "numbers", "frac")}
+        z = read_npz(npz_path)
+        arrays = {k: z[k] for k in ("cell", "offsets", "numbers", "frac")}
+    except (KeyError, ValueError) as exc:
+        raise DataError(f"{npz_path} could not be read: {exc}") from exc
+    try:
         meta = pd.read_parquet(meta_path)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise DataError(f"{npz_path} or {meta_path} could not be read: {exc}") from exc
+    except (OSError, ValueError, ArrowException) as exc:  # a damaged file: ArrowInvalid, OSError, ...
+        raise DataError(f"{meta_path} could not be read: {type(exc).__name__}: {exc}") from exc
     if len(meta) != len(arrays["cell"]) or arrays["offsets"][-1] != len(arrays["numbers"]):
         raise DataError(f"{npz_path} and {meta_path} disagree on the number of structures")
     return StructurePool(meta=meta, **arrays)
@@ -157,7 +194,9 @@ def load_element_embedding(data_dir: Path | None = None) -> dict[str, np.ndarray
     """Matscholar element embedding: symbol -> 200-d vector."""
     path = data_path(EMBEDDING_FILE, data_dir)
     try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not valid JSON: {exc}") from exc
-    return {el: np.asarray(v, dtype=np.float32) for el, v in raw.items()}
+        emb = {el: np.asarray(v, dtype=np.float32) for el, v in json.loads(path.read_text()).items()}
+        if len({v.shape for v in emb.values()}) != 1 or next(iter(emb.values())).ndim != 1:
+            raise ValueError("the vectors are not all of one length")
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:
+        raise DataError(f"{path} is not a valid element embedding: {type(exc).__name__}: {exc}") from exc
+    return emb

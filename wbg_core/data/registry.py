@@ -23,12 +23,46 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def read_npz(path: Path) -> dict:
+    """Every array of an .npz, never unpickled; ValueError says what is wrong with the file.
+
+    Why not np.load alone: an empty, truncated or garbled file raises any of six exception types
+    (BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError), and a member is checked
+    against zip's CRC-32 only when read to its end. Here each member is read whole, so a
+    flipped byte anywhere fails the CRC, and every failure is one ValueError."""
+    import io
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            arrays = {}
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise ValueError(f"member {info.filename!r} is not an array")
+                arrays[info.filename[:-4]] = np.load(io.BytesIO(zf.read(info)), allow_pickle=False)
+            return arrays
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, NotImplementedError) as exc:
+        raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+
+
 def load_registry(data_dir: Path | None = None) -> dict:
+    """data/registry.json, checked for the fields data_path reads; DataError names it if not."""
     data_dir = Path(data_dir or get_settings().data_dir)
     path = data_dir / REGISTRY_FILE
     if not path.exists():
         raise DataError(f"data registry {path} is missing")
-    return json.loads(path.read_text())
+    try:
+        registry = json.loads(path.read_text())
+        files = registry["files"]
+        for name, entry in files.items():
+            if not (isinstance(entry["bytes"], int) and isinstance(entry["sha256"], str) and len(entry["sha256"]) == 64):
+                raise ValueError(f"entry {name!r} lacks an integer 'bytes' or a 64-digit 'sha256'")
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"data registry {path} is corrupt: {type(exc).__name__}: {exc}") from exc
+    return registry
 
 
 @lru_cache(maxsize=32)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..composition import N_COUNTS, N_ELEMENTS, counts_to_formulas, counts_to_onehot, encode_counts, onehot_to_counts
-from .checkpoint import ModelError, load_checkpoint, load_module_state, save_checkpoint
+from .checkpoint import ModelError, build_module, load_checkpoint, require_finite, save_checkpoint
 from .sampling import CompositionSampler
 from .latent_map import build_latent_map
 
@@ -331,7 +331,7 @@ class Autoencoder:
         out = []
         for s in range(0, len(z), batch):
             logits = self.decode_logits(torch.as_tensor(z[s : s + batch], dtype=torch.float32))
-            out.append(torch.sigmoid_(logits).numpy())
+            out.append(require_finite(torch.sigmoid_(logits).numpy(), self.directory, "autoencoder"))
         return np.concatenate(out) if out else np.zeros((0, N_ELEMENTS, N_COUNTS), np.float32)
 
     def decode(self, z: np.ndarray, rule: str = "strict") -> np.ndarray:
@@ -519,13 +519,9 @@ def reevaluate(directory: Path, write: bool = False, command: str | None = None,
 
 def load(directory: Path) -> Autoencoder:
     directory = Path(directory)
-    tensors, config, card = load_checkpoint(directory)
-    if config.get("class") != "ConvAutoencoder":
-        raise ModelError(f"{directory / 'config.json'} is not an autoencoder config")
-    kwargs = dict(config["kwargs"])
-    kwargs["channels"] = tuple(kwargs.get("channels", (32, 128)))
-    net = ConvAutoencoder(**kwargs)
-    load_module_state(net, tensors, directory / "model.safetensors")
+    tensors, config, card = load_checkpoint(directory, kind="autoencoder")  # config validated (config_bounds)
+    kwargs = {**config["kwargs"], "channels": tuple(config["kwargs"].get("channels", (32, 128)))}
+    net = build_module(lambda: ConvAutoencoder(**kwargs), tensors, directory / "model.safetensors")
     return Autoencoder(net, config, card, directory)
 
 

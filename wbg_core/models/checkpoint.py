@@ -2,27 +2,67 @@
 
 A checkpoint directory holds `model.safetensors`, `config.json` (class name and constructor
 arguments: the model is rebuilt from the directory alone) and `card.json` (data checksum,
-split seed, hyper-parameters, epochs, wall time, device, metrics, git commit, command line).
+split seed, hyper-parameters, epochs, wall time, device, metrics, git commit, command line,
+and `weights_sha256`, the sha256 of the weights file).
 Training state for resuming after a kill lives in `<dir>/train_state/` in the same formats.
+
+Why the checks on load: garbled weights used to load and predict blanks or wrong numbers, and a
+hostile config.json grew the process by gigabytes before failing. Now the config is validated
+(config_bounds.py) before the weights are read, the weights are checked against the card's
+sha256 (Settings.verify_checksums), and the model is built on the meta device first, so a
+config that does not describe these weights fails before any memory is allocated.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..data.registry import sha256_of
+from .config_bounds import validate_config, validate_weights_sha256
 from .errors import ModelError  # noqa: F401  (re-exported: models raise it from here)
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "card.json"
+WEIGHTS_SHA256 = "weights_sha256"  # card.json: {file name: sha256}
+log = logging.getLogger(__name__)
+
+
+def verify_file(path: Path, expected: str | None, recorded_in: Path | str) -> None:
+    """The one check of a model file against the sha256 recorded for it (the weights' in
+    card.json, the oracle head's in config.json); skipped when Settings.verify_checksums is off."""
+    from ..settings import get_settings
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"checkpoint file {path} is missing")
+    if not get_settings().verify_checksums:
+        return
+    digest = sha256_of(path)
+    if digest != expected:
+        recorded = f"the {expected[:12]}... that {recorded_in} records" if expected else f"{recorded_in}, which records none"
+        raise ModelError(f"{path} is corrupt or was changed: its sha256 {digest[:12]}... does not match {recorded}")
+
+
+def require_finite(values: np.ndarray, directory: Path | None, model: str) -> np.ndarray:
+    """A model's outputs (rows first), or ModelError naming its weights: a NaN would otherwise
+    print as a blank or decode to nothing."""
+    finite = np.isfinite(values).reshape(len(values), -1).all(axis=1) if np.size(values) else np.ones(0, bool)
+    if not finite.all():
+        source = Path(directory) / WEIGHTS if directory is not None else f"the {model}"
+        raise ModelError(f"non-finite outputs for {int((~finite).sum())} of {len(values)} rows from {source}: "
+                         "the weights are damaged")
+    return values
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -56,25 +96,72 @@ def read_json(path: Path) -> dict:
     if not path.exists():
         raise ModelError(f"checkpoint file {path} is missing")
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"checkpoint file {path} is corrupt: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ModelError(f"checkpoint file {path} is corrupt: it holds a JSON {type(value).__name__}, not an object")
+    return value
 
 
 def save_checkpoint(directory: Path, tensors: dict[str, torch.Tensor], config: dict, card: dict) -> None:
+    """Writes the three files; `card` gains weights_sha256 (the caller's dict too, so it matches the file)."""
     directory = Path(directory)
     atomic_save_tensors(tensors, directory / WEIGHTS)
+    card[WEIGHTS_SHA256] = {WEIGHTS: sha256_of(directory / WEIGHTS)}
     atomic_write_text(directory / CONFIG, json.dumps(config, indent=2) + "\n")
     atomic_write_text(directory / CARD, json.dumps(card, indent=2, default=_jsonable) + "\n")
 
 
-def load_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
+def stamp_weights_sha256(directory: Path) -> dict[str, str]:
+    """Record the sha256 of a checkpoint's weights in its card, as it is now (for checkpoints
+    saved before cards carried it; the weights are only read)."""
+    directory = Path(directory)
+    card = read_json(directory / CARD)
+    card[WEIGHTS_SHA256] = {WEIGHTS: sha256_of(directory / WEIGHTS)}
+    atomic_write_text(directory / CARD, json.dumps(card, indent=2, default=_jsonable) + "\n")
+    return card[WEIGHTS_SHA256]
+
+
+def load_checkpoint(directory: Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict, dict]:
+    """(weights, config, card). `kind` ('oracle', 'autoencoder', 'gan') validates config.json
+    first; the weights are checked against the card's sha256 before they are read (a card
+    without one, from before checksums, loads with a logged warning)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ModelError(f"checkpoint directory {directory} is missing")
     config = read_json(directory / CONFIG)
+    if kind is not None:
+        validate_config(kind, config, directory / CONFIG)
     card = read_json(directory / CARD) if (directory / CARD).exists() else {}
-    return load_tensors(directory / WEIGHTS), config, card
+    sums = validate_weights_sha256(card, directory / CARD)
+    if sums is None:
+        if (directory / WEIGHTS).exists():
+            log.warning("%s has no %s: %s is loaded unverified (a checkpoint from before checksums; "
+                        "record them with checkpoint.stamp_weights_sha256)", directory / CARD, WEIGHTS_SHA256, WEIGHTS)
+    else:
+        verify_file(directory / WEIGHTS, sums.get(WEIGHTS), directory / CARD)
+    tensors = load_tensors(directory / WEIGHTS)
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ModelError(f"checkpoint file {directory / WEIGHTS} is corrupt: tensor {name} holds non-finite values")
+    return tensors, config, card
+
+
+def build_module(factory, tensors: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
+    """factory() loaded with `tensors`; built on the meta device first, so weights that its
+    config does not describe fail before any memory is allocated."""
+    with torch.device("meta"):
+        want = {k: tuple(v.shape) for k, v in factory().state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in tensors.items()}
+    if want != have:
+        diff = sorted(set(want) ^ set(have)) or [k for k in want if want[k] != have[k]]
+        k = diff[0]
+        raise ModelError(f"{source} does not match its config.json: {len(diff)} tensors differ, e.g. {k} "
+                         f"(config: {want.get(k, 'absent')}, file: {have.get(k, 'absent')})")
+    module = factory()
+    load_module_state(module, tensors, source)
+    return module
 
 
 def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:

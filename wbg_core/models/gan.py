@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from ..composition import N_COUNTS, N_ELEMENTS, VOCAB, counts_to_formulas, counts_to_onehot, encode_counts, onehot_to_counts
-from .checkpoint import ModelError, load_checkpoint, load_module_state, save_checkpoint
+from .checkpoint import build_module, load_checkpoint, require_finite, save_checkpoint
 from . import compound_decoding
 from .sampling import CompositionSampler
 
@@ -164,7 +164,8 @@ class CompositionGAN(CompositionSampler):
         out = np.zeros((n, N_ELEMENTS, N_COUNTS), np.float32)
         for s in range(0, n, batch):
             m = min(batch, n - s)
-            out[s : s + m] = self.gen(torch.randn(m, self.gen.noise_dim, generator=g)).numpy()
+            out[s : s + m] = require_finite(self.gen(torch.randn(m, self.gen.noise_dim, generator=g)).numpy(),
+                                            self.directory, "generator")
         return out
 
 
@@ -343,12 +344,10 @@ def reevaluate(directory: Path, write: bool = False, command: str | None = None,
 
 def load(directory: Path) -> CompositionGAN:
     directory = Path(directory)
-    tensors, config, card = load_checkpoint(directory)
-    classes = {cls.__name__: cls for cls, _ in ARCHS.values()}
-    if config.get("class") not in classes:
-        raise ModelError(f"{directory / 'config.json'} is not a generator config (class {config.get('class')!r})")
-    gen = classes[config["class"]](**config["kwargs"])
-    load_module_state(gen, tensors, directory / "model.safetensors")
+    tensors, config, card = load_checkpoint(directory, kind="gan")  # config validated (config_bounds)
+    cls = {cls.__name__: cls for cls, _ in ARCHS.values()}[config["class"]]
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config["kwargs"].items()}
+    gen = build_module(lambda: cls(**kwargs), tensors, directory / "model.safetensors")
     return CompositionGAN(gen, config, card, directory)
 
 

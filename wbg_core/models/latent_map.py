@@ -141,20 +141,29 @@ class LatentMap:
         path = Path(directory) / FILE
         if not path.exists():
             raise ModelError(f"latent map {path} is missing: build it with `wbg map build --autoencoder {directory}`")
+        from ..data.registry import read_npz
+
         try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except (OSError, ValueError, EOFError) as exc:
+            arrays = read_npz(path)  # every member read whole: zip's CRC-32 catches a garbled byte
+        except ValueError as exc:
             raise ModelError(f"latent map {path} is corrupt ({exc}): rebuild it with "
                              f"`wbg map build --autoencoder {directory}`") from exc
         if "z" not in arrays or str(arrays.get("kind", "")) != MAP_KIND:
             raise ModelError(f"latent map {path} is an earlier PCA map that does not decode: rebuild it with "
                              f"`wbg map build --autoencoder {directory}`")
         missing = {"formula", "band_gap", "xy", "latent_lo", "latent_hi"} - set(arrays)
-        n = len(arrays["formula"]) if "formula" in arrays else -1
-        if missing or arrays["xy"].shape != (n, 2) or len(arrays["z"]) != n or len(arrays["band_gap"]) != n:
+        n = arrays["formula"].size if "formula" in arrays else -1
+        if missing or arrays["xy"].shape != (n, 2) or arrays["z"].shape[:1] != (n,) or arrays["band_gap"].shape != (n,):
             raise ModelError(f"latent map {path} is inconsistent (missing {sorted(missing)} or arrays of "
                              f"different lengths): rebuild it with `wbg map build --autoencoder {directory}`")
+        z = arrays["z"]
+        d = z.shape[1] if z.ndim == 2 else -1
+        if (d < 1 or arrays["latent_lo"].shape != (d,) or arrays["latent_hi"].shape != (d,)
+                or arrays["formula"].dtype.kind != "U" or arrays["band_gap"].dtype.kind != "f"
+                or not all(arrays[k].dtype.kind == "f" and np.isfinite(arrays[k]).all()
+                           for k in ("xy", "z", "latent_lo", "latent_hi"))):
+            raise ModelError(f"latent map {path} is inconsistent (arrays of the wrong type or shape, or "
+                             f"non-finite codes or coordinates): rebuild it with `wbg map build --autoencoder {directory}`")
         try:
             settings = MapSettings(**json.loads(str(arrays["settings"])))
         except (KeyError, TypeError, ValueError):

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..composition.elements import PERIODIC_TABLE
 from ..composition.parse import FormulaError, parse_formula
-from .checkpoint import ModelError, load_checkpoint, load_module_state, save_checkpoint
+from .checkpoint import ModelError, build_module, load_checkpoint, require_finite, save_checkpoint
 
 NAME = "oracle"
 MAX_ELEMENTS = 12
@@ -282,6 +282,8 @@ class Oracle:
         """mean, std and, with a head, p_nonmetal, gap_if_nonmetal, std_if_nonmetal per row.
         Non-finite outputs (garbled weights) raise ModelError: an error, never a blank."""
         means, stds, desc = self.ensemble_outputs(z, w, batch)
+        # before the head too: its LightGBM boosters read a NaN as "missing" and answer a number
+        require_finite(np.hstack([means.T, stds.T, desc]), self.directory, "oracle")
         spread = self.ensemble_std(means, stds)
         if self.head is None:
             d = {"mean": np.clip(means.mean(axis=0), 0.0, None), "std": spread * self.std_scale}
@@ -290,10 +292,7 @@ class Oracle:
             from .oracle_head import head_features
 
             d = self.head.predict(head_features(means, stds, desc, statistics_with_ionic(z, w)), spread)
-        bad = ~(np.isfinite(d["mean"]) & np.isfinite(d["std"]))
-        if bad.any():
-            where = self.directory or "the oracle"
-            raise ModelError(f"{where} gave {int(bad.sum())} non-finite predictions: its weights are damaged")
+        require_finite(np.c_[d["mean"], d["std"]], self.directory, "oracle")
         return d
 
     def predict_arrays(self, z: np.ndarray, w: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -322,22 +321,24 @@ LOSSES = {"robust_l1": robust_l1, "l1_with_std": l1_with_std}
 def load(directory: Path, with_head: bool = True) -> Oracle:
     """with_head=False: the ensemble alone (to fit a new head over a missing or broken one)."""
     directory = Path(directory)
-    tensors, config, card = load_checkpoint(directory)
-    if config.get("class") != "RoostGapEnsemble":
-        raise ModelError(f"{directory / 'config.json'} is not an oracle config")
+    tensors, config, card = load_checkpoint(directory, kind="oracle")  # config validated (config_bounds)
+    weights = directory / "model.safetensors"
     emb = tensors.get("embedding")
-    if emb is None:
-        raise ModelError(f"{directory / 'model.safetensors'} lacks the element embedding")
+    if emb is None or emb.ndim != 2 or emb.shape[0] != N_TABLE:
+        raise ModelError(f"{weights} lacks the element embedding ({N_TABLE} rows)")
     kwargs = dict(config["kwargs"])
-    kwargs["out_hidden"] = tuple(kwargs["out_hidden"])
+    if "out_hidden" in kwargs:
+        kwargs["out_hidden"] = tuple(kwargs["out_hidden"])
+    n = config["members"]
+    stray = sorted(k for k in tensors if k != "embedding" and not k.startswith(tuple(f"member_{i}." for i in range(n))))
+    if stray:
+        raise ModelError(f"{weights} does not match its config.json ({n} members): it also holds {stray[0]}")
     members = []
-    for k in range(config["members"]):
-        net = RoostGap(emb, **kwargs)
+    for k in range(n):
         head = f"member_{k}."
         sd = {kk[len(head):]: v for kk, v in tensors.items() if kk.startswith(head)}
         sd["embedding"] = emb
-        load_module_state(net, sd, directory / "model.safetensors")
-        members.append(net)
+        members.append(build_module(lambda: RoostGap(emb, **kwargs), sd, weights))
     head = None
     if with_head and "head" in config:  # the hurdle head and its conformal calibration (oracle_head.py)
         from .oracle_head import OracleHead

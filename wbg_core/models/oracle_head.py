@@ -23,7 +23,6 @@ JSON calibration, each checked against the sha256 that config.json records.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -120,6 +119,7 @@ class OracleHead:
 
     def save(self, directory: Path) -> dict[str, str]:
         """Write the three files; returns {file: sha256} for config.json."""
+        from ..data.registry import sha256_of
         from .checkpoint import atomic_write_text
 
         directory = Path(directory)
@@ -127,12 +127,14 @@ class OracleHead:
                  CALIBRATION_FILE: json.dumps(self.calibration, indent=2) + "\n"}
         for name, text in texts.items():
             atomic_write_text(directory / name, text)
-        return {name: hashlib.sha256(text.encode()).hexdigest() for name, text in texts.items()}
+        return {name: sha256_of(directory / name) for name in texts}  # of the bytes on disk
 
     @classmethod
     def load(cls, directory: Path, sha256: dict[str, str]) -> "OracleHead":
         """Each file must exist and match config.json's sha256; anything else is a ModelError naming it."""
         import lightgbm as lgb
+
+        from .checkpoint import CONFIG, verify_file
 
         directory = Path(directory)
         texts = {}
@@ -140,21 +142,43 @@ class OracleHead:
             path = directory / name
             if not path.is_file():
                 raise ModelError(f"oracle head file {path} is missing (re-create it: wbg calibrate oracle --dir {directory})")
-            data = path.read_bytes()
-            if name not in sha256 or hashlib.sha256(data).hexdigest() != sha256[name]:
-                raise ModelError(f"oracle head file {path} is corrupt: its sha256 does not match config.json")
+            verify_file(path, sha256.get(name), directory / CONFIG)
             try:
+                data = path.read_bytes()
+                if name != CALIBRATION_FILE:
+                    _check_booster_layout(data)
                 texts[name] = data.decode()
-            except UnicodeDecodeError as exc:
+            except (UnicodeDecodeError, ValueError) as exc:
                 raise ModelError(f"oracle head file {path} is corrupt: {exc}") from exc
-        try:
-            calibration = json.loads(texts[CALIBRATION_FILE])
-            _check_calibration(calibration)
-            clf = lgb.Booster(model_str=texts[CLASSIFIER_FILE])
-            reg = lgb.Booster(model_str=texts[REGRESSOR_FILE])
-        except (ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as exc:
-            raise ModelError(f"oracle head in {directory} is corrupt: {exc}") from exc
-        return cls(clf, reg, calibration)
+        loaded = {}
+        for name in (CALIBRATION_FILE, CLASSIFIER_FILE, REGRESSOR_FILE):  # one at a time: the error names its file
+            try:
+                if name == CALIBRATION_FILE:
+                    loaded[name] = json.loads(texts[name])
+                    _check_calibration(loaded[name])
+                else:
+                    loaded[name] = lgb.Booster(model_str=texts[name])
+            except (ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as exc:
+                raise ModelError(f"oracle head file {directory / name} is corrupt: {exc}") from exc
+        return cls(loaded[CLASSIFIER_FILE], loaded[REGRESSOR_FILE], loaded[CALIBRATION_FILE])
+
+
+def _check_booster_layout(data: bytes) -> None:
+    """LightGBM aborts the whole process (a C++ terminate, no exception) on a truncated model
+    string; with Settings.verify_checksums off nothing else stops one. Checked first: the start
+    and end markers, and each tree where the header's tree_sizes (byte counts) put it."""
+    import re
+
+    sizes = re.search(rb"^tree_sizes=([0-9 ]*)$", data, re.M)
+    pos = data.find(b"\nTree=0\n") + 1
+    if not data.startswith(b"tree\n") or b"\nend of parameters\n" not in data or sizes is None or pos == 0:
+        raise ValueError("not a whole LightGBM model (a start or end marker is missing)")
+    for k, n in enumerate(int(x) for x in sizes.group(1).split()):
+        if not data.startswith(b"Tree=%d\n" % k, pos):
+            raise ValueError(f"tree {k} is not where the model's tree_sizes put it")
+        pos += n
+    if not data.startswith(b"end of trees", pos):
+        raise ValueError("the trees do not end where the model's tree_sizes say")
 
 
 def calibrated_p(raw: np.ndarray, cal: dict) -> np.ndarray:
