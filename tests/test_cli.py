@@ -68,6 +68,7 @@ def test_help_returns_zero_and_argument_errors_return_two(capsys):
     (["train", "oracle", "--limit", "-1"], "--limit must be an integer >= 1"),
     (["train", "oracle", "--member", "-1"], "--member must be an integer >= 0"),
     (["train", "oracle", "--threads", "0"], "--threads must be an integer >= 1"),
+    (["train", "oracle", "--members", "40"], "--members must be an integer from 1 to 32"),  # what a checkpoint may hold
     (["evaluate", "oracle", "-n", "-5"], "-n must be an integer >= 1"),
 ])
 def test_bad_numbers_are_refused_before_any_work(capsys, argv, message):

@@ -92,3 +92,20 @@ def test_disordered_structure_cannot_be_relaxed():
     s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.6), [{"Na": 0.5, "K": 0.5}, "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     with pytest.raises(ValueError, match="disordered"):
         stability.relax(s)
+
+
+@pytest.mark.parametrize("content", ["", "{not json", "[]"])
+def test_damaged_reference_file_is_named(content, tmp_path, monkeypatch):
+    from wbg_core import settings
+    from wbg_core.structures import stability
+
+    (tmp_path / stability.REFS_FILE).write_text(content)
+    monkeypatch.setenv("WBG_MODELS_DIR", str(tmp_path))
+    settings.get_settings.cache_clear()
+    stability.element_references.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=stability.REFS_FILE):
+            stability.element_references()
+    finally:
+        settings.get_settings.cache_clear()
+        stability.element_references.cache_clear()

@@ -6,7 +6,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..cli import fraction, nonneg_float, nonneg_int, output_dir, positive_float, positive_int, seed
+from ..cli import fraction, int_in, nonneg_float, nonneg_int, output_dir, positive_float, positive_int, seed
+from ..models.config_bounds import MAX_MEMBERS
 
 MODELS = ("autoencoder", "oracle", "gan")
 
@@ -22,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: settings, 2)")
     p.add_argument("--limit", type=positive_int, default=None, help="train on the first N rows only (smoke tests)")
-    p.add_argument("--members", type=positive_int, default=None, help="oracle ensemble size (default 5)")
+    p.add_argument("--members", type=int_in(1, MAX_MEMBERS), default=None,
+                   help=f"oracle ensemble size (default 5, at most {MAX_MEMBERS}: what a checkpoint may hold)")
     p.add_argument("--substitute", type=fraction, default=None,
                    help="autoencoder: fraction of each batch with elements swapped for random others "
                         "(default 0, the paper's training; see docs/models.md)")

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from .errors import ModelError
 
 HEAD_FILES = ("head_nonmetal.lgb.txt", "head_gap.lgb.txt", "calibration.json")
+MAX_MEMBERS = 32  # oracle ensemble members a checkpoint may hold (wbg train --members is held to it)
 SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -65,7 +66,7 @@ class OracleHeadSection(_Strict):
 
 class OracleFile(_Strict):
     class_: Literal["RoostGapEnsemble"] = Field(alias="class")
-    members: Int(1, 32)
+    members: Int(1, MAX_MEMBERS)
     kwargs: OracleKwargs
     train: dict[str, Any] = {}
     std_scale: Real(1e-6, 1e3) = 1.0

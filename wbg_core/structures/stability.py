@@ -148,7 +148,13 @@ def element_references() -> dict:
         raise FileNotFoundError(
             f"{path} is missing: run `python -m wbg_core structure --fit-references` once to compute it"
         )
-    return json.loads(path.read_text())
+    try:
+        refs = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is corrupt ({exc}): rerun `python -m wbg_core structure --fit-references`") from exc
+    if not isinstance(refs, dict) or not refs:
+        raise ValueError(f"{path} holds no element references: rerun `python -m wbg_core structure --fit-references`")
+    return refs
 
 
 def _fit_set(per_element: int, max_atoms: int, seed: int) -> np.ndarray:
