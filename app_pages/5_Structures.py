@@ -1,4 +1,4 @@
-"""Structures: EMD template alternatives, the substituted structure in 3D, CHGNet, CIF and zip downloads."""
+"""Structures: EMD template alternatives, the structure in 3D, CHGNet, symmetry, simulated XRD, CIF/DFT downloads."""
 from __future__ import annotations
 
 import sys
@@ -132,19 +132,68 @@ with left:
     except Exception as exc:  # noqa: BLE001
         st.error(f"The 3D view failed: {exc}")
 
-from wbg_core.structures.export import cif_string, cif_zip, safe_filename  # noqa: E402
+from wbg_core.structures.dft import DEFAULT_KPOINT_DENSITY, SSSP_LABEL  # noqa: E402
+from wbg_core.structures.export import (DEFAULT_SYMPREC, bundle_zip, cif_string, safe_filename,  # noqa: E402
+                                        symmetry_info)
+from wbg_core.structures.xrd import DEFAULT_WAVELENGTH, wavelengths, xrd_figure, xrd_pattern  # noqa: E402
 
-d1, d2 = st.columns(2)
-with d1:
+st.subheader("Symmetry, simulated XRD and DFT inputs")
+sources = wavelengths()
+w1, w2, w3 = st.columns(3)
+symprec = w1.number_input("Symmetry tolerance, symprec (Å)", min_value=0.0001, max_value=1.0, value=DEFAULT_SYMPREC,
+                          step=0.01, format="%.4f", key="symprec",
+                          help="spglib's distance tolerance: the space group, the Wyckoff positions, the CIF's "
+                               "symmetrised conventional cell and the XRD hkl all use it")
+source = w2.selectbox("X-ray source", list(sources), index=list(sources).index(DEFAULT_WAVELENGTH), key="xrd_source",
+                      format_func=lambda k: f"{k} ({sources[k]:.4f} Å)")
+kdens = w3.number_input("k-points per reciprocal atom (DFT inputs)", min_value=10.0, max_value=1.0e6,
+                        value=DEFAULT_KPOINT_DENSITY, step=100.0, format="%.0f", key="kdens",
+                        help="pymatgen's Kpoints.automatic_density; the VASP and Quantum ESPRESSO inputs "
+                             "share the grid")
+state = f"{key}|{'relaxed' if key in relaxed else 'template'}"  # what `structure` is, for the caches below
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _xrd(state: str, _structure, source: str, symprec: float):
+    return xrd_pattern(_structure, source, symprec)
+
+
+@st.cache_data(show_spinner="Writing the CIF, XRD peaks and DFT inputs…", max_entries=32)
+def _bundle(state: str, _structure, _prov, symprec: float, source: str, kdens: float) -> bytes:
+    return bundle_zip([(_structure, _prov)], symprec=symprec, wavelength=source, kpoint_density=kdens)
+
+
+s_left, s_right = st.columns([3, 2], gap="large")
+with s_left:
     try:
-        st.download_button("Download CIF", cif_string(structure, prov).encode(),
+        info = symmetry_info(structure, symprec)
+        st.markdown(f"**{info['symbol']}** (No. {info['number']}, {info['crystal_system']}) at symprec "
+                    f"{symprec:g} Å; conventional cell of {info['n_conventional']} sites")
+        st.dataframe(pd.DataFrame(info["sites"]), hide_index=True, width="stretch", key="wyckoff",
+                     column_config={"wyckoff": st.column_config.TextColumn("Wyckoff", help="multiplicity and letter"),
+                                    "site_symmetry": st.column_config.TextColumn("site symmetry"),
+                                    **{c: st.column_config.NumberColumn(c, format="%.4f") for c in ("x", "y", "z")}})
+    except ValueError as exc:
+        st.warning(f"No space group at symprec {symprec:g} Å ({exc}); the CIF is written in P1.")
+with s_right:
+    try:
+        st.download_button("Download CIF", cif_string(structure, prov, symprec).encode(),
                            safe_filename(prov.get("name") or prov["formula"]), "chemical/x-cif", key="dl_cif")
     except Exception as exc:  # noqa: BLE001
         st.error(f"CIF export failed: {exc}")
-with d2:
+    try:
+        one = _bundle(state, structure, prov, symprec, source, kdens)
+        st.download_button("Download DFT inputs + XRD + CIF (zip)", one,
+                           safe_filename(prov.get("name") or prov["formula"], suffix=".zip"), "application/zip",
+                           key="dl_bundle")
+        st.caption(f"DFT inputs: VASP (pymatgen MPRelaxSet; POTCAR.spec only, POTCARs are licensed) and "
+                   f"Quantum ESPRESSO pw.x ({SSSP_LABEL}), with a README of how the structure was made.")
+    except Exception as exc:  # noqa: BLE001
+        st.error(f"Bundle export failed: {exc}")
     batch = list(dict.fromkeys([formula] + cands))
     st.caption(f"Zip: the best structure of each of {plural(len(batch), 'formula')} "
-               f"({', '.join(batch[:6])}{'…' if len(batch) > 6 else ''}) with index.csv")
+               f"({', '.join(batch[:6])}{'…' if len(batch) > 6 else ''}), each with its XRD peaks and DFT "
+               "inputs, and index.csv")
     if st.button("Prepare zip", key="prep_zip"):
         items, bar = [], st.progress(0.0, text="Building structures…")
         for i, f in enumerate(batch):
@@ -155,7 +204,20 @@ with d2:
             except Exception as exc:  # noqa: BLE001
                 st.error(f"{f}: {exc}")
             bar.progress((i + 1) / len(batch), text=f"{i + 1}/{len(batch)} {f}")
-        st.session_state["zip"] = cif_zip(items)
+        st.session_state["zip"] = bundle_zip(items, symprec=symprec, wavelength=source, kpoint_density=kdens)
     if st.session_state.get("zip"):
-        st.download_button("Download zip of CIFs", st.session_state["zip"], "candidates.zip", "application/zip",
-                           key="dl_zip")
+        st.download_button("Download zip of CIFs, XRD peaks and DFT inputs", st.session_state["zip"],
+                           "candidates.zip", "application/zip", key="dl_zip")
+
+try:
+    pattern = _xrd(state, structure, source, symprec)
+    st.plotly_chart(xrd_figure(pattern, title=f"{prov['formula']}: simulated powder XRD, {source} "
+                                              f"({pattern.wavelength_A:.4f} Å), hkl of the conventional cell"),
+                    width="stretch", key="xrd")
+    for note in pattern.notes:
+        st.caption(f"⚠️ {note}")
+    st.download_button("Download XRD peaks (CSV)", pattern.csv().encode(),
+                       safe_filename(f"{prov.get('name') or prov['formula']}_xrd_{source}", suffix=".csv"),
+                       "text/csv", key="dl_xrd")
+except ValueError as exc:
+    st.error(f"No XRD pattern: {exc}")

@@ -1,5 +1,6 @@
-"""AppTest: the structures page (templates, 3D figure, CIF, zip, bad input)."""
+"""AppTest: the structures page (templates, 3D figure, symmetry, XRD, CIF and DFT downloads, zip, bad input)."""
 import io
+import json
 import zipfile
 
 from app_testing import app, no_exception, texts
@@ -21,10 +22,49 @@ def test_templates_figure_and_downloads():
     assert not at.error
 
 
+def _array(v):
+    """A plotly array from a figure's JSON: a list, or typed binary ({'dtype', 'bdata'})."""
+    import base64
+
+    import numpy as np
+
+    return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]) if isinstance(v, dict) else np.asarray(v)
+
+
+def test_symmetry_xrd_and_dft_widgets():
+    at = app("5_Structures", {"formula": "GaN"}).run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert "P6_3mc** (No. 186, hexagonal) at symprec 0.1" in texts(at)
+    wyckoff = at.dataframe[1].value
+    assert list(wyckoff["wyckoff"]) == ["2b", "2b"] and set(wyckoff["species"]) == {"Ga", "N"}
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert {"Download XRD peaks (CSV)", "Download CIF", "Download DFT inputs + XRD + CIF (zip)"} <= set(labels)
+    xrd = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    assert xrd["layout"]["title"]["text"].startswith("GaN: simulated powder XRD, CuKa")
+    bars = xrd["data"][0]
+    assert bars["type"] == "bar" and "hkl" in bars["hovertemplate"] and len(_array(bars["x"])) > 5
+    at.selectbox(key="xrd_source").set_value("MoKa")
+    at.number_input(key="symprec").set_value(0.001).run()
+    no_exception(at)
+    assert "at symprec 0.001" in texts(at)
+    xrd = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    assert "MoKa" in xrd["layout"]["title"]["text"]
+    assert _array(xrd["data"][0]["x"]).min() < 20  # (1 0 -1 0) moves from 32.4 to 14.8 degrees
+    at.number_input(key="kdens").set_value(200.0).run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    at.button(key="prep_zip").click().run()
+    no_exception(at)
+    names = zipfile.ZipFile(io.BytesIO(at.session_state["zip"])).namelist()
+    assert "index.csv" in names and any(n.endswith("/dft/qe/pw.in") for n in names)
+    assert any(n.endswith("/xrd_MoKa.csv") for n in names)
+
+
 def test_zip_and_cif_helpers_roundtrip():
     from pymatgen.core import Structure
 
-    from wbg_core.structures.export import cif_string, cif_zip
+    from wbg_core.structures.export import bundle_zip, cif_string, cif_zip
     from wbg_core.structures.pipeline import predict_structures
 
     c = predict_structures("NaCl", top_k=1, with_gap=False)[0]
@@ -32,6 +72,10 @@ def test_zip_and_cif_helpers_roundtrip():
     assert s.composition.reduced_formula == "NaCl"
     z = zipfile.ZipFile(io.BytesIO(cif_zip([(c.structure, c.provenance)])))
     assert "index.csv" in z.namelist()
+    z = zipfile.ZipFile(io.BytesIO(bundle_zip([(c.structure, c.provenance)])))
+    stem = c.provenance["name"]
+    assert {f"{stem}.cif", f"{stem}/xrd_CuKa.csv", f"{stem}/dft/README.md", f"{stem}/dft/vasp/POSCAR",
+            f"{stem}/dft/qe/pw.in", "index.csv"} <= set(z.namelist())
 
 
 def test_bad_formula_message():

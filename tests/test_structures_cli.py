@@ -1,4 +1,4 @@
-"""`wbg structure`: CIFs + provenance, and clear one-line errors for bad input."""
+"""`wbg structure`: CIFs, XRD peaks, DFT inputs and provenance, and clear one-line errors for bad input."""
 import json
 import os
 import zipfile
@@ -26,11 +26,37 @@ def test_structure_writes_cifs_and_provenance(tmp_path, capsys):
         assert key in first
     assert first["formation_energy_per_atom"] < 0
     assert report["candidates"][0]["template_id"] == "mp-804"
+    # each candidate: NAME.cif, NAME/xrd_CuKa.csv, NAME/dft/{README.md, vasp/*, qe/pw.in}
+    stem = cifs[0][:-4]
+    assert first["folder"] == stem and first["xrd"] == f"{stem}/xrd_CuKa.csv" and first["dft"] == f"{stem}/dft"
+    for rel in ("xrd_CuKa.csv", "dft/README.md", "dft/vasp/INCAR", "dft/vasp/KPOINTS", "dft/vasp/POSCAR",
+                "dft/vasp/POTCAR.spec", "dft/qe/pw.in"):
+        assert (out / stem / rel).is_file(), rel
+    assert "mp-804" in (out / stem / "dft" / "README.md").read_text()
     names = zipfile.ZipFile(out / "structures.zip").namelist()
-    assert "index.csv" in names and len(names) == 3
+    assert "index.csv" in names and len(names) == 2 * 8 + 1
+    assert f"{stem}/dft/qe/pw.in" in names and f"{stem}/xrd_CuKa.csv" in names
     from pymatgen.core import Structure
 
     assert Structure.from_file(out / cifs[0]).composition.reduced_formula == "GaN"
+
+
+def test_symprec_wavelength_and_kpoint_density_reach_the_files(tmp_path, capsys):
+    import ase.io
+    from pymatgen.io.vasp import Kpoints
+
+    argv = ["structure", "GaN", "--top-k", "1", "--symprec", "0.001", "--wavelength", "MoKa",
+            "--kpoint-density", "200", "--output", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "P6_3mc at symprec 0.001" in out and "xrd_MoKa.csv, dft/" in out
+    cif = next(tmp_path.glob("*.cif"))
+    stem = tmp_path / cif.stem
+    assert "spglib at symprec 0.001 A" in cif.read_text() and "# wyckoff: Ga 2b (3m.), N 2b (3m.)" in cif.read_text()
+    assert (stem / "xrd_MoKa.csv").read_text().startswith("two_theta,intensity,hkl,d_spacing")
+    kp = Kpoints.from_file(stem / "dft" / "vasp" / "KPOINTS")
+    assert "200" in kp.comment and max(kp.kpts[0]) < 7  # coarser than the default 1000's 7 x 7 x 4
+    assert len(ase.io.read(stem / "dft" / "qe" / "pw.in", format="espresso-in")) == 4
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -39,6 +65,10 @@ def test_structure_writes_cifs_and_provenance(tmp_path, capsys):
     (["structure", "SrYF5", "--top-k", "0", "--output", "{tmp}"], "--top-k"),
     (["structure", "Na11Cl13", "--no-fallback", "--output", "{tmp}"], "coefficients"),
     (["structure", "SrYF5", "--output", "{file}"], "not a folder"),
+    (["structure", "NaCl", "--symprec", "0", "--output", "{tmp}"], "--symprec must be a finite number in (0, 1]"),
+    (["structure", "NaCl", "--symprec", "nan", "--output", "{tmp}"], "--symprec"),
+    (["structure", "NaCl", "--wavelength", "CuKz", "--output", "{tmp}"], "invalid choice: 'CuKz'"),
+    (["structure", "NaCl", "--kpoint-density", "-1", "--output", "{tmp}"], "--kpoint-density must be"),
 ])
 def test_bad_input_is_one_line(argv, message, tmp_path, capsys):
     f = tmp_path / "a_file"

@@ -90,3 +90,146 @@ def test_safe_filenames(name, expected):
 
 def test_long_names_are_capped():
     assert len(safe_filename("Na" * 500)) <= 120
+
+
+# ---------------------------------------------------------------- symmetry in the CIF
+
+def _nacl(primitive=False):
+    from pymatgen.core import Lattice, Structure
+
+    s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return s.get_primitive_structure() if primitive else s
+
+
+def test_cif_has_space_group_and_wyckoff_letters_of_the_conventional_cell():
+    from pymatgen.core import Structure
+
+    text = cif_string(_nacl(primitive=True), {"formula": "NaCl", "spacegroup": 1, "spacegroup_symbol": "P1"}, 0.1)
+    assert "# space_group: Fm-3m (No. 225), cubic, spglib at symprec 0.1 A" in text
+    assert "# wyckoff: Na 4a (m-3m), Cl 4b (m-3m)" in text
+    assert "# spacegroup: 225" in text and "# spacegroup_symbol: Fm-3m" in text  # the provenance follows the CIF
+    back = Structure.from_str(text, fmt="cif", primitive=False)
+    assert len(back) == 8 and abs(back.lattice.a - 5.64) < 1e-6  # the conventional cell, from a primitive input
+
+
+def test_wyckoff_positions_of_a_real_low_symmetry_structure(pool):
+    from wbg_core.structures.export import symmetry_info
+
+    info = symmetry_info(pool.structure(pool.index_of("mp-752675")), 0.1)  # BaYF5, the paper's SrYF5 template
+    assert (info["symbol"], info["number"], info["n_conventional"]) == ("C2/c", 15, 28)
+    assert [(s["species"], s["wyckoff"]) for s in info["sites"]] == \
+        [("Ba", "4e"), ("Y", "4e"), ("F", "8f"), ("F", "8f"), ("F", "4e")]
+    assert sum(int(s["wyckoff"][:-1]) for s in info["sites"]) == 28
+    text = cif_string(pool.structure(pool.index_of("mp-2133")), symprec=0.1)  # ZnO wurtzite
+    assert "# wyckoff: Zn 2b (3m.), O 2b (3m.)" in text
+
+
+def test_symprec_decides_the_space_group():
+    """NaCl with one Cl moved by 0.02 A: Fm-3m at symprec 0.1, lower symmetry at 0.001."""
+    import numpy as np
+
+    from wbg_core.structures.export import symmetry_info
+
+    s = _nacl()
+    s.translate_sites([4], np.array([0.02, 0.0, 0.0]), frac_coords=False)
+    assert symmetry_info(s, 0.1)["number"] == 225
+    strict = symmetry_info(s, 0.001)
+    assert strict["number"] < 225
+    text = cif_string(s, {"formula": "NaCl"}, symprec=0.001)
+    assert f"(No. {strict['number']})" in text and "symprec 0.001 A" in text
+    with pytest.raises(ValueError, match="symprec"):
+        symmetry_info(s, 0)
+
+
+# ---------------------------------------------------------------- simulated XRD
+
+def test_rock_salt_xrd_200_peak_for_cu_ka():
+    from wbg_core.structures.xrd import xrd_pattern
+
+    for s in (_nacl(), _nacl(primitive=True)):  # hkl are conventional either way
+        peaks = xrd_pattern(s, "CuKa", 0.1).peaks
+        strongest = peaks.loc[peaks["intensity"].idxmax()]
+        assert strongest["hkl"] == "(2 0 0)" and abs(strongest["two_theta"] - 31.7) < 0.05
+        assert abs(strongest["d_spacing"] - 2.82) < 1e-3
+        assert peaks.loc[peaks["hkl"] == "(1 1 1)", "two_theta"].iloc[0] == pytest.approx(27.39, abs=0.05)
+        assert "(1 0 0)" not in set(peaks["hkl"])  # forbidden in Fm-3m
+
+
+def test_wavelength_moves_the_peaks_by_bragg():
+    import math
+
+    from wbg_core.structures.xrd import wavelengths, xrd_pattern
+
+    for source in ("MoKa", "CrKa", "AgKa1"):
+        pat = xrd_pattern(_nacl(), source, 0.1)
+        lam = wavelengths()[source]
+        assert pat.wavelength_A == lam
+        for tt, d in zip(pat.peaks["two_theta"], pat.peaks["d_spacing"]):
+            assert 2 * d * math.sin(math.radians(tt / 2)) == pytest.approx(lam, rel=1e-6)
+    mo = xrd_pattern(_nacl(), "MoKa", 0.1).peaks
+    assert mo.loc[mo["hkl"] == "(2 0 0)", "two_theta"].iloc[0] == pytest.approx(14.48, abs=0.02)
+
+
+def test_xrd_csv_and_figure(pool):
+    import pandas as pd
+
+    from wbg_core.structures.xrd import COLUMNS, xrd_figure, xrd_pattern
+
+    pat = xrd_pattern(pool.structure(pool.index_of("mp-804")), "CuKa", 0.1)  # GaN: hexagonal, 4-index hkl
+    table = pd.read_csv(io.StringIO(pat.csv()), keep_default_na=False)
+    assert list(table.columns) == COLUMNS == ["two_theta", "intensity", "hkl", "d_spacing", "multiplicity"]
+    assert table["intensity"].max() == 100 and table["two_theta"].is_monotonic_increasing
+    assert "(0 0 0 2)" in set(table["hkl"])
+    fig = xrd_figure(pat)
+    bar = fig.data[0]
+    assert bar.type == "bar" and len(bar.x) == len(table)
+    assert "hkl" in bar.hovertemplate and list(bar.customdata[:, 0]) == list(table["hkl"])
+
+
+def test_xrd_bad_input_is_named():
+    from pymatgen.core import Lattice, Structure
+
+    from wbg_core.structures.xrd import xrd_pattern
+
+    with pytest.raises(ValueError, match="unknown X-ray wavelength 'CuKz'.*CuKa"):
+        xrd_pattern(_nacl(), "CuKz")
+    with pytest.raises(ValueError, match="Rf"):
+        xrd_pattern(Structure(Lattice.cubic(4), ["Rf", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+
+
+def test_cli_sources_are_pymatgens():
+    from wbg_core.commands.structure import WAVELENGTHS
+    from wbg_core.structures.xrd import wavelengths
+
+    assert list(WAVELENGTHS) == list(wavelengths())
+
+
+# ---------------------------------------------------------------- bundles: CIF + XRD + DFT inputs
+
+def test_bundle_zip_holds_cif_xrd_and_dft_inputs(pool):
+    import numpy as np
+    from pymatgen.core import Structure
+    from pymatgen.io.vasp import Poscar
+
+    from wbg_core.structures.export import BUNDLE_COLUMNS, bundle_zip
+
+    good = pool.structure(pool.index_of("mp-804"))
+    bad = _nacl()
+    bad.append("Na", bad[4].coords + np.array([0.3, 0, 0]), coords_are_cartesian=True)  # overlapping atoms
+    data = bundle_zip([(good, {"formula": "GaN", "template_id": "mp-804"}), (bad, {"formula": "Na5Cl4"})],
+                      symprec=0.1, wavelength="MoKa", kpoint_density=500)
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    names = zf.namelist()
+    for n in ("GaN.cif", "GaN/xrd_MoKa.csv", "GaN/dft/README.md", "GaN/dft/vasp/INCAR", "GaN/dft/vasp/KPOINTS",
+              "GaN/dft/vasp/POSCAR", "GaN/dft/vasp/POTCAR.spec", "GaN/dft/qe/pw.in", "Na5Cl4.cif",
+              "Na5Cl4/xrd_MoKa.csv", "index.csv"):
+        assert n in names, n
+    assert not any(n.startswith("Na5Cl4/dft") for n in names)  # refused, the rest is still there
+    rows = list(csv.DictReader(io.StringIO(zf.read("index.csv").decode())))
+    assert list(rows[0]) == BUNDLE_COLUMNS
+    assert rows[0]["dft"] == "GaN/dft" and rows[0]["xrd"] == "GaN/xrd_MoKa.csv" and rows[0]["spacegroup"] == "186"
+    assert rows[1]["dft"] == "" and "no DFT inputs" in rows[1]["notes"] and "overlapping" in rows[1]["notes"]
+    assert Structure.from_str(zf.read("GaN.cif").decode(), fmt="cif").composition.reduced_formula == "GaN"
+    poscar = Poscar.from_str(zf.read("GaN/dft/vasp/POSCAR").decode()).structure
+    assert np.allclose(poscar.lattice.matrix, good.lattice.matrix, atol=1e-6)
+    assert "500 k-points per reciprocal atom" in zf.read("GaN/dft/README.md").decode()

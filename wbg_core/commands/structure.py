@@ -1,18 +1,29 @@
-"""`wbg structure FORMULA`: candidate crystal structures (CIF + provenance JSON) for a formula."""
+"""`wbg structure FORMULA`: candidate crystal structures for a formula: CIF, simulated XRD, DFT inputs, provenance."""
 from __future__ import annotations
 
 import argparse
 
 from ..cli import float_in, int_in, output_dir
+from ..structures.dft import DEFAULT_KPOINT_DENSITY, MAX_KPOINT_DENSITY
+from ..structures.export import DEFAULT_SYMPREC
+
+# pymatgen's X-ray sources (pymatgen.analysis.diffraction.xrd.WAVELENGTHS), read lazily would cost the
+# whole CLI pymatgen's import; the xrd module checks this list against pymatgen's (tested)
+WAVELENGTHS = ("CuKa", "CuKa2", "CuKa1", "CuKb1", "MoKa", "MoKa2", "MoKa1", "MoKb1", "CrKa", "CrKa2", "CrKa1",
+               "CrKb1", "FeKa", "FeKa2", "FeKa1", "FeKb1", "CoKa", "CoKa2", "CoKa1", "CoKb1", "AgKa", "AgKa2",
+               "AgKa1", "AgKb1")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "structure",
-        help="predict crystal structures for a formula: EMD template, substitution, CHGNet; writes CIFs",
+        help="predict crystal structures for a formula: EMD template, substitution, CHGNet; "
+             "writes CIFs, XRD peaks, DFT inputs",
         description="Template (smallest Element Mover's Distance among MP structures with the same "
                     "coefficient multiset), element substitution, optional CHGNet relaxation, formation "
-                    "energy and energy above the MP hull. Writes one CIF per candidate and provenance.json.",
+                    "energy and energy above the MP hull. Writes per candidate NAME.cif (symmetrised at "
+                    "--symprec), NAME/xrd_SOURCE.csv (simulated powder XRD peaks) and NAME/dft/ (VASP "
+                    "MPRelaxSet and Quantum ESPRESSO inputs with a README), and provenance.json.",
     )
     p.add_argument("formula", nargs="?", metavar="FORMULA", help="e.g. SrYF5")
     p.add_argument("--top-k", type=int_in(1, 50), default=3, help="number of alternative templates (default 3)")
@@ -24,7 +35,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="allow several polymorphs of one template formula among the top k")
     p.add_argument("--no-fallback", action="store_true",
                    help="fail when no template has the formula's coefficient multiset")
-    p.add_argument("--zip", action="store_true", help="also write structures.zip with an index.csv")
+    p.add_argument("--symprec", type=float_in(0.0, 1.0, lo_open=True, note=" A"), default=DEFAULT_SYMPREC,
+                   help=f"spglib symmetry tolerance in A for the CIF, the space group and the XRD hkl "
+                        f"(default {DEFAULT_SYMPREC})")
+    p.add_argument("--wavelength", choices=list(WAVELENGTHS), default="CuKa", metavar="SOURCE",
+                   help="X-ray source of the simulated pattern, one of pymatgen's: "
+                        f"{', '.join(WAVELENGTHS)} (default CuKa)")
+    p.add_argument("--kpoint-density", type=float_in(0.0, MAX_KPOINT_DENSITY, lo_open=True,
+                                                     note=" k-points per reciprocal atom"),
+                   default=DEFAULT_KPOINT_DENSITY,
+                   help="k-points per reciprocal atom for the DFT inputs (pymatgen's Kpoints.automatic_density; "
+                        f"default {DEFAULT_KPOINT_DENSITY:g})")
+    p.add_argument("--zip", action="store_true", help="also write structures.zip (all of it, with index.csv)")
     p.add_argument("--output", "-o", type=output_dir, help="output folder (created if missing, inside an existing one)")
     p.add_argument("--json", action="store_true", help="print the provenance as JSON")
     p.add_argument("--fit-references", action="store_true",
@@ -66,24 +88,31 @@ def _structure(args) -> int:
             raise
         raise UserError(str(exc)) from exc
     try:
-        written = write_outputs(candidates, out, zip_name="structures" if args.zip else None)
+        written = write_outputs(candidates, out, zip_name="structures" if args.zip else None, symprec=args.symprec,
+                                wavelength=args.wavelength, kpoint_density=args.kpoint_density)
     except OSError as exc:
         raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from exc
     records = [c.provenance for c in candidates]
     if args.json:
-        print_json({"output": written["output"], "files": written["files"], "candidates": records})
+        print_json({"output": written["output"], "files": written["files"], "bundles": written["bundles"],
+                    "candidates": records})
         return 0
-    for c, name in zip(candidates, written["files"]):
-        p = c.provenance
+    for c, row in zip(candidates, written["bundles"]):
+        p, name = c.provenance, row["file"]
         ef = p["formation_energy_per_atom"]
         eh = p["e_above_hull"]
         gap = p["band_gap_mean"]
+        sg = row.get("spacegroup_symbol") or "P1 (no symmetry found)"
         print(f"{name}: {p['formula']} from {p['template_id']} ({p['template_formula']}, EMD {p['emd']:.3f}), "
-              f"{p['spacegroup_symbol'] or '?'}; E_f {'%.3f' % ef if ef is not None else '-'} eV/atom, "
+              f"{sg} at symprec {args.symprec:g}; E_f {'%.3f' % ef if ef is not None else '-'} eV/atom, "
               f"E_hull {'%.3f' % eh if eh is not None else '-'} eV/atom, "
               f"gap {'%.2f' % gap if gap is not None else '-'} eV; "
               f"paper rule {'pass' if p['passes_paper_rule'] else 'fail'}")
         for w in p["warnings"]:
             print(f"  warning: {w}")
-    print(f"wrote {len(written['files'])} files to {written['output']}")
+        parts = [row["xrd"] and row["xrd"].split("/", 1)[1], row["dft"] and "dft/ (VASP, Quantum ESPRESSO, README)"]
+        print(f"  {row['folder']}/: " + (", ".join(x for x in parts if x) or "nothing"))
+        if row["notes"]:
+            print(f"  note: {row['notes']}")
+    print(f"wrote {len(written['files'])} files and folders to {written['output']}")
     return 0

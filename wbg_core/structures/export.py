@@ -1,9 +1,11 @@
-"""CIF export: symmetrised CIFs with a provenance header, many at once as a zip with an index.
+"""CIF export: symmetrised CIFs with a provenance header; candidate bundles (CIF, XRD peaks, DFT inputs) as zips.
 
-A CIF is written with pymatgen's CifWriter at symprec 0.1 A (the paper's setting), which
-finds the space group and writes the symmetrised cell with its symmetry operations; when
-spglib finds no symmetry at that tolerance (or fails) the P1 cell is written instead and
-the header says so. The header is a block of `#` comment lines, which CIF readers skip.
+A CIF is written with pymatgen's CifWriter at symprec 0.1 A by default (the paper's setting; any
+symprec can be asked for), which refines the cell with spglib and writes the symmetrised
+conventional cell with its symmetry operations; the header names the space group and the
+Wyckoff positions at that symprec. When spglib finds no symmetry at that tolerance (or fails)
+the P1 cell is written instead and the header says so. The header is a block of `#` comment
+lines, which CIF readers skip.
 """
 from __future__ import annotations
 
@@ -49,26 +51,67 @@ def _header_lines(provenance: Mapping | None) -> list[str]:
     return lines
 
 
+def symmetry_info(structure, symprec: float = DEFAULT_SYMPREC) -> dict:
+    """Space group and Wyckoff positions of the conventional cell spglib refines at `symprec`.
+
+    Wyckoff multiplicities count the sites of the conventional cell (NaCl: Na 4a, Cl 4b), as the
+    International Tables do. Raises ValueError when spglib finds no symmetry at this tolerance.
+    """
+    import numpy as np
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    if not (isinstance(symprec, (int, float)) and 0 < symprec <= 10):
+        raise ValueError(f"symprec must be a positive length in A (e.g. 0.1), not {symprec!r}")
+    try:
+        conv = SpacegroupAnalyzer(structure, symprec=symprec).get_refined_structure()
+        sga = SpacegroupAnalyzer(conv, symprec=symprec)
+        ds = sga.get_symmetry_dataset()
+    except Exception as exc:  # noqa: BLE001 - spglib's failures come as several types
+        raise ValueError(f"spglib found no symmetry at symprec {symprec} ({type(exc).__name__})") from exc
+    equiv = np.asarray(ds.equivalent_atoms)
+    sites = []
+    for rep in dict.fromkeys(int(i) for i in equiv):
+        x, y, z = (round(float(v), 5) for v in conv[rep].frac_coords)
+        sites.append({"species": conv[rep].species_string, "wyckoff": f"{int((equiv == rep).sum())}{ds.wyckoffs[rep]}",
+                      "site_symmetry": str(ds.site_symmetry_symbols[rep]), "x": x, "y": y, "z": z})
+    return {"symbol": sga.get_space_group_symbol(), "number": int(sga.get_space_group_number()),
+            "crystal_system": sga.get_crystal_system(), "symprec": symprec, "n_conventional": len(conv),
+            "sites": sites}
+
+
+def wyckoff_text(info: Mapping) -> str:
+    """'Na 4a (m-3m), Cl 4b (m-3m)'."""
+    return ", ".join(f"{s['species']} {s['wyckoff']} ({s['site_symmetry']})" for s in info["sites"])
+
+
 def cif_string(structure, provenance: Mapping | None = None, symprec: float | None = DEFAULT_SYMPREC) -> str:
-    """CIF text of a Structure: symmetrised where spglib finds symmetry, with a provenance header."""
+    """CIF text of a Structure: the symmetrised conventional cell where spglib finds symmetry, with a
+    provenance header naming the space group and Wyckoff positions at `symprec`."""
     from pymatgen.io.cif import CifWriter
 
     note = None
     body = None
+    sym_lines: list[str] = []
+    prov = dict(provenance or {})
     if symprec:
         try:
             body = str(CifWriter(structure, symprec=symprec))
-            from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-            sga = SpacegroupAnalyzer(structure, symprec=symprec)
-            note = f"symmetrised with symprec {symprec}: {sga.get_space_group_symbol()} ({sga.get_space_group_number()})"
+            info = symmetry_info(structure, symprec)
+            note = f"symmetrised with symprec {symprec}: {info['symbol']} ({info['number']})"
+            sym_lines = [f"# space_group: {info['symbol']} (No. {info['number']}), {info['crystal_system']}, "
+                         f"spglib at symprec {symprec} A",
+                         f"# wyckoff: {wyckoff_text(info)}"]
+            # the provenance's space group may come from another symprec: the CIF's own one wins
+            for key, value in (("spacegroup", info["number"]), ("spacegroup_symbol", info["symbol"])):
+                if key in prov:
+                    prov[key] = value
         except Exception as exc:  # spglib gives up on some cells; fall back to P1
             note = f"no symmetry found at symprec {symprec} ({type(exc).__name__}); written in P1"
             body = None
     if body is None:
         body = str(CifWriter(structure))
         note = note or "written in P1 (no symmetrisation requested)"
-    lines = _header_lines(provenance) + [f"# symmetry: {note}"]
+    lines = _header_lines(prov) + [f"# symmetry: {note}"] + sym_lines
     return "\n".join(lines) + "\n" + body
 
 
@@ -95,6 +138,15 @@ def _unique(name: str, used: set[str]) -> str:
     return f"{stem}-{k}.{ext}"
 
 
+def _index_csv(rows: list[dict], columns: list[str]) -> str:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    return text.getvalue()
+
+
 def cif_zip(items: Iterable[tuple[object, Mapping]], symprec: float | None = DEFAULT_SYMPREC) -> bytes:
     """Zip of many CIFs plus index.csv; items are (structure, provenance) pairs.
 
@@ -112,10 +164,93 @@ def cif_zip(items: Iterable[tuple[object, Mapping]], symprec: float | None = DEF
             name = _unique(safe_filename(base), used)
             zf.writestr(name, cif_string(structure, prov, symprec))
             rows.append({"file": name, **{k: prov.get(k) for k in INDEX_COLUMNS if k != "file"}})
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=INDEX_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-        zf.writestr("index.csv", text.getvalue())
+        zf.writestr("index.csv", _index_csv(rows, INDEX_COLUMNS))
     return buf.getvalue()
+
+
+# ---------------------------------------------------------------- candidate bundles: CIF + XRD + DFT inputs
+
+BUNDLE_COLUMNS = INDEX_COLUMNS + ["folder", "xrd", "dft", "notes"]
+
+
+def bundle_stem(provenance: Mapping, structure, used: set[str]) -> str:
+    """A safe, unused file stem for a candidate (its CIF is <stem>.cif, its folder <stem>/)."""
+    base = provenance.get("name") or provenance.get("formula") or structure.composition.reduced_formula
+    cif = _unique(safe_filename(base), used)
+    stem = cif[: -len(".cif")]
+    used.add(stem)
+    return stem
+
+
+def write_bundle(structure, provenance: Mapping | None, folder: str | Path, stem: str, *,
+                 symprec: float | None = DEFAULT_SYMPREC, wavelength: str = "CuKa",
+                 kpoint_density: float = 1000.0) -> dict:
+    """Write <stem>.cif, <stem>/xrd_<source>.csv and <stem>/dft/ (write_dft_inputs) into `folder`.
+
+    A structure that cannot get XRD or DFT inputs (overlapping atoms, an element without data)
+    still gets its CIF: the part left out is a note in the returned record, which holds the
+    index.csv row (relative paths) and the space group at `symprec`.
+    """
+    from .dft import DFTInputError, write_dft_inputs
+    from .xrd import xrd_pattern
+
+    folder = Path(folder)
+    prov = dict(provenance or {})
+    row = {k: prov.get(k) for k in INDEX_COLUMNS if k != "file"}
+    row.update(file=f"{stem}.cif", folder=stem, xrd=None, dft=None)
+    notes: list[str] = []
+    write_cif(structure, folder / f"{stem}.cif", prov, symprec)
+    if symprec:  # the CIF's space group, at this symprec
+        try:
+            info = symmetry_info(structure, symprec)
+            row.update(spacegroup=info["number"], spacegroup_symbol=info["symbol"])
+        except ValueError:
+            row.update(spacegroup=None, spacegroup_symbol=None)
+    sub = folder / stem
+    sub.mkdir(parents=True, exist_ok=True)
+    try:
+        pattern = xrd_pattern(structure, wavelength, symprec)
+        name = f"xrd_{safe_filename(wavelength, suffix='')}.csv"
+        (sub / name).write_text(pattern.csv())
+        row["xrd"] = f"{stem}/{name}"
+        notes += pattern.notes
+    except ValueError as exc:
+        notes.append(f"no XRD pattern: {exc}")
+    try:
+        write_dft_inputs(structure, sub / "dft", provenance=prov, kpoint_density=kpoint_density)
+        row["dft"] = f"{stem}/dft"
+    except DFTInputError as exc:
+        notes.append(f"no DFT inputs: {exc}")
+    row["notes"] = "; ".join(notes) or None
+    return row
+
+
+def zip_bundles(root: str | Path, rows: list[dict]) -> bytes:
+    """Zip the bundles written under `root` (each row's CIF and folder) with index.csv."""
+    root = Path(root)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for row in rows:
+            zf.write(root / row["file"], row["file"])
+            for path in sorted((root / row["folder"]).rglob("*")):
+                if path.is_file():
+                    zf.write(path, path.relative_to(root).as_posix())
+        zf.writestr("index.csv", _index_csv(rows, BUNDLE_COLUMNS))
+    return buf.getvalue()
+
+
+def bundle_zip(items: Iterable[tuple[object, Mapping]], *, symprec: float | None = DEFAULT_SYMPREC,
+               wavelength: str = "CuKa", kpoint_density: float = 1000.0) -> bytes:
+    """Zip of candidate bundles: per (structure, provenance) its CIF, XRD peaks (CSV) and DFT inputs, plus
+    index.csv (BUNDLE_COLUMNS, with a note where XRD or DFT inputs were refused). What the app offers."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="wbg-bundle-") as tmp:
+        used: set[str] = set()
+        rows = []
+        for structure, prov in items:
+            prov = dict(prov or {})
+            stem = bundle_stem(prov, structure, used)
+            rows.append(write_bundle(structure, prov, tmp, stem, symprec=symprec, wavelength=wavelength,
+                                     kpoint_density=kpoint_density))
+        return zip_bundles(tmp, rows)

@@ -1,7 +1,8 @@
 """Formula -> candidate structures with provenance: templates, substitution, CHGNet, the oracle's gap.
 
 `predict_structures` is what the CLI (`wbg structure`) and the web app call; `write_outputs`
-writes the CIFs and provenance JSON of a result to a folder.
+writes a result to a folder: per candidate its CIF, simulated XRD peaks and DFT inputs, and
+provenance.json.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from ..composition.parse import format_formula
 from ..composition.validity import RULES
+from .export import DEFAULT_SYMPREC
 from .stability import DEFAULT_FMAX, DEFAULT_STEPS, assess
 from .substitute import substitute
 from .templates import find_templates, reduce
@@ -118,22 +120,35 @@ def predict_structures(formula: str, top_k: int = 3, *, relax: bool = False,
     return out
 
 
-def write_outputs(candidates: list[Candidate], output: str | Path, zip_name: str | None = None) -> dict:
-    """Write one CIF per candidate and provenance.json (and optionally a zip) into `output`."""
-    from .export import _unique, cif_zip, safe_filename, write_cif
+def write_outputs(candidates: list[Candidate], output: str | Path, zip_name: str | None = None, *,
+                  symprec: float | None = DEFAULT_SYMPREC, wavelength: str = "CuKa",
+                  kpoint_density: float = 1000.0) -> dict:
+    """Write each candidate's bundle into `output`, provenance.json, and optionally a zip of it all.
+
+    A bundle is <name>.cif (symmetrised at `symprec`), <name>/xrd_<source>.csv and <name>/dft/
+    (VASP and Quantum ESPRESSO inputs with a README). Returns output, files (the CIFs first, in
+    candidate order, then the folders, provenance.json and the zip) and bundles (index rows,
+    with a note where XRD or DFT inputs were refused).
+    """
+    from .export import bundle_stem, safe_filename, write_bundle, zip_bundles
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
-    records = []
+    rows, records = [], []
     for c in candidates:
-        name = _unique(safe_filename(c.provenance.get("name") or c.provenance["formula"]), used)
-        write_cif(c.structure, out / name, c.provenance)
-        records.append({"file": name, **c.provenance})
+        stem = bundle_stem(c.provenance, c.structure, used)
+        row = write_bundle(c.structure, c.provenance, out, stem, symprec=symprec, wavelength=wavelength,
+                           kpoint_density=kpoint_density)
+        rows.append(row)
+        sym = {k: row[k] for k in ("spacegroup", "spacegroup_symbol") if k in row}  # as the CIF says
+        records.append({"file": row["file"], "folder": row["folder"], "xrd": row["xrd"], "dft": row["dft"],
+                        "bundle_notes": row["notes"], **c.provenance, **sym, "symprec": symprec})
     (out / "provenance.json").write_text(json.dumps(records, indent=2, default=str) + "\n")
-    result = {"output": str(out), "files": [r["file"] for r in records] + ["provenance.json"]}
+    files = [r["file"] for r in rows] + [r["folder"] for r in rows] + ["provenance.json"]
+    result = {"output": str(out), "files": files, "bundles": rows}
     if zip_name:
         zpath = out / safe_filename(zip_name, suffix=".zip")
-        zpath.write_bytes(cif_zip([(c.structure, c.provenance) for c in candidates]))
+        zpath.write_bytes(zip_bundles(out, rows))
         result["files"].append(zpath.name)
     return result
