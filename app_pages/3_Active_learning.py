@@ -1,4 +1,4 @@
-"""Active learning: GP + UCB campaigns in the autoencoder's latent space, labelled by the oracle."""
+"""Active learning: GP + UCB campaigns in the autoencoder's latent space, labelled by the oracle or by your own DFT."""
 from __future__ import annotations
 
 import io
@@ -20,7 +20,7 @@ import app_common as ac  # noqa: E402
 ac.page("Active learning", "🔁")
 st.caption("The paper's loop: encode labelled formulas, fit a Gaussian process on (latent, gap), propose "
            "latent points by UCB (κ), decode them with the autoencoder and label the valid ones with the "
-           "oracle. Each campaign is saved after every round under an unguessable id that the address bar "
+           "oracle, or export them for your own DFT and import the gaps you computed. Each campaign is saved after every round under an unguessable id that the address bar "
            "holds: reload the page or open the link in another tab to come back to it.")
 
 ae, orc = ac.autoencoder(), ac.oracle()
@@ -30,7 +30,9 @@ from wbg_core.app_campaigns import (  # noqa: E402
     CampaignLinkError, campaign_folder, campaign_summary, campaign_zip, import_campaign_zip, new_campaign_id,
     parse_campaign_ids, public_message, write_campaign_label)
 from wbg_core.app_support import plural  # noqa: E402
-from wbg_core.engine.campaign import Campaign, CampaignConfig, CampaignError, clean_seeds, pick_seeds  # noqa: E402
+from wbg_core.engine.campaign import (  # noqa: E402
+    Campaign, CampaignBusy, CampaignConfig, CampaignDamaged, CampaignError, clean_seeds, pick_seeds)
+from wbg_core.engine.campaign_labels import pending_rows, read_labels, round_zip  # noqa: E402
 
 root = ac.campaigns_root()
 ac.clean_campaigns()
@@ -92,6 +94,10 @@ with tab_new:
         cut = c.number_input("Cut (eV, Exp 4)", 0.1, 10.0, 3.0, 0.1, key="cut")
         upload = c.file_uploader("CSV with formula, band_gap", type=["csv"], key="seed_csv")
         rng_seed = c.number_input("Random seed", 0, 10_000, 0, key="rng_seed")
+        who = a.radio("Labels", ["the oracle (ML stand-in for DFT)", "my own DFT (export, compute, import)"],
+                      key="labeller", help="your own DFT: each round's proposals wait for the gaps you compute; the "
+                                           "oracle's value is shown as a provisional label and enters the GP only "
+                                           "when you ask")
         create = st.form_submit_button("Start campaign", type="primary")
     if create:
         try:
@@ -112,7 +118,8 @@ with tab_new:
             cfg = CampaignConfig(objective="max" if objective == "widest gap" else "window",
                                  window_min=float(wmin), window_max=float(wmax) if objective != "widest gap" else None,
                                  kappa=float(kappa), batch_size=int(batch), n_candidates=int(n_cand),
-                                 decode_rule=rule.split()[0], seed=int(rng_seed))
+                                 decode_rule=rule.split()[0], seed=int(rng_seed),
+                                 labeller="external" if who.startswith("my own") else "oracle")
             name = time.strftime("campaign-%Y-%m-%d %H:%M:%S")
             cid = new_campaign_id()
             folder = campaign_folder(root, cid, must_exist=False)
@@ -178,14 +185,23 @@ with m[1]:
     st.caption(f"of {s['best_formula']}")
 m[2].metric("AL-labelled formulas", s["labelled_al"])
 m[3].metric("Hits", s["hits_total"], help=f"proposed compounds (the project's validity rule) with a gap {hit_rule}")
+external = camp.config.labeller == "external"
+if external:
+    st.caption(f"Labelled by your own DFT: {plural(s['pending'], 'proposal')} pending, {s['dft_labelled']} with "
+               "imported DFT gaps. The GP trains on the seeds and your DFT gaps; a pending row shows the oracle's "
+               "provisional gap.")
 r1, r2, r3 = st.columns([1, 1, 2])
 n_rounds = r2.number_input("Rounds", 1, 50, 3, key="n_rounds", label_visibility="collapsed")
 do_one = r1.button("Step one round", type="primary", key="step")
 do_n = r2.button(f"Run {n_rounds} rounds", key="run_n")
+use_prov = external and r3.checkbox("Train on the oracle's provisional gaps of pending rows too", key="use_provisional",
+                                    help="they are marked 'oracle (provisional, used on request)' in that fit and "
+                                         "stay pending until you import their DFT gaps")
 if do_one or do_n:
     bar = st.progress(0.0, text="starting…")
     try:
-        camp.run(1 if do_one else int(n_rounds), progress_callback=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
+        camp.run(1 if do_one else int(n_rounds), use_provisional=use_prov,
+                 progress_callback=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
         bar.progress(1.0, text="done")
         st.rerun()
     except CampaignError as exc:  # the budget is spent, another session is stepping it, damage
@@ -193,6 +209,44 @@ if do_one or do_n:
     except Exception as exc:  # noqa: BLE001 - a failed round keeps the rest of the page
         log.exception("campaign %s: a round failed", current)
         st.error(f"The round failed: {type(exc).__name__}: {public_message(exc, Path(cdir))}")
+
+if external and camp.rounds:
+    st.markdown("#### Your DFT")
+    if "_labels_msg" in st.session_state:
+        st.success(st.session_state.pop("_labels_msg"))
+    e1, e2 = st.columns(2)
+    with e1:
+        exp_round = st.selectbox("Round to export", list(range(len(camp.rounds), 0, -1)), key="export_round")
+        if st.button("Prepare its DFT inputs", key="prep_export",
+                     help="per formula: a predicted structure (CIF) and its VASP and Quantum ESPRESSO inputs"):
+            with st.spinner("predicting structures and writing DFT inputs…"):
+                try:
+                    st.session_state["_round_zip"] = (current, exp_round, *round_zip(camp, int(exp_round)))
+                except CampaignError as exc:
+                    st.error(public_message(exc, Path(cdir)))
+        ready = st.session_state.get("_round_zip")
+        if ready and ready[:2] == (current, exp_round):
+            st.download_button(f"Download round {exp_round} for DFT (zip)", ready[2], ready[3], "application/zip",
+                               key="dl_round")
+    with e2:
+        up_labels = st.file_uploader("Import DFT labels: a CSV of formula, band_gap (eV)", type=["csv"],
+                                     key="labels_csv")
+        replace = st.checkbox("Replace DFT gaps imported before", key="replace_labels")
+        if st.button("Import DFT labels", key="import_labels", disabled=up_labels is None):
+            try:
+                rep = camp.import_labels(read_labels(up_labels.getvalue(), up_labels.name), replace=replace)
+                st.session_state["_labels_msg"] = (
+                    f"Imported {plural(rep['labelled'], 'DFT gap')} from {up_labels.name}"
+                    + (f", replaced {rep['replaced']}" if rep["replaced"] else "") + f"; {rep['pending']} pending.")
+                st.rerun()
+            except (CampaignBusy, CampaignDamaged) as exc:
+                st.error(public_message(exc, Path(cdir)))
+            except CampaignError as exc:  # the file's own problems: its name and line, no server path
+                st.error(str(exc))
+    pend = pending_rows(camp)
+    if len(pend):
+        with st.expander(f"Pending proposals ({len(pend)})"):
+            st.dataframe(pend, hide_index=True, width="stretch")
 
 hist = camp.history()
 if len(hist):
@@ -229,8 +283,9 @@ if len(hist):
             fig.add_trace(go.Scattergl(x=pz[:, 0], y=pz[:, 1], mode="markers", name=f"round {r}",
                                        marker=dict(size=8, color=r, colorscale="Plasma", cmin=1,
                                                    cmax=max(len(camp.rounds), 2)),
-                                       text=[f"{f} {g:.2f} eV" if f else "invalid" for f, g in
-                                             zip(df["formula"], df["band_gap"].fillna(0))]))
+                                       text=[(f"{f} {g:.2f} eV" if np.isfinite(g) else f"{f} pending DFT")
+                                             if f else "invalid" for f, g in
+                                             zip(df["formula"], df["band_gap"].fillna(np.nan if external else 0))]))
         fig.update_layout(title="Proposals on the latent map", height=480)
         st.plotly_chart(fig, width="stretch")
 

@@ -270,3 +270,70 @@ def test_a_campaign_being_stepped_elsewhere_is_refused_on_the_page(campaigns):
     assert not (cdir / "rounds").exists()
     at.button(key="step").click().run()
     assert not at.error and any(m.label == "Rounds" and m.value == "1" for m in at.metric)
+
+
+# ---------------------------------------------------------------- your own DFT labels (issue #17)
+def _files(d):
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _proposals(at):
+    """The 'Proposals of round' table (the one with gp_mean; the pending list has none)."""
+    return next(df.value for df in at.dataframe if "gp_mean" in df.value.columns)
+
+
+def test_an_external_campaign_waits_for_dft_labels_imported_on_the_page(campaigns):
+    need_models()
+    at = app("3_Active_learning").run()
+    at.radio(key="labeller").set_value("my own DFT (export, compute, import)")
+    at = _start(at)
+    no_exception(at)
+    cdir = Path(at.session_state["campaign"])
+    assert json.loads((cdir / "config.json").read_text())["labeller"] == "external"
+    at.button(key="step").click().run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    shown = _proposals(at)
+    assert (shown["label_source"] == "pending").all() and shown["band_gap"].isna().all()
+    assert shown["provisional_gap"].notna().all()
+    assert "3 proposals pending, 0 with imported DFT gaps" in texts(at)
+    pend = next(df.value for df in at.dataframe if "gp_mean" not in df.value.columns)
+    assert pend["formula"].tolist() == shown["formula"].tolist()
+    first = shown["formula"].iloc[0]
+
+    before = _files(cdir)
+    at.file_uploader(key="labels_csv").upload("gaps.csv", f"formula,band_gap\n{first},-1\n".encode(), "text/csv")
+    at.run()
+    at.button(key="import_labels").click().run()
+    no_exception(at)
+    assert [e.value for e in at.error] == [f"gaps.csv: line 2 ({first}): band_gap -1 is not a finite number >= 0 "
+                                           "(eV); a band gap is never negative; nothing was imported"]
+    assert _files(cdir) == before
+
+    at.file_uploader(key="labels_csv").upload("gaps.csv", f"formula,band_gap\n{first},3.4\n".encode(), "text/csv")
+    at.run()
+    at.button(key="import_labels").click().run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert "Imported 1 DFT gap from gaps.csv; 2 pending." in texts(at)
+    assert "2 proposals pending, 1 with imported DFT gaps" in texts(at)
+    row = _proposals(at).set_index("formula").loc[first]
+    assert row["band_gap"] == 3.4 and row["label_source"].startswith("dft (imported ")
+    assert [x["formula"] for x in json.loads((cdir / "state.json").read_text())["labels"]] == [first]
+    at.button(key="import_labels").click().run()  # the same file again
+    assert any("was already imported (3.4 eV" in e.value for e in at.error)
+
+    at.checkbox(key="use_provisional").check()
+    at.button(key="step").click().run()
+    no_exception(at)
+    hist = json.loads((cdir / "state.json").read_text())["history"]
+    assert [h["trained_on"] for h in hist] == [30, 33] and hist[1]["provisional_used"] == 2
+
+    at.selectbox(key="export_round").set_value(1)
+    at.button(key="prep_export").click().run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    cid, rnd, data, name = at.session_state["_round_zip"]
+    assert (rnd, name) == (1, "round-0001.zip") and at.download_button(key="dl_round")
+    index = pd.read_csv(io.BytesIO(zipfile.ZipFile(io.BytesIO(data)).read("round-0001/index.csv")))
+    assert index["formula"].tolist() == shown["formula"].tolist()

@@ -321,3 +321,19 @@ def test_overwrite_replaces_only_a_campaign(saved, tmp_path, seeds, capsys):
     empty.mkdir()
     Campaign.new(empty, _cfg(), seeds["formula"], seeds["band_gap"], overwrite=True)
     assert (empty / "state.json").exists()
+
+
+def test_oracle_campaigns_keep_their_files_and_tables(saved):
+    """The external labeller (issue #17) adds nothing to an oracle campaign's files or rounds."""
+    from wbg_core.engine.campaign_store import ROUND_COLUMNS
+
+    for r in (1, 2, 3):
+        assert (saved / "rounds" / f"{r:04d}" / "proposals.csv").read_text().splitlines()[0] == ",".join(ROUND_COLUMNS)
+    assert set(json.loads((saved / "state.json").read_text())) == {"version", "rounds_done", "gp", "history"}
+    camp = Campaign.load(saved)
+    assert camp.config.labeller == "oracle" and list(camp.rounds[0].columns) == list(ROUND_COLUMNS)
+    st = camp.status()
+    assert (st["labeller"], st["pending"], st["dft_labelled"]) == ("oracle", 0, 0)
+    assert [h["pending"] for h in camp.state["history"]] == [0, 0, 0]
+    assert [h["trained_on"] for h in camp.state["history"]] == [60, 63, 66]  # every oracle label is used
+    assert len(camp.data()[0]) == len(camp.points()[0]) == 69

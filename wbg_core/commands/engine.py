@@ -10,7 +10,8 @@ from ..cli import (band_gap, fraction, nonneg_float, nonneg_int, output_file, po
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("campaign", help="active-learning campaign in the latent space (new, step, run, status, export)")
+    p = sub.add_parser("campaign", help="active-learning campaign in the latent space (new, step, run, status, export, "
+                                       "export-round, import-labels)")
     csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     n = csub.add_parser("new", help="create a campaign directory from a seed set")
     n.add_argument("directory", type=Path, help="campaign directory (a bare name goes under the campaigns dir)")
@@ -32,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--decode-rule", choices=["strict", "argmax"], default="strict",
                    help="strict: the paper's (a row with two cells >= 0.5 is invalid); argmax: each element's most "
                         "likely count (bench/results/bo_validity.json compares them)")
+    n.add_argument("--labeller", choices=["oracle", "external"], default="oracle",
+                   help="oracle: the ML model labels each round (default); external: your own DFT does "
+                        "(export-round, then import-labels; the oracle's value is kept only as a provisional label)")
     n.add_argument("--seed", type=seed, default=0)
     n.add_argument("--overwrite", action="store_true")
     n.add_argument("--json", action="store_true")
@@ -41,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.add_argument("directory", type=Path)
         if name == "run":
             s.add_argument("--rounds", type=positive_int, required=True)
+        s.add_argument("--use-provisional", action="store_true",
+                       help="external labeller: fit the GP on the oracle's provisional gaps of the rows still "
+                            "pending too (default: seeds and your DFT labels only)")
         s.add_argument("--json", action="store_true")
         s.set_defaults(handler=_campaign_run)
     s = csub.add_parser("status", help="rounds done, best gap, hits, budget left")
@@ -51,6 +58,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("directory", type=Path)
     s.add_argument("--output", type=output_file, required=True)
     s.set_defaults(handler=_campaign_export)
+    s = csub.add_parser("export-round", help="zip of a round's proposals for your own DFT: a predicted structure's "
+                                             "CIF and DFT input folder per formula, index.csv, README")
+    s.add_argument("directory", type=Path)
+    s.add_argument("--round", type=positive_int, default=None, help="round number (default: the newest)")
+    s.add_argument("--output", type=output_file, required=True, help="the zip to write")
+    s.set_defaults(handler=_campaign_export_round)
+    s = csub.add_parser("import-labels", help="bring your DFT gaps back: a CSV of formula, band_gap (eV); all rows "
+                                              "apply or none")
+    s.add_argument("directory", type=Path)
+    s.add_argument("--input", type=Path, required=True, help="CSV with columns formula, band_gap (eV)")
+    s.add_argument("--replace", action="store_true", help="let a row change a DFT gap imported before")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler=_campaign_import_labels)
 
     p = sub.add_parser("screen", help="screen generated candidates for a band-gap window")
     p.add_argument("--min-gap", type=band_gap, default=None, help="window lower end (eV)")
@@ -139,7 +159,8 @@ def _campaign_new(args) -> int:
         window_min = args.min_gap if args.min_gap is not None else (5.0 if args.objective == "max" else None)
         cfg = CampaignConfig(objective=args.objective, window_min=window_min, window_max=args.max_gap, kappa=args.kappa,
                              batch_size=args.batch, budget=args.budget, invalid=args.invalid,
-                             decode_rule=args.decode_rule, proposal_rule=args.proposal_rule, seed=args.seed)
+                             decode_rule=args.decode_rule, proposal_rule=args.proposal_rule, seed=args.seed,
+                             labeller=args.labeller)
         camp = Campaign.new(_campaign_dir(args.directory), cfg, seeds["formula"], seeds["band_gap"], overwrite=args.overwrite)
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
@@ -167,17 +188,29 @@ def _campaign_run(args) -> int:
         camp = Campaign.load(_campaign_dir(args.directory))
         if camp.done():
             raise UserError(f"the campaign's budget of {camp.config.budget} proposals is spent")
-        reports = camp.run(rounds, progress_callback=_progress(args.json))
+        if args.use_provisional and camp.config.labeller != "external":
+            raise UserError("--use-provisional is for campaigns with the external labeller; this one is labelled "
+                            "by the oracle")
+        reports = camp.run(rounds, progress_callback=_progress(args.json), use_provisional=args.use_provisional)
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
     if args.json:
         print_json([asdict(r) for r in reports])
     else:
         for r in reports:
+            if camp.config.labeller == "external":
+                prov = f", {r.provisional_used} of them provisional oracle gaps" if r.provisional_used else ""
+                print(f"round {r.round}: {r.pending} proposals wait for your DFT labels ({r.valid_decode_rate:.0%} of "
+                      f"{r.decode_attempts} decodes valid, {r.duplicates_skipped} duplicates skipped); the GP was "
+                      f"fitted on {r.trained_on} points{prov}, {r.time_s:.1f} s")
+                continue
             print(f"round {r.round}: {r.labelled} labelled ({r.valid_decode_rate:.0%} of {r.decode_attempts} decodes valid, "
                   f"{r.duplicates_skipped} duplicates skipped), best this round "
                   f"{r.best_gap_round if r.best_gap_round is not None else float('nan'):.2f} eV, overall {r.best_gap:.2f} eV "
                   f"({r.best_formula}), hits {r.hits_round} (total {r.hits_total}), novel {r.novel_round}, {r.time_s:.1f} s")
+        if reports and camp.config.labeller == "external":
+            print(f"export a round for DFT: wbg campaign export-round {args.directory} --round {reports[-1].round} "
+                  f"--output round{reports[-1].round}.zip", file=sys.stderr)
     return 0
 
 
@@ -196,7 +229,9 @@ def _campaign_status(args) -> int:
     else:
         print(f"{st['directory']}: {st['rounds_done']} rounds, {st['total_proposals']} proposals "
               f"({st['labelled_al']} labelled), budget left {st['budget_left']}, best {st['best_formula']} "
-              f"{st['best_gap']:.2f} eV, hits {st['hits_total']}")
+              f"{st['best_gap']:.2f} eV, hits {st['hits_total']}"
+              + (f"; {st['pending']} proposals pending DFT labels, {st['dft_labelled']} DFT-labelled"
+                 if st["labeller"] == "external" else ""))
     return 0
 
 
@@ -209,6 +244,41 @@ def _campaign_export(args) -> int:
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
     print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _campaign_export_round(args) -> int:
+    from ..cli import UserError
+    from ..engine.campaign import Campaign
+    from ..engine.campaign_labels import round_zip
+    from ..settings import set_torch_threads
+
+    set_torch_threads()
+    try:
+        data, _ = round_zip(Campaign.load(_campaign_dir(args.directory)), args.round)
+    except _engine_errors() as exc:
+        raise UserError(str(exc)) from exc
+    write_output(args.output, lambda path: path.write_bytes(data))  # checked by cli.output_file before the work
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _campaign_import_labels(args) -> int:
+    from ..cli import UserError, print_json
+    from ..engine.campaign import Campaign
+    from ..engine.campaign_labels import read_labels
+
+    try:
+        camp = Campaign.load(_campaign_dir(args.directory))
+        report = camp.import_labels(read_labels(args.input), replace=args.replace)
+    except _engine_errors() as exc:
+        raise UserError(str(exc)) from exc
+    if args.json:
+        print_json(report)
+    else:
+        print(f"imported {report['labelled']} new DFT labels"
+              + (f" and replaced {report['replaced']}" if report["replaced"] else "")
+              + f" from {args.input}; {report['pending']} proposals still pending")
     return 0
 
 

@@ -17,6 +17,9 @@ all metals, ICSD-24 charge neutrality, Pauling test). H, Hf, Cs2 or PtXe2Cl are 
 any label is spent on them (skip mode) or penalised like an invalid decode (penalty mode);
 each round reports how many the rule turned away. `proposal_rule="any"` labels every decoded
 formula, as the paper did; campaigns saved before the rule existed load with "any".
+
+Labeller: the oracle by default; `labeller="external"` leaves the gaps to the user's own DFT
+(campaign_labels: provisional oracle values, export of a round, import of the computed gaps).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..composition import compound_valid
+from . import campaign_labels as labels
 from . import campaign_store as store
 from .campaign_schema import (  # noqa: F401 - public names, importable from here as before
     VERSION, CampaignBusy, CampaignConfig, CampaignDamaged, CampaignError, RoundReport, clean_seeds, pick_seeds,
@@ -90,7 +94,8 @@ class Campaign:
 
     def _adopt(self, config, seeds, seeds_z, rounds, rounds_z, state) -> None:
         self.config, self.seeds, self.seeds_z = config, seeds, seeds_z
-        self.rounds, self.rounds_z, self.state = rounds, rounds_z, state
+        self.rounds_z, self.state = rounds_z, state
+        self.rounds = [labels.overlay(config, r, df, state.get("labels", [])) for r, df in enumerate(rounds, 1)]
         lo, hi = seeds_z.min(axis=0).astype(np.float64), seeds_z.max(axis=0).astype(np.float64)
         pad = (hi - lo) * config.box_margin
         self.lo, self.hi = lo - pad, hi + pad
@@ -166,21 +171,27 @@ class Campaign:
         return self._ae
 
     # ---- data -----------------------------------------------------------------------------
-    def data(self) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-        """(latents, objective values, table) of every point the GP sees."""
-        parts = [self.seeds.assign(round=0, source="seed", valid=True)]
+    def points(self) -> tuple[np.ndarray, pd.DataFrame]:
+        """(latents, table) of every seed and proposal, an external campaign's pending ones too."""
+        seeds = self.seeds.assign(round=0, source="seed", valid=True)
+        parts = [seeds.assign(label_source=labels.SEED) if self.config.labeller == "external" else seeds]
         zs = [self.seeds_z]
         for r, (df, z) in enumerate(zip(self.rounds, self.rounds_z), start=1):
             parts.append(df.assign(round=r, source="al"))
             zs.append(z)
-        table = pd.concat(parts, ignore_index=True)
+        return np.vstack(zs).astype(np.float64), pd.concat(parts, ignore_index=True)
+
+    def data(self, use_provisional: bool = False) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+        """(latents, objective values, table) of every point the GP sees: not an external
+        campaign's pending proposals, unless use_provisional (then with the oracle's value)."""
+        z, table = labels.training_set(*self.points(), use_provisional)
         gap = table["band_gap"].to_numpy(np.float64)
         y = objective_values(gap, self.config.objective, self.config.window)
         if "valid" in table:
             pen = ~table["valid"].astype(bool).to_numpy()
             if pen.any():  # paper's penalty rows: 0 eV
                 y[pen] = objective_values(np.zeros(pen.sum()), self.config.objective, self.config.window)
-        return np.vstack(zs).astype(np.float64), y, table
+        return z, y, table
 
     @property
     def total_proposals(self) -> int:
@@ -191,14 +202,27 @@ class Campaign:
         return b is not None and self.total_proposals >= b
 
     # ---- one round ------------------------------------------------------------------------
-    def step(self, progress_callback: Progress = None) -> RoundReport:
+    def step(self, progress_callback: Progress = None, use_provisional: bool = False) -> RoundReport:
         """Fit the GP, propose a batch, decode, label, save. Raises CampaignError when the
         budget is spent, CampaignBusy when another process is stepping this campaign."""
         with self._locked():
             self._refresh()
-            return self._step(progress_callback)
+            return self._step(progress_callback, use_provisional)
 
-    def _step(self, progress_callback: Progress) -> RoundReport:
+    def import_labels(self, table: pd.DataFrame, replace: bool = False) -> dict:
+        """Commit DFT gaps (campaign_labels.read_labels' table) under the lock: all rows or none."""
+        with self._locked():
+            self._refresh()
+            records, report = labels.plan_import(self, table, replace)
+            self._commit({**self.state, "labels": records})
+        return report
+
+    def _commit(self, state: dict) -> None:
+        if self.directory is not None:
+            self._state_text = store.write_state(self.directory, state)
+        self._adopt(self.config, self.seeds, self.seeds_z, self.rounds, self.rounds_z, state)
+
+    def _step(self, progress_callback: Progress, use_provisional: bool = False) -> RoundReport:
         cfg = self.config
         if self.done():
             raise CampaignError(f"the budget of {cfg.budget} proposals is spent")
@@ -210,7 +234,7 @@ class Campaign:
         rng = np.random.default_rng([cfg.seed, r])
 
         cb(0.0, f"round {r}: fitting the GP")
-        z_data, y_data, table = self.data()
+        z_data, y_data, table = self.data(use_provisional)
         gp = GPSurrogate(self.lo, self.hi, fit_steps=cfg.fit_steps, warm_steps=cfg.warm_steps,
                          max_fit_points=cfg.max_fit_points, seed=cfg.seed * 1000 + r)
         hyper = gp.fit(z_data, y_data, warm=GPHyper.from_dict(self.state.get("gp")))
@@ -223,7 +247,8 @@ class Campaign:
         order = np.argsort(-(mean + cfg.kappa * std))
         stage["acquisition"] = time.perf_counter() - t
 
-        known = set(table["formula"][table["formula"] != ""])
+        everything = self.points()[1]["formula"]
+        known = set(everything[everything != ""])
         ae = self.autoencoder
         t = time.perf_counter()
         dec_s = 0.0
@@ -310,10 +335,12 @@ class Campaign:
                 np.where(valid, np.asarray(formulas, dtype=object), None)),
             "novel": valid & np.array([f not in novel_set for f in formulas], bool),
         })
-        self.rounds.append(df)  # in memory first: the report reads it; undone if the disk write fails
-        self.rounds_z.append(z_new)
+        df = labels.hold_for_dft(cfg, df)  # external: the oracle's value only provisional
+        self.rounds.append(labels.overlay(cfg, r, df, []))  # in memory first: the report reads it
+        self.rounds_z.append(z_new)  # ... and both are undone if the disk write fails
         try:
-            report = self._report(r, df, valid, attempts, valid_n, dup, rejected, hyper, t0, stage)
+            report = labels.fit_record(self._report(r, df, valid, attempts, valid_n, dup, rejected, hyper, t0, stage),
+                                       df, table)
             state = {**self.state, "rounds_done": r, "gp": hyper.to_dict(),
                      "history": [*self.state["history"], asdict(report)]}
             if self.directory is not None:
@@ -329,7 +356,7 @@ class Campaign:
 
     def _report(self, r, df, valid, attempts, valid_n, dup, rejected, hyper, t0, stage) -> RoundReport:
         lo_w, hi_w = self.config.window
-        vg = df.loc[df["valid"], "band_gap"]
+        vg = df.loc[df["valid"], "band_gap"].dropna()
         _, _, all_table = self.data()
         all_valid = all_table[all_table["valid"].astype(bool)]
         best_i = all_valid["band_gap"].idxmax()
@@ -351,7 +378,8 @@ class Campaign:
             rule_rejected=int(rejected),
         )
 
-    def run(self, rounds: int, progress_callback: Progress = None, stop: Callable[[], bool] | None = None) -> list[RoundReport]:
+    def run(self, rounds: int, progress_callback: Progress = None, stop: Callable[[], bool] | None = None,
+            use_provisional: bool = False) -> list[RoundReport]:
         """Up to `rounds` rounds (fewer when the budget runs out or stop() says so)."""
         reports = []
         with self._locked():  # held across the rounds: no other runner slips in between
@@ -362,7 +390,7 @@ class Campaign:
                 cb = None
                 if progress_callback is not None:
                     cb = lambda f, m, k=k: progress_callback((k + f) / rounds, m)  # noqa: E731
-                reports.append(self.step(cb))
+                reports.append(self.step(cb, use_provisional))
         return reports
 
     # ---- views ------------------------------------------------------------------------------
@@ -375,21 +403,7 @@ class Campaign:
         return pd.DataFrame(rows)
 
     def status(self) -> dict:
-        _, _, table = self.data()
-        hist = self.state["history"]
-        return {
-            "directory": str(self.directory) if self.directory else None,
-            "config": asdict(self.config),
-            "seeds": len(self.seeds),
-            "rounds_done": self.state["rounds_done"],
-            "total_proposals": self.total_proposals,
-            "labelled_al": int(((table["source"] == "al") & table["valid"].astype(bool)).sum()),
-            "budget_left": None if self.config.budget is None else max(0, self.config.budget - self.total_proposals),
-            "best_gap": hist[-1]["best_gap"] if hist else float(self.seeds["band_gap"].max()),
-            "best_formula": hist[-1]["best_formula"] if hist else str(self.seeds.loc[self.seeds["band_gap"].idxmax(), "formula"]),
-            "hits_total": hist[-1]["hits_total"] if hist else 0,
-            "gp": self.state.get("gp"),
-        }
+        return labels.status(self)
 
     def labelled(self) -> pd.DataFrame:
         """Every seed and valid AL formula with its gap (what a screening model trains on)."""
@@ -398,20 +412,5 @@ class Campaign:
         return t[["formula", "band_gap", "source", "round"]].reset_index(drop=True)
 
     def export(self, path: str | Path) -> Path:
-        """CSV of every point: seeds and proposals, with labels, windows and novelty."""
-
-        _, _, table = self.data()
-        lo_w, hi_w = self.config.window
-        table = table.copy()
-        known = _known_formulas()
-        table["novel"] = [bool(f) and f not in known for f in table["formula"]]
-        table["compound_valid"] = compound_valid(np.where(table["formula"] != "", table["formula"], None))
-        table["in_window"] = (table["valid"].astype(bool) & (table["band_gap"] >= lo_w) & (table["band_gap"] <= hi_w)
-                              & table["compound_valid"])
-        cols = ["round", "source", "formula", "valid", "band_gap", "band_gap_mean", "band_gap_std", "gp_mean",
-                "gp_std", "ucb", "in_window", "novel", "compound_valid"]
-        out = table[[c for c in cols if c in table]]
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        store.atomic_write(path, out.to_csv(index=False))
-        return path
+        """CSV of every point: seeds and proposals (pending ones too), with labels, windows and novelty."""
+        return labels.export_points(self, path, _known_formulas())

@@ -13,6 +13,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 VERSION = 1
+LABELLERS = ("oracle", "external")
 
 
 class CampaignError(ValueError):
@@ -47,6 +48,7 @@ class CampaignConfig:
     decode_rule: str = "strict"  # the paper's
     invalid: str = "skip"  # or "penalty" (paper: invalid decodes registered at 0 eV)
     proposal_rule: str = "compound"  # or "any": label every decoded formula (the paper)
+    labeller: str = "oracle"  # or "external": the user's own DFT labels, imported (campaign_labels)
     box_margin: float = 0.0  # widen the seed box by this fraction of its width (paper: 0)
     max_fit_points: int = 600
     fit_steps: int = 30
@@ -75,6 +77,8 @@ class CampaignConfig:
             raise CampaignError("invalid must be 'skip' or 'penalty'")
         if self.proposal_rule not in ("compound", "any"):
             raise CampaignError("proposal_rule must be 'compound' (the validity rule) or 'any' (the paper)")
+        if self.labeller not in LABELLERS:
+            raise CampaignError(f"labeller must be 'oracle' or 'external' (your own DFT labels), not {self.labeller!r}")
         if self.decode_rule not in ("strict", "argmax"):
             raise CampaignError("decode_rule must be 'strict' or 'argmax'")
         if self.n_candidates < self.batch_size:
@@ -111,6 +115,9 @@ class RoundReport:
     stage_s: dict = field(default_factory=dict)
     gp: dict = field(default_factory=dict)
     rule_rejected: int = 0  # decodes the proposal rule turned away (not compounds)
+    pending: int = 0  # external labeller: proposals left for the user's DFT
+    trained_on: int | None = None  # points the GP was fitted on (None: saved before it was recorded)
+    provisional_used: int = 0  # of those, pending rows with the oracle's provisional value (on request)
 
 
 class GPState(BaseModel):
@@ -128,14 +135,27 @@ class GPState(BaseModel):
     neg_mll: float | None = None
 
 
+class LabelRecord(BaseModel):
+    """One imported DFT gap of an external campaign: it lives in state.json, so an import
+    commits (or not) with one atomic write, and the round files stay as the round wrote them."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    round: int = Field(ge=1)
+    formula: str = Field(min_length=1)
+    band_gap: float = Field(ge=0, allow_inf_nan=False)
+    imported: str  # ISO time (UTC)
+    file: str | None = None  # the CSV's name, no folder
+
+
 class StateFile(BaseModel):
-    """state.json: the commit point of every round."""
+    """state.json: the commit point of every round and of every label import."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
     version: Literal[VERSION]
     rounds_done: int = Field(ge=0)
     gp: GPState | None
     history: list[RoundReport]
+    labels: list[LabelRecord] = Field(default_factory=list)  # absent before external labellers
 
 
 

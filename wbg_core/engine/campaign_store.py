@@ -3,8 +3,9 @@
 Layout (JSON, CSV and .npy only; no pickles): config.json, seeds.csv and seeds_z.npy (the
 seeds and their latents), rounds/NNNN/ (proposals.csv, z.npy, gp.json), state.json.
 state.json is the commit point: a round is written to a hidden directory renamed into place,
-then state.json is replaced, so a kill loses at most the round in flight. The one round
-directory past `rounds_done` that such a kill can leave is debris the next round replaces;
+then state.json is replaced, so a kill loses at most the round in flight (an external
+campaign's imported DFT labels live in state.json too: an import is one atomic write). The one
+round directory past `rounds_done` that such a kill can leave is debris the next round replaces;
 anything else that disagrees with state.json is damage, refused on load before anything is
 written. One process at a time steps a campaign: `campaign_lock` holds an flock on
 <dir>/.lock for the whole step or run.
@@ -36,6 +37,8 @@ ROUND_FILES = ("proposals.csv", "z.npy", "gp.json")
 ROUND_COLUMNS = ("formula", "valid", "band_gap", "band_gap_mean", "band_gap_std", "gp_mean", "gp_std", "ucb",
                  "in_window", "novel")
 _ROUND_BOOL = ("valid", "in_window", "novel")
+EXTERNAL_COLUMNS = ("provisional_gap", "provisional_std")  # an external campaign's rounds: the oracle's guess
+VIEW_COLUMNS = ("label_source",)  # derived from state.json's labels on load, never written to a round
 _ROUND_DIR = re.compile(r"\d{4}")
 _NAMES = "|".join(re.escape(n) for n in TOP_FILES + APP_FILES)
 # what a campaign directory may hold: (pattern, is a directory), the hidden ones only while writing
@@ -92,7 +95,7 @@ def write_round(directory: Path, r: int, df: pd.DataFrame, z: np.ndarray, gp: di
     rounds_dir.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=rounds_dir, prefix=f".{r:04d}."))
     try:
-        df.to_csv(tmp / "proposals.csv", index=False)
+        df.drop(columns=list(VIEW_COLUMNS), errors="ignore").to_csv(tmp / "proposals.csv", index=False)
         np.save(tmp / "z.npy", z, allow_pickle=False)
         (tmp / "gp.json").write_text(json.dumps(gp, indent=2))
         final = rounds_dir / f"{r:04d}"
@@ -250,12 +253,13 @@ def _read_all(d: Path, text: str) -> Snapshot:
                                  f"{max(beyond):04d}; state.json is older than the rounds on disk")
     rounds, rounds_z = [], []
     for r, h in zip(range(1, n + 1), model.history):
-        df, z = _read_round(d, r, seeds_z.shape[1])
+        df, z = _read_round(d, r, seeds_z.shape[1], config.labeller == "external")
         if len(df) != h.proposals:
             raise CampaignDamaged(d, f"rounds/{r:04d}/proposals.csv has {len(df)} rows but state.json's history "
                                      f"records {h.proposals} proposals")
         rounds.append(df)
         rounds_z.append(z)
+    _check_labels(d, model, config, rounds)
     return Snapshot(config, seeds, seeds_z, rounds, rounds_z, state, text)
 
 
@@ -331,15 +335,39 @@ def _read_seeds(d: Path) -> tuple[pd.DataFrame, np.ndarray]:
     return seeds, _read_npy(d, "seeds_z.npy", len(seeds), None)
 
 
-def _read_round(d: Path, r: int, dim: int) -> tuple[pd.DataFrame, np.ndarray]:
+def _read_round(d: Path, r: int, dim: int, external: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
+    """external: band_gap is empty (pending) for valid rows until an import, which state.json holds."""
     rel = f"rounds/{r:04d}/proposals.csv"
-    df = _read_csv(d, rel, ROUND_COLUMNS, na_values={"band_gap_mean": [""], "band_gap_std": [""]})
+    empty = ("band_gap_mean", "band_gap_std") + (("band_gap",) + EXTERNAL_COLUMNS if external else ())
+    nan_cols = ("band_gap_mean", "band_gap_std", "gp_mean", "gp_std", "ucb") + (EXTERNAL_COLUMNS if external else ())
+    df = _read_csv(d, rel, ROUND_COLUMNS + (EXTERNAL_COLUMNS if external else ()),
+                   na_values={c: [""] for c in empty})
     for c in _ROUND_BOOL:
         if not pd.api.types.is_bool_dtype(df[c]):
             raise CampaignDamaged(d, f"{rel}: column {c} is not True/False")
-    _numeric(d, rel, df, "band_gap")
-    for c in ("band_gap_mean", "band_gap_std", "gp_mean", "gp_std", "ucb"):
+    _numeric(d, rel, df, "band_gap", nan_ok=external)
+    for c in nan_cols:
         _numeric(d, rel, df, c, nan_ok=True)
     if (df.loc[df["valid"], "formula"] == "").any() or (df["band_gap"] < 0).any():
         raise CampaignDamaged(d, f"{rel}: a valid row has no formula or a negative band_gap")
+    if external and (df["band_gap"].isna() & ~df["valid"]).any():
+        raise CampaignDamaged(d, f"{rel}: an invalid decode has no band_gap (its 0 eV penalty)")
     return df, _read_npy(d, f"rounds/{r:04d}/z.npy", len(df), dim)
+
+
+def _check_labels(d: Path, model: StateFile, config: CampaignConfig, rounds: list[pd.DataFrame]) -> None:
+    """Every imported label names a valid proposal of a committed round, once."""
+    if model.labels and config.labeller != "external":
+        raise CampaignDamaged(d, "state.json holds imported labels but config.json's labeller is "
+                                 f"{config.labeller!r}, not 'external'")
+    seen = set()
+    for i, lab in enumerate(model.labels, 1):
+        where = f"state.json: labels.{i - 1} ({lab.formula}, round {lab.round})"
+        if lab.round > len(rounds):
+            raise CampaignDamaged(d, f"{where}: the campaign has {len(rounds)} rounds")
+        df = rounds[lab.round - 1]
+        if not (df["valid"] & (df["formula"] == lab.formula)).any():
+            raise CampaignDamaged(d, f"{where}: round {lab.round} proposed no such formula")
+        if (lab.round, lab.formula) in seen:
+            raise CampaignDamaged(d, f"{where}: imported twice")
+        seen.add((lab.round, lab.formula))
