@@ -20,7 +20,7 @@ import heapq
 import numpy as np
 
 from ..composition import counts_to_formulas, onehot_to_counts
-from ..composition.validity import compound_verdict
+from ..composition.validity import MAX_ELEMENTS, compound_verdict
 
 MAX_DROP = 8.0  # nats below the best reading (a reading at most e^-8 times as likely)
 BEAM = 24  # readings tried per output before giving up
@@ -62,7 +62,7 @@ def best_compound_counts(opts: np.ndarray, max_drop: float = MAX_DROP, beam: int
         for i in chosen:
             counts[alts[i][1]] = alts[i][2]
         tried += 1
-        if counts.any():
+        if 2 <= np.count_nonzero(counts) <= MAX_ELEMENTS:  # the rule refuses the others unread
             formula = counts_to_formulas(counts[None].astype(np.int8))[0]
             if compound_verdict(formula).valid:
                 return counts.astype(np.int8), formula, d
