@@ -19,6 +19,7 @@ from wbg_core.app_support import (  # noqa: E402
 from wbg_core.jobs import (  # noqa: E402
     JobError, PublicModeError, cancel_job, job_log, job_running, job_status, running_job,
 )
+from wbg_core.models.oracle_eval import classic_verdict  # noqa: E402
 from wbg_core.settings import get_settings  # noqa: E402
 
 ac.page("Models", "📈")
@@ -170,8 +171,9 @@ with tab_or:
                 st.markdown("**Classic compounds** against the bundled MP label (from the card: whole-split run)")
                 st.dataframe([{"formula": r["formula"], "MP label (eV)": r.get("label"),
                                "prediction (eV)": f"{r['mean']:.2f} ± {r['std']:.2f}",
+                               "off by (eV)": None if r.get("label") is None else round(r["error"], 2),
                                "off by (σ)": None if r.get("label") is None else round(r["sigmas_off"], 1),
-                               "passes": None if r.get("label") is None else ("yes" if r["ok"] else "no")}
+                               "passes": classic_verdict(r)}
                               for r in classics], hide_index=True)
             with st.expander("Error histogram and the Gaussian calibration curve"):
                 h1, h2 = st.columns(2)

@@ -157,3 +157,14 @@ def test_known_values_say_where_they_come_from(bandgaps):
     assert rep["mp_label_source"].tolist()[:2] == [known.lookup("Si")[2], known.lookup("SrF2")[2]]
     assert not isinstance(rep["mp_label_source"].iloc[2], str)  # not in the data: no source
     assert "mp_label_source" in known.nearest("SrYF5", 3).columns
+
+
+def test_classic_verdict_says_why_a_row_fails():
+    from wbg_core.models.oracle_eval import classic_verdict
+
+    mgo = {"label": 4.44, "mean": 3.80, "std": 0.62, "error": -0.64, "sigmas_off": 1.03, "wide": True, "ok": False}
+    assert classic_verdict(mgo) == "no: a wide gap 0.64 eV off (limit 0.5)"
+    lif = {"label": 8.72, "mean": 6.68, "std": 0.56, "error": -2.04, "sigmas_off": 3.6, "wide": True, "ok": False}
+    assert classic_verdict(lif).startswith("no: more than 2σ off; a wide gap 2.04")
+    assert classic_verdict({"label": None}) is None
+    assert classic_verdict({"label": 5.0, "ok": True}) == "yes"

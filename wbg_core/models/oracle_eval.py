@@ -140,6 +140,20 @@ def classic_table(predict, known_gaps: dict[str, float], formulas=CLASSIC_COMPOU
     return rows
 
 
+def classic_verdict(row: dict) -> str | None:
+    """Why a classic-compound row passes or not, in words (None without a label)."""
+    if row.get("label") is None:
+        return None
+    if row["ok"]:
+        return "yes"
+    why = []
+    if row["sigmas_off"] > 2:
+        why.append("more than 2σ off")
+    if row.get("wide") and abs(row["error"]) > 0.5:
+        why.append(f"a wide gap {abs(row['error']):.2f} eV off (limit 0.5)")
+    return "no: " + "; ".join(why)
+
+
 def random_sample(n_total: int, n: int | None, seed: int = 0) -> np.ndarray:
     """Indices of a random sample of n rows (all rows when n is None or larger): never the first rows."""
     if n is None or n >= n_total:
