@@ -44,7 +44,7 @@ PAGES = [
     PageInfo("app_pages/4_Band_gap_window.py", "Band-gap window", ":material/filter_alt:", "Band_gap_window",
              "screen generated formulas for a gap window"),
     PageInfo("app_pages/5_Structures.py", "Structures", ":material/deployed_code:", "Structures",
-             "template structures in 3D, CHGNet, CIF downloads"),
+             "template structures in 3D, CHGNet, symmetry, XRD, CIF and DFT-input downloads"),
     PageInfo("app_pages/6_Models.py", "Models", ":material/monitoring:", "Models",
              "model cards, diagnostics, retraining"),
 ]
