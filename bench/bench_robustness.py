@@ -36,7 +36,7 @@ def run(repeats: int = 3) -> dict:
     parser_ok = parser["worst_ms"] < 50 and parser["errors_other_than_FormulaError"] == 0
     camp_ok = (campaigns["max_rounds_lost_per_kill"] <= 1 and campaigns["final_equal_to_uninterrupted"]
                and campaigns["concurrent_refused"])
-    corr_fail = corruption.get("failures", [])
+    corr_fail = corruption["failures"]
     corr_ok = not corr_fail
     md = [
         "| measure | result | target |", "|---|---|---|",
@@ -48,10 +48,12 @@ def run(repeats: int = 3) -> dict:
         f"{campaigns.get('rounds', 20)}-round run | at most {campaigns['max_rounds_lost_per_kill']} | <= 1 |",
         f"| campaign: final state equal to an uninterrupted run | {campaigns['final_equal_to_uninterrupted']} | yes |",
         f"| campaign: a second concurrent runner refused, no round lost | {campaigns['concurrent_refused']} | yes |",
-        f"| corruption: files x (truncated, garbled, emptied) | {corruption.get('cases', '?')} cases: "
-        + ", ".join(f"{k} {v}" for k, v in corruption.get("outcomes", {}).items())
-        + f" | 0 wrong answers or tracebacks ({len(corr_fail)}) |",
+        f"| corruption: every bundled file x (truncated, garbled, emptied; the cache also well-formed but wrong) "
+        f"| {corruption['cases_run']} cases: " + ", ".join(f"{k} {v}" for k, v in corruption["counts"].items())
+        + f"; wrong answers or tracebacks: {len(corr_fail)} | 0 |",
     ]
+    if corruption.get("not_covered"):
+        md.append("\nNot corrupted here: " + "; ".join(f"{k} ({v})" for k, v in corruption["not_covered"].items()) + ".")
     if corr_fail:
         md.append("\nFailures: " + "; ".join(str(f) for f in corr_fail[:20]))
     return {
