@@ -132,6 +132,48 @@ with left:
     except Exception as exc:  # noqa: BLE001
         st.error(f"The 3D view failed: {exc}")
 
+
+@st.cache_data(show_spinner="Building the phase diagram…", max_entries=32)
+def _hull(formula: str, e_form: float, show_unstable: float):
+    from wbg_core.structures.hull import candidate_hull
+
+    return candidate_hull(formula, e_form, show_unstable=show_unstable)
+
+
+st.subheader("Energy above the hull")
+if prov.get("formation_energy_per_atom") is None:
+    st.info("No formation energy for this structure, so no place on the hull (see the notes above).")
+else:
+    from wbg_core.structures.hull import CAVEAT, DEFAULT_SHOW_UNSTABLE
+
+    h_left, h_right = st.columns([3, 2], gap="large")
+    show_unstable = h_right.number_input("Draw MP phases up to (eV/atom above the hull)", min_value=0.0,
+                                         max_value=1.0, value=DEFAULT_SHOW_UNSTABLE, step=0.05, format="%.2f",
+                                         key="hull_unstable",
+                                         help="PDPlotter's show_unstable; the candidate is drawn wherever it lies")
+    try:
+        hull = _hull(prov["formula"], float(prov["formation_energy_per_atom"]), float(show_unstable))
+    except FormulaError as exc:  # HullError is one
+        st.warning(f"No hull for {prov['formula']}: {exc}")
+    else:
+        with h_right:
+            st.markdown(f"**{hull.formula}**: {hull.summary}")
+            st.caption(f"{hull.chemsys}: {plural(hull.n_mp_phases, 'MP compound')} in the bundled data. {CAVEAT}")
+            if hull.missing_text:
+                st.warning(hull.missing_text)
+            for w in hull_note:
+                st.caption(f"⚠️ {w}")
+        if hull.figure is not None:
+            h_left.plotly_chart(hull.figure, width="stretch", key="hull_figure")
+        else:
+            h_left.info(hull.no_figure_reason)
+        # st.table, not st.dataframe: a short static list (and the page's dataframe order stays)
+        st.table(pd.DataFrame(hull.table).rename(columns={
+            "fraction": "atom fraction", "formation_energy_per_atom": "E_f MP (eV/atom)",
+            "distance": "composition distance", "material_id": "MP id"}).style.format(
+            {"atom fraction": "{:.3f}", "E_f MP (eV/atom)": "{:.3f}", "composition distance": "{:.3f}"},
+            na_rep="").hide(axis="index"))
+
 from wbg_core.structures.dft import DEFAULT_KPOINT_DENSITY, SSSP_LABEL  # noqa: E402
 from wbg_core.structures.export import (DEFAULT_SYMPREC, bundle_zip, cif_string, safe_filename,  # noqa: E402
                                         symmetry_info)

@@ -1,0 +1,111 @@
+"""The candidate on the MP hull: e_hull with named products, the phase diagram figure, bad input."""
+import plotly.graph_objects as go
+import pytest
+
+from wbg_core.data import load_bandgaps
+from wbg_core.structures.hull import HullError, candidate_hull
+
+
+def mp_ef(formula: str) -> float:
+    """The bundled MP formation energy (eV/atom) of a formula."""
+    df = load_bandgaps()
+    return float(df.loc[df["formula"] == formula, "formation_energy_per_atom"].iloc[0])
+
+
+def _traces_text(fig) -> str:
+    return " ".join(f"{t.name} {t.text} {t.hovertext}" for t in fig.data)
+
+
+@pytest.mark.parametrize("formula, mp_id", [("ScF3", "mp-10694"), ("KMgF3", "mp-3448")])
+def test_mp_ground_state_is_on_the_hull_and_decomposes_to_itself(formula, mp_id):
+    h = candidate_hull(formula, mp_ef(formula))
+    assert abs(h.e_above_hull) < 1e-6
+    assert h.products == [(formula, 1.0)]
+    assert h.summary.startswith("on the hull")
+    first = h.table[0]
+    assert first["phase"] == formula and first["role"] == "decomposition product" and first["material_id"] == mp_id
+
+
+def test_composition_above_the_hull_names_its_products():
+    # SrYF5 has no MP entry: above the hull it splits into SrF2 + YF3 in atom fractions 3/7 and 4/7
+    h = candidate_hull("SrYF5", -4.0)
+    expected = -(3 / 7 * mp_ef("SrF2") + 4 / 7 * mp_ef("YF3")) - 4.0
+    assert h.e_above_hull == pytest.approx(expected, abs=1e-6)
+    assert dict(h.products) == pytest.approx({"SrF2": 3 / 7, "YF3": 4 / 7}, abs=1e-4)
+    assert h.summary == f"{expected:.3f} eV/atom above YF3 (0.57) + SrF2 (0.43)"
+
+
+def test_known_metastable_mp_phase_is_above_the_hull():
+    # KF5 (mp-1095521) is in MP but above its K-F hull: at its own MP energy it is metastable
+    h = candidate_hull("KF5", mp_ef("KF5"))
+    assert 0.01 < h.e_above_hull < 0.5
+    assert h.products and "KF5" not in dict(h.products)
+    assert all(f in h.summary for f, _ in h.products)
+
+
+def test_below_the_hull_is_a_new_stable_phase():
+    h = candidate_hull("SrYF5", -4.6)
+    assert h.e_above_hull < 0
+    assert h.summary.startswith(f"{-h.e_above_hull:.3f} eV/atom below the hull")
+    assert "would be a new stable phase (ML estimate)" in h.summary
+
+
+@pytest.mark.parametrize("formula, ef, trace_type", [("ScF3", -3.0, "scatter"), ("SrYF5", -4.0, "scatterternary")])
+def test_binary_and_ternary_figures_show_the_candidate(formula, ef, trace_type):
+    h = candidate_hull(formula, ef)
+    assert isinstance(h.figure, go.Figure) and h.no_figure_reason is None
+    cand = [t for t in h.figure.data if t.name == f"{formula} (candidate)"]
+    assert len(cand) == 1 and cand[0].type == trace_type
+    assert f"{formula} (candidate)" in cand[0].text[0]
+    assert "candidate, CHGNet estimate" in cand[0].hovertext[0]  # drawn even far above the hull
+    assert "mp-" in _traces_text(h.figure)  # MP phases carry their material ids
+
+
+def test_quaternary_gives_a_table_and_a_reason_not_a_figure():
+    h = candidate_hull("BaCaMgF6", -3.5)
+    assert h.figure is None and "4 elements" in h.no_figure_reason and "ternar" in h.no_figure_reason
+    products = [r for r in h.table if r["role"] == "decomposition product"]
+    assert [r["phase"] for r in products] == [f for f, _ in h.products]
+    assert sum(r["fraction"] for r in products) == pytest.approx(1.0, abs=1e-3)
+    assert any(r["role"] == "nearby stable phase" for r in h.table)
+    assert h.e_above_hull > 0 and h.n_mp_phases > 5
+
+
+def test_bad_input_gives_one_clear_message():
+    with pytest.raises(HullError, match="no Materials Project compound of the He-Xe system"):
+        candidate_hull("HeXe", -0.1)
+    with pytest.raises(HullError, match="element"):
+        candidate_hull("Na", 0.0)
+    with pytest.raises(HullError, match="finite"):
+        candidate_hull("ScF3", float("nan"))
+
+
+def test_structures_page_draws_the_candidate_on_its_hull():
+    import json
+
+    from app_testing import app, no_exception, texts
+
+    at = app("5_Structures", {"formula": "SrYF5"}).run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    e_hull = next(m.value for m in at.metric if m.label == "Energy above hull")
+    assert f"**SrYF5**: {e_hull.split()[0]} eV/atom above YF3 (0.57) + SrF2 (0.43)" in texts(at)
+    assert "CHGNet (ML potential) estimate" in texts(at)
+    spec = json.loads(at.get("plotly_chart")[1].proto.spec)  # 3D structure, hull, XRD
+    assert any(t.get("name") == "SrYF5 (candidate)" for t in spec["data"])
+    assert list(at.table[0].value["phase"][:2]) == ["YF3", "SrF2"]
+    at = app("5_Structures", {"formula": "BaCaMgF6"}).run()
+    no_exception(at)
+    assert any("4 elements" in i.value for i in at.info) and len(at.get("plotly_chart")) == 2
+
+
+def test_compounds_without_a_formation_energy_are_named_as_missing_from_the_hull():
+    """NaCl's bundled row carries the largest gap over polymorphs and no formation energy: the
+    Na-Cl hull is built without it (so rock salt lands 'below the hull' of Na3Cl2 + NaCl3), and
+    the result says so instead of trusting the hull; a fully priced system has no warning."""
+    from wbg_core.structures.hull import candidate_hull, phases_missing_from_hull
+
+    assert phases_missing_from_hull(["Na", "Cl"]) == ["Na2Cl", "NaCl"]
+    h = candidate_hull("NaCl", -2.0)
+    assert h.missing == ["Na2Cl", "NaCl"] and "NaCl" in h.missing_text and "may be wrong" in h.missing_text
+    assert candidate_hull("ScF3", -3.0).missing_text is None

@@ -1,0 +1,190 @@
+"""The candidate on the MP convex hull, as a picture: a pymatgen phase diagram and its decomposition.
+
+`stability.mp_hull_entries` gives the bundled MP phases of the chemical system and
+`stability.energy_above_hull` the candidate's e_hull and decomposition; this module only adds
+the candidate as a PDEntry to the diagram that is plotted (pymatgen PDPlotter, plotly backend),
+names the products, and lists the nearby phases where no 2-D plot reads well (4+ elements).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from ..composition.parse import FormulaError
+from .stability import energy_above_hull, mp_hull_entries
+from .templates import reduce
+
+ON_HULL_TOL = 5e-4  # eV/atom: |e_hull| below this is "on the hull" (MP rounds energies to 1e-6)
+DEFAULT_SHOW_UNSTABLE = 0.1  # eV/atom: MP phases drawn above the hull
+CAVEAT = ("The hull is DFT (Materials Project formation energies, with MP's corrections); the candidate's "
+          "energy is a CHGNet (ML potential) estimate put on MP's scale by fitted elemental references. "
+          "Treat E_hull as a screen, not a verdict.")
+
+
+class HullError(FormulaError):
+    """A composition whose hull cannot be built from the bundled MP phases."""
+
+
+@lru_cache(maxsize=1)
+def _material_ids() -> dict[str, str]:
+    """Bundled formula -> MP material id, for hover labels and the table."""
+    from ..data import load_bandgaps
+
+    df = load_bandgaps()
+    df = df[df["formation_energy_per_atom"].notna()]
+    return dict(zip(df["formula"].astype(str), df["material_id"].astype(str)))
+
+
+@lru_cache(maxsize=1)
+def _unpriced() -> tuple[np.ndarray, list[frozenset]]:
+    """Bundled formulas with no formation energy (the matbench_mp_gap_max rows) and their elements."""
+    from ..data import load_bandgaps
+
+    df = load_bandgaps()
+    df = df[df["formation_energy_per_atom"].isna()]
+    formulas = df["formula"].to_numpy(dtype=object)
+    return formulas, [frozenset(reduce(f)) for f in formulas]
+
+
+def phases_missing_from_hull(elements) -> list[str]:
+    """MP compounds of the system that the bundled data holds without a formation energy: the
+    hull is built without them, so a phase it calls stable may not be (e.g. NaCl, MgO, CaF2)."""
+    system = frozenset(elements)
+    formulas, sets = _unpriced()
+    return sorted(str(f) for f, els in zip(formulas, sets) if len(els) > 1 and els <= system)
+
+
+@dataclass
+class CandidateHull:
+    formula: str  # reduced formula of the candidate
+    chemsys: str  # "F-Sr-Y"
+    formation_energy: float  # eV/atom, the candidate's (CHGNet) estimate
+    e_above_hull: float  # eV/atom against the MP hull; negative = below it
+    products: list[tuple[str, float]]  # decomposition: (reduced formula, atom fraction), largest first
+    n_mp_phases: int  # MP compounds of the system (elements not counted)
+    table: list[dict] = field(default_factory=list)  # decomposition products, then the nearest stable phases
+    figure: object | None = None  # plotly Figure (binary, ternary)
+    no_figure_reason: str | None = None
+    missing: list[str] = field(default_factory=list)  # MP compounds of the system without a formation energy
+
+    @property
+    def missing_text(self) -> str | None:
+        """A warning when the hull lacks known compounds of the system, else None."""
+        if not self.missing:
+            return None
+        shown = ", ".join(self.missing[:6]) + (" ..." if len(self.missing) > 6 else "")
+        return (f"The bundled data holds {len(self.missing)} more MP compound(s) of {self.chemsys} without a "
+                f"formation energy ({shown}: rows whose gap is the largest over MP polymorphs, with no ground "
+                "state), so the hull is drawn without them: phases it shows as stable, and this E_hull, may be wrong.")
+
+    @property
+    def products_text(self) -> str:
+        return " + ".join(f"{f} ({x:.2f})" if len(self.products) > 1 else f for f, x in self.products)
+
+    @property
+    def summary(self) -> str:
+        """One line, e.g. '0.365 eV/atom above SrF2 (0.43) + YF3 (0.57)'."""
+        e = self.e_above_hull
+        if abs(e) < ON_HULL_TOL:
+            return f"on the hull (0.000 eV/atom): decomposes to {self.products_text}, i.e. it is a hull phase"
+        if e > 0:
+            return f"{e:.3f} eV/atom above {self.products_text}"
+        return (f"{-e:.3f} eV/atom below the hull (of {self.products_text}): would be a new stable phase "
+                "(ML estimate)")
+
+
+def _reduced(name: str) -> str:
+    from pymatgen.core import Composition
+
+    return Composition(name).reduced_formula
+
+
+def candidate_hull(formula, formation_energy: float, *, show_unstable: float = DEFAULT_SHOW_UNSTABLE,
+                   n_nearby: int = 8) -> CandidateHull:
+    """E_hull with named products, and the phase diagram with the candidate (binary, ternary).
+
+    Raises HullError for an element or a system with no bundled MP compound (the hull would be
+    the elements alone), FormulaError for elements outside the vocabulary.
+    """
+    from pymatgen.analysis.phase_diagram import PDEntry, PDPlotter, PhaseDiagram
+    from pymatgen.core import Composition
+
+    comp = Composition(reduce(formula) if isinstance(formula, str) else formula)
+    name = comp.reduced_formula
+    elements = sorted(el.symbol for el in comp.elements)
+    chemsys = "-".join(elements)
+    if not np.isfinite(formation_energy):
+        raise HullError(f"{name} has no finite formation energy: no hull")
+    if len(elements) < 2:
+        raise HullError(f"{name} is an element: it is the hull's reference at 0 eV/atom")
+    entries = mp_hull_entries(elements)
+    ids = _material_ids()
+    compounds = [e for e in entries if not e.composition.is_element]
+    if not compounds:
+        raise HullError(f"no Materials Project compound of the {chemsys} system in the bundled data: "
+                        "the hull would be the bare elements, so E_hull would mean nothing")
+    for e in entries:  # PDPlotter's hover text shows entry_id
+        e.entry_id = ids.get(e.name, "element, 0 eV/atom" if e.composition.is_element else "MP")
+
+    hull = energy_above_hull(comp, formation_energy)
+    # an MP phase at its own energy is "in" the diagram: pymatgen returns the entry itself ("candidate")
+    products = sorted(((name if n == "candidate" else _reduced(n), float(x)) for n, x in hull["decomposition"].items()),
+                      key=lambda p: -p[1])
+    out = CandidateHull(formula=name, chemsys=chemsys, formation_energy=float(formation_energy),
+                        e_above_hull=float(hull["e_above_hull"]), products=products,
+                        n_mp_phases=len(compounds), missing=phases_missing_from_hull(elements))
+    out.table = _phase_table(PhaseDiagram(entries), comp, products, ids, n_nearby)
+
+    if len(elements) > 3:
+        out.no_figure_reason = (f"{chemsys} has {len(elements)} elements: PDPlotter draws binaries and ternaries "
+                                "in 2-D; a quaternary is a 3-D tetrahedron that does not read well (and 5+ elements "
+                                "cannot be drawn), so the decomposition products and nearest phases are listed.")
+        return out
+    cand = PDEntry(comp, formation_energy * comp.num_atoms, name=f"{name} (candidate)")
+    cand.entry_id = "candidate, CHGNet estimate"
+
+    # the candidate is drawn only within show_unstable of the hull: widen it to reach the candidate
+    show = max(show_unstable, out.e_above_hull + 0.005)
+    fig = PDPlotter(PhaseDiagram([*entries, cand]), backend="plotly", show_unstable=show).get_plot(
+        highlight_entries=[cand])
+    label = f"{name} (candidate)"
+    for trace in fig.data:
+        if trace.name == "Highlighted":
+            trace.update(name=label, mode="markers+text", text=[label], textposition="middle left",
+                         textfont={"size": 13, "color": "mediumvioletred"},
+                         marker={"symbol": "star", "size": 18})
+        elif trace.name == "Stable" and trace.type == "scatterternary":
+            # PDPlotter leaves 2-D ternary phases unlabelled (hover only): name the compounds on the plot
+            trace.update(mode="markers+text", textposition="middle right", textfont={"size": 13, "color": "black"},
+                         text=["" if "(element" in h else h.split(" (")[0] for h in trace.hovertext])
+    fig.update_layout(title={"text": f"{chemsys}: MP hull (DFT) with the {name} candidate (CHGNet)", "x": 0.5,
+                             "xanchor": "center"}, margin={"t": 60})
+    out.figure = fig
+    return out
+
+
+def _phase_table(pd_mp, comp, products, ids: dict, n_nearby: int) -> list[dict]:
+    """Decomposition products, then the stable MP compounds nearest the candidate's composition."""
+    els = pd_mp.elements
+    x = np.array([comp.get_atomic_fraction(el) for el in els])
+    by_formula = {e.composition.reduced_formula: e for e in pd_mp.stable_entries}
+    rows = []
+    for f, frac in products:
+        e = by_formula.get(f)
+        rows.append({"phase": f, "role": "decomposition product", "fraction": frac,
+                     "formation_energy_per_atom": pd_mp.get_form_energy_per_atom(e) if e else None,
+                     "distance": None, "material_id": ids.get(e.name) if e else None})
+    taken = {f for f, _ in products}
+    near = []
+    for f, e in by_formula.items():
+        if f in taken or e.composition.is_element:
+            continue
+        d = float(np.linalg.norm(np.array([e.composition.get_atomic_fraction(el) for el in els]) - x))
+        near.append((d, f, e))
+    for d, f, e in sorted(near, key=lambda t: (t[0], t[1]))[:n_nearby]:
+        rows.append({"phase": f, "role": "nearby stable phase", "fraction": None,
+                     "formation_energy_per_atom": pd_mp.get_form_energy_per_atom(e), "distance": round(d, 3),
+                     "material_id": ids.get(e.name)})
+    return rows
