@@ -5,17 +5,14 @@ Pages stay thin: they lay out widgets and call wbg_core (computing lives in wbg_
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
 ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from wbg_core.settings import get_settings  # noqa: E402
+from wbg_core.settings import get_settings
 
 def _load_errors():
     from wbg_core.data import DataError

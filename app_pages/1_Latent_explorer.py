@@ -1,21 +1,16 @@
 """Latent explorer: the 2-D map of every formula's latent vector, selection, placement, decoding."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-from plotly.colors import sample_colorscale  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import app_common as ac  # noqa: E402
-from wbg_core.app_support import gap_bins, split_formula_text  # noqa: E402
-from wbg_core.composition import FormulaError  # noqa: E402
-from wbg_core.engine.map_decoding import decode_map_points, interpolate, place_formulas, sample_map  # noqa: E402
+import app_common as ac
+from wbg_core.app_support import gap_bins, split_formula_text
+from wbg_core.composition import FormulaError
+from wbg_core.engine.map_decoding import decode_map_points, interpolate, place_formulas, sample_map
 
 ac.page("Latent explorer", "🗺️")
 st.caption("Every encodable Materials Project formula, placed by a UMAP of its 128-d autoencoder latent "

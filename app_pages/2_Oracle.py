@@ -1,16 +1,11 @@
 """Oracle: band gap with uncertainty for one or many formulas, MP value, EMD neighbours, CSV out."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import streamlit as st  # noqa: E402
-
-import app_common as ac  # noqa: E402
-from wbg_core.app_support import oracle_report, plural, read_formula_csv, read_formula_text  # noqa: E402
-from wbg_core.data.provenance import EXPLANATION  # noqa: E402
+import app_common as ac
+from wbg_core.app_support import oracle_report, plural, read_formula_csv, read_formula_text
+from wbg_core.data.provenance import EXPLANATION
 
 ac.page("Band-gap oracle", "🔮")
 st.caption("A deep ensemble of Roost-style networks trained on Materials Project PBE gaps stands in for DFT, "

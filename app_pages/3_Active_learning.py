@@ -4,18 +4,15 @@ from __future__ import annotations
 import io
 import logging
 import re
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import app_common as ac  # noqa: E402
+import app_common as ac
 
 ac.page("Active learning", "🔁")
 st.caption("The paper's loop: encode labelled formulas, fit a Gaussian process on (latent, gap), propose "
@@ -26,13 +23,13 @@ st.caption("The paper's loop: encode labelled formulas, fit a Gaussian process o
 ae, orc = ac.autoencoder(), ac.oracle()
 if ae is None or orc is None:
     st.stop()
-from wbg_core.app_campaigns import (  # noqa: E402
+from wbg_core.app_campaigns import (
     CampaignLinkError, campaign_folder, campaign_summary, campaign_zip, import_campaign_zip, new_campaign_id,
     parse_campaign_ids, public_message, write_campaign_label)
-from wbg_core.app_support import plural  # noqa: E402
-from wbg_core.engine.campaign import (  # noqa: E402
+from wbg_core.app_support import plural
+from wbg_core.engine.campaign import (
     Campaign, CampaignBusy, CampaignConfig, CampaignDamaged, CampaignError, clean_seeds, pick_seeds)
-from wbg_core.engine.campaign_labels import pending_rows, read_labels, round_zip  # noqa: E402
+from wbg_core.engine.campaign_labels import pending_rows, read_labels, round_zip
 
 root = ac.campaigns_root()
 ac.clean_campaigns()

@@ -6,20 +6,16 @@ opened elsewhere recomputes it only when the cache no longer holds it.
 """
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import plotly.graph_objects as go
+import streamlit as st
 
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import app_common as ac  # noqa: E402
-from wbg_core.app_support import forest_on, plural, screen_window  # noqa: E402
-from wbg_core.window_query import (  # noqa: E402
+import app_common as ac
+from wbg_core.app_support import forest_on, plural, screen_window
+from wbg_core.window_query import (
     GAP_LIMITS, METAL_GAP, WINDOW_GENERATORS, WINDOW_MODELS, WINDOW_POOLS, WindowQuery, split_elements)
-from wbg_core.composition.validity import RULES  # noqa: E402
+from wbg_core.composition.validity import RULES
 
 ac.page("Band-gap window", "🎯")
 st.caption("Sample a generator, keep compositions that pass the filters, label them with a "

@@ -1,18 +1,13 @@
 """Structures: EMD template alternatives, the structure in 3D, CHGNet, symmetry, simulated XRD, CIF/DFT downloads."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import app_common as ac  # noqa: E402
-from wbg_core.app_support import plural, relax_summary, relaxed_provenance  # noqa: E402
-from wbg_core.composition import FormulaError, reduced_formula  # noqa: E402
-from wbg_core.composition.validity import RULES  # noqa: E402
+import app_common as ac
+from wbg_core.app_support import plural, relax_summary, relaxed_provenance
+from wbg_core.composition import FormulaError, reduced_formula
+from wbg_core.composition.validity import RULES
 
 ac.page("Structures", "🧊")
 st.caption("The paper's template step: the Materials Project structure whose composition is nearest by "
@@ -174,10 +169,10 @@ else:
             {"atom fraction": "{:.3f}", "E_f MP (eV/atom)": "{:.3f}", "composition distance": "{:.3f}"},
             na_rep="").hide(axis="index"))
 
-from wbg_core.structures.dft import DEFAULT_KPOINT_DENSITY, SSSP_LABEL  # noqa: E402
-from wbg_core.structures.export import (DEFAULT_SYMPREC, bundle_zip, cif_string, safe_filename,  # noqa: E402
+from wbg_core.structures.dft import DEFAULT_KPOINT_DENSITY, SSSP_LABEL
+from wbg_core.structures.export import (DEFAULT_SYMPREC, bundle_zip, cif_string, safe_filename,
                                         symmetry_info)
-from wbg_core.structures.xrd import DEFAULT_WAVELENGTH, wavelengths, xrd_figure, xrd_pattern  # noqa: E402
+from wbg_core.structures.xrd import DEFAULT_WAVELENGTH, wavelengths, xrd_figure, xrd_pattern
 
 st.subheader("Symmetry, simulated XRD and DFT inputs")
 sources = wavelengths()

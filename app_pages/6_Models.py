@@ -1,26 +1,21 @@
 """Models: model cards with diagnostic figures, checkpoint sets, retraining in the background."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import plotly.express as px  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import app_common as ac  # noqa: E402
-from wbg_core.app_support import (  # noqa: E402
+import app_common as ac
+from wbg_core.app_support import (
     calibration_curve, generator_vs_data, headline_metrics, model_status, oracle_test_predictions, read_card,
 )
-from wbg_core.jobs import (  # noqa: E402
+from wbg_core.jobs import (
     JobError, PublicModeError, cancel_job, job_log, job_running, job_status, running_job,
 )
-from wbg_core.models.oracle_eval import classic_verdict  # noqa: E402
-from wbg_core.settings import get_settings  # noqa: E402
+from wbg_core.models.oracle_eval import classic_verdict
+from wbg_core.settings import get_settings
 
 ac.page("Models", "📈")
 

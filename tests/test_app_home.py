@@ -27,3 +27,14 @@ def test_home_has_a_start_here_path():
     labels = [e.proto.label for e in links]
     assert labels[:4] == ["1. Oracle", "2. Band-gap window", "3. Structures", "4. Active learning"], labels
     assert {"Latent explorer", "Models"} <= set(labels)
+
+
+def test_the_app_edits_no_import_path():
+    """Pages import app_common and wbg_core as installed modules (pyproject py-modules), never
+    through sys.path edits that need `noqa: E402` on every import below them."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for path in [root / "app.py", root / "app_common.py", *sorted((root / "app_pages").glob("*.py"))]:
+        text = path.read_text()
+        assert "sys.path" not in text and "noqa: E402" not in text, path.name
