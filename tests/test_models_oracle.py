@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from wbg_core.models import ModelError, load_oracle
-from wbg_core.models.oracle import OracleConfig, RoostGap, embedding_table, featurise, load, robust_l1
+from wbg_core.composition.featurize import embedding_table, featurise
+from wbg_core.models.oracle import OracleConfig, RoostGap, load, robust_l1
 from wbg_core.models.oracle_training import train
 from wbg_core.models.training import pick_device
 

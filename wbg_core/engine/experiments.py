@@ -146,7 +146,8 @@ class SmallRoost:
     def fit(self, formulas, y) -> "SmallRoost":
         import torch
 
-        from ..models.oracle import RoostGap, _bucket_batches, _trim, embedding_table, featurise, robust_l1
+        from ..composition.featurize import embedding_table, featurise
+        from ..models.oracle import RoostGap, _bucket_batches, _trim, robust_l1
 
         z, w, errors = featurise(formulas)
         ok = np.array([e is None for e in errors])
@@ -195,7 +196,7 @@ def _train_model(kind: str, formulas, y, seed: int, roost_steps: int):
 
 
 def _mae(model, test: pd.DataFrame) -> float:
-    from ..models.oracle import featurise
+    from ..composition.featurize import featurise
 
     z, w, errors = featurise(test["formula"])
     ok = np.array([e is None for e in errors])
@@ -282,7 +283,7 @@ def run_repeat(cfg: ExperimentConfig, r: int, ref: dict, pool_counts: np.ndarray
 def run_experiment(cfg: ExperimentConfig, progress_callback: Progress = None) -> dict:
     """All repeats; returns {'config', 'reference', 'repeats': [...], 'summary': {metric: (mean, std)}}."""
     from ..models import load_oracle
-    from ..models.oracle import featurise
+    from ..composition.featurize import featurise
 
     cfg = cfg.resolved()
     cb = progress_callback or (lambda f, m: None)

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..composition.elements import PERIODIC_TABLE
-from .oracle import MAX_ELEMENTS, featurise
+from ..composition.featurize import MAX_ELEMENTS, featurise
 
 PROPERTIES = (
     "Z", "row", "group", "atomic_mass", "X", "atomic_radius", "mendeleev_no", "melting_point",

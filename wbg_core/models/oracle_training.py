@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 
 from .checkpoint import ModelError, _jsonable, save_checkpoint
-from .oracle import (LOSSES, NAME, Oracle, OracleConfig, RoostGap, _bucket_batches, _trim, embedding_table,
-                     featurise, load)
+from ..composition.featurize import embedding_table, featurise
+from .oracle import LOSSES, NAME, Oracle, OracleConfig, RoostGap, _bucket_batches, _trim, load
 from .oracle_head import CALIBRATION_FILE, CLASSIFIER_FILE, REGRESSOR_FILE, HeadConfig, fit_head, head_features
 
 
