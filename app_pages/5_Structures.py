@@ -38,14 +38,15 @@ ac.set_qp(formula=formula)
 
 
 @st.cache_resource(show_spinner="Searching templates and computing CHGNet energies…", max_entries=32)
-def _candidates(formula: str, top_k: int):
+def _candidates(formula: str, top_k: int, oracle_dir: str):
+    """Keyed by the oracle's directory: the gap comes from the checkpoint set the app uses."""
     from wbg_core.structures.pipeline import predict_structures
 
-    return predict_structures(formula, top_k=top_k, relax=False)
+    return predict_structures(formula, top_k=top_k, relax=False, oracle=ac.oracle(show=False))
 
 
 try:
-    found = _candidates(formula, top_k)
+    found = _candidates(formula, top_k, str(ac.model_dir("oracle")))
 except FormulaError as exc:  # NoTemplateError is one
     st.error(f"No structure for {formula}: {exc}")
     st.stop()

@@ -67,7 +67,7 @@ def test_zip_and_cif_helpers_roundtrip():
     from wbg_core.structures.export import bundle_zip, cif_string, cif_zip
     from wbg_core.structures.pipeline import predict_structures
 
-    c = predict_structures("NaCl", top_k=1, with_gap=False)[0]
+    c = predict_structures("NaCl", top_k=1)[0]
     s = Structure.from_str(cif_string(c.structure, c.provenance), fmt="cif")
     assert s.composition.reduced_formula == "NaCl"
     z = zipfile.ZipFile(io.BytesIO(cif_zip([(c.structure, c.provenance)])))
@@ -118,7 +118,7 @@ def test_element_colours_are_pymatgens_vesta_table():
     from wbg_core.structures.pipeline import predict_structures
     from wbg_core.structures.scene import element_colors, structure_figure
 
-    c = predict_structures("BaCaF4", top_k=1, with_gap=False)[0]
+    c = predict_structures("BaCaF4", top_k=1)[0]
     fig = structure_figure(c.structure)
     colours = {t.name: t.marker.color for t in fig.data if t.mode == "markers"}
     table = element_colors()

@@ -72,7 +72,7 @@ def test_the_frame_holds_every_atom_and_the_whole_cell():
 
     from wbg_core.structures.pipeline import predict_structures
 
-    c = predict_structures("SrYF5", top_k=1, with_gap=False)[0]
+    c = predict_structures("SrYF5", top_k=1)[0]
     fig = structure_figure(c.structure)
     sc = fig.layout.scene
     lo = np.array([sc.xaxis.range[0], sc.yaxis.range[0], sc.zaxis.range[0]])

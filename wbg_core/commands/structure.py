@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..cli import float_in, int_in, output_dir
 from ..structures.dft import DEFAULT_KPOINT_DENSITY, MAX_KPOINT_DENSITY
@@ -80,6 +81,7 @@ def _structure(args) -> int:
         candidates = predict_structures(
             args.formula, args.top_k, relax=args.relax, fmax=args.fmax, steps=args.steps,
             max_per_formula=None if args.polymorphs else 1, fallback=not args.no_fallback,
+            oracle=_oracle_or_none(),
         )
     except ValueError as exc:  # FormulaError / NoTemplateError are ValueErrors with user messages
         from ..composition.parse import FormulaError
@@ -116,3 +118,17 @@ def _structure(args) -> int:
             print(f"  note: {row['notes']}")
     print(f"wrote {len(written['files'])} files and folders to {written['output']}")
     return 0
+
+
+def _oracle_or_none():
+    """The oracle of the models directory (Settings.models_dir), or None with a note on stderr:
+    a structure is worth writing without its predicted gap."""
+    from ..models.errors import ModelError
+
+    try:
+        from ..models import load_oracle
+
+        return load_oracle()
+    except (ModelError, OSError) as exc:
+        print(f"note: no band-gap oracle ({exc}); the structures carry no predicted gap", file=sys.stderr)
+        return None

@@ -336,7 +336,7 @@ def round_zip(camp, r: int | None = None, kpoint_density: float = 1000.0) -> tup
             row = {"formula": f, "provisional_gap": g, "sigma": s, "template": "", "label": st, "cif": "",
                    "dft_folder": "", "note": ""}
             try:
-                cand = predict_structures(f, top_k=1, with_gap=False)[0]
+                cand = predict_structures(f, top_k=1)[0]
             except (FormulaError, ValueError) as exc:  # NoTemplateError is a FormulaError
                 row["note"] = f"no structure: {exc}"
                 rows.append(row)

@@ -25,34 +25,35 @@ class Candidate:
     provenance: dict = field(default_factory=dict)
 
 
-def oracle_gap(formula: str) -> tuple[float | None, float | None, str | None]:
-    """(band_gap_mean, band_gap_std, warning) from the band-gap oracle, tolerating its absence."""
+def oracle_gap(formula: str, oracle) -> tuple[float | None, float | None, str | None]:
+    """(band_gap_mean, band_gap_std, warning) from the given band-gap model (None: no gap), whose
+    own failures become a warning: a structure is worth showing without its gap."""
+    if oracle is None:
+        return None, None, "no band-gap model given: no predicted gap"
     try:
-        from ..models.oracle import load_oracle
-
-        df = load_oracle().predict([formula])
-        row = df.iloc[0]
-        if isinstance(row.get("error"), str) and row.get("error"):
-            return None, None, f"oracle: {row['error']}"
-        mean, std = float(row["band_gap_mean"]), float(row["band_gap_std"])
-        return (mean if math.isfinite(mean) else None), (std if math.isfinite(std) else None), None
-    except (ImportError, FileNotFoundError) as exc:
-        return None, None, f"band-gap oracle unavailable ({type(exc).__name__}: {exc})"
-    except Exception as exc:  # the oracle's own errors (ModelError, DataError, ...)
+        df = oracle.predict([formula])
+    except Exception as exc:  # the model's own errors (ModelError, DataError, ...)
         if type(exc).__name__.endswith("Error"):
             return None, None, f"band-gap oracle failed ({type(exc).__name__}: {exc})"
         raise
+    row = df.iloc[0]
+    if isinstance(row.get("error"), str) and row.get("error"):
+        return None, None, f"oracle: {row['error']}"
+    mean, std = float(row["band_gap_mean"]), float(row["band_gap_std"])
+    return (mean if math.isfinite(mean) else None), (std if math.isfinite(std) else None), None
 
 
 def predict_structures(formula: str, top_k: int = 3, *, relax: bool = False,
                        fmax: float = DEFAULT_FMAX, steps: int = DEFAULT_STEPS,
                        exclude_formulas=(), max_per_formula: int | None = 1,
-                       fallback: bool = True, with_gap: bool = True) -> list[Candidate]:
+                       fallback: bool = True, oracle=None) -> list[Candidate]:
     """Candidate structures for `formula`, best template first.
 
     For each of the top_k templates (by default one polymorph per template formula, the most
     stable, so the alternatives are different compositions): substitute, optionally relax with
     CHGNet, compute formation energy and energy above the MP hull, and collect provenance.
+    oracle: the band-gap model whose prediction goes in the provenance (the caller's choice, e.g.
+    the checkpoint set the app uses); None leaves the gap out.
     Raises FormulaError for bad formulas and NoTemplateError when no template exists.
     """
     query = format_formula(reduce(formula))
@@ -60,8 +61,8 @@ def predict_structures(formula: str, top_k: int = 3, *, relax: bool = False,
                                max_per_formula=max_per_formula, fallback=fallback)
     gap_mean = gap_std = None
     gap_note = None
-    if with_gap:
-        gap_mean, gap_std, gap_note = oracle_gap(query)
+    if oracle is not None:
+        gap_mean, gap_std, gap_note = oracle_gap(query, oracle)
     out = []
     for rank, t in enumerate(templates, 1):
         sub = substitute(t, query)
