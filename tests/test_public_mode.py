@@ -200,3 +200,29 @@ def test_one_job_at_a_time_and_ids_are_folder_names(runs, tmp_path):
     for bad in ("../x", "", ".hidden", "a/b"):
         with pytest.raises(JobError):
             jobs.find_job(runs[0], bad)
+
+
+def test_two_simultaneous_starts_give_one_job(runs):
+    """Two Start clicks at the same instant: the start lock makes the second see the first job."""
+    import threading
+
+    barrier, results = threading.Barrier(2), []
+
+    def click():
+        barrier.wait()
+        try:
+            results.append(jobs.start_training("autoencoder", "cpu", runs[0], epochs=1, limit=300))
+        except JobError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    started = [r for r in results if isinstance(r, jobs.TrainJob)]
+    runs[1].extend(started)
+    assert len(started) == 1 and len(results) == 2, results
+    assert "already running" in str(next(r for r in results if isinstance(r, JobError)))
+    assert len(jobs.list_jobs(runs[0])) == 1
+    jobs.cancel_job(started[0])

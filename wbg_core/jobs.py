@@ -10,6 +10,7 @@ loop (wbg_core.models.training) would be sturdier, but is a change to the traine
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import re
@@ -271,12 +272,16 @@ def start_training(model: str, device: str, runs_dir: Path, epochs: int | None =
     kw = dict(epochs=epochs, limit=limit, members=members, threads=threads)
     train_command(model, device, Path(runs_dir), **kw)  # an unknown model or device: refused before the limits
     check_limits(model, epochs, limit)
-    busy = running_job(runs_dir)
-    if busy is not None:
-        raise JobError(f"training job {busy.id} is already running on this server; wait for it to end")
-    out = new_run_folder(runs_dir)
-    return start_job(train_command(model, device, out, **kw), out, model, device,
-                     {k: v for k, v in kw.items() if v is not None})
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(runs_dir) / ".start.lock", "w") as lock:
+        # two Start clicks at the same instant: the second waits here, then sees the first job
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        busy = running_job(runs_dir)
+        if busy is not None:
+            raise JobError(f"training job {busy.id} is already running on this server; wait for it to end")
+        out = new_run_folder(runs_dir)
+        return start_job(train_command(model, device, out, **kw), out, model, device,
+                         {k: v for k, v in kw.items() if v is not None})
 
 
 # ---------------------------------------------------------------- cancelling, confirming
