@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .files import atomic_write_text
+
 MODELS = ("autoencoder", "oracle", "gan")  # wbg_core.models.MODEL_NAMES, without importing torch
 JOB_FILE = "job.json"
 EXIT_FILE = "exit.json"  # written by the runner (this module's __main__) when the training ends
@@ -83,9 +85,7 @@ class JobStatus:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _read_json(path: Path) -> dict | None:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..composition import FormulaError, compound_valid, reduced_formula
+from ..files import atomic_write_text
 from .campaign_schema import CampaignError
 
 PENDING = "pending"
@@ -140,8 +141,6 @@ def status(camp) -> dict:
 
 def export_points(camp, path: str | Path, known: frozenset) -> Path:
     """CSV of every point: seeds and proposals (pending ones too), with labels, windows and novelty."""
-    from . import campaign_store as store
-
     _, table = camp.points()
     lo_w, hi_w = camp.config.window
     table = table.copy()
@@ -153,8 +152,7 @@ def export_points(camp, path: str | Path, known: frozenset) -> Path:
             "band_gap_mean", "band_gap_std", "gp_mean", "gp_std", "ucb", "in_window", "novel", "compound_valid"]
     out = table[[c for c in cols if c in table]]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    store.atomic_write(path, out.to_csv(index=False))
+    atomic_write_text(path, out.to_csv(index=False))
     return path
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
+from ..files import atomic_write_text
 from .campaign_schema import CampaignBusy, CampaignConfig, CampaignDamaged, CampaignError, StateFile
 
 LOCK_NAME = ".lock"
@@ -63,14 +64,6 @@ def _schema_errors(exc: ValidationError, where: str) -> str:
 
 
 # ---- atomic writes --------------------------------------------------------------------------
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def atomic_npy(path: Path, arr: np.ndarray) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
     with os.fdopen(fd, "wb") as fh:
@@ -85,7 +78,7 @@ def state_text(state: dict) -> str:
 def write_state(directory: Path, state: dict) -> str:
     """Replace state.json (the commit point); returns the text written."""
     text = state_text(state)
-    atomic_write(Path(directory) / "state.json", text)
+    atomic_write_text(Path(directory) / "state.json", text)
     return text
 
 
@@ -109,8 +102,8 @@ def write_round(directory: Path, r: int, df: pd.DataFrame, z: np.ndarray, gp: di
 
 def write_new(directory: Path, config: CampaignConfig, seeds: pd.DataFrame, seeds_z: np.ndarray, state: dict) -> str:
     d = Path(directory)
-    atomic_write(d / "config.json", json.dumps(asdict(config), indent=2))
-    atomic_write(d / "seeds.csv", seeds.to_csv(index=False))
+    atomic_write_text(d / "config.json", json.dumps(asdict(config), indent=2))
+    atomic_write_text(d / "seeds.csv", seeds.to_csv(index=False))
     atomic_npy(d / "seeds_z.npy", seeds_z)
     return write_state(d, state)
 

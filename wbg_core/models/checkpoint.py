@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from ..data.registry import sha256_of
 from .config_bounds import validate_config, validate_weights_sha256
+from ..files import atomic_write_text  # noqa: F401  (re-exported: the trainers write cards with it)
 from .errors import ModelError  # noqa: F401  (re-exported: models raise it from here)
 
 WEIGHTS = "model.safetensors"
@@ -63,15 +64,6 @@ def require_finite(values: np.ndarray, directory: Path | None, model: str) -> np
         raise ModelError(f"non-finite outputs for {int((~finite).sum())} of {len(values)} rows from {source}: "
                          "the weights are damaged")
     return values
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:

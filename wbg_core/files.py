@@ -1,0 +1,21 @@
+"""Writing a file so that a reader never sees half of it: the one atomic writer of the package.
+
+Torch-free, so the job runner and the campaign store use it as the checkpoints do.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a unique hidden temporary file beside `path`, then rename it into place (a kill
+    leaves the old file or the new one, never a mix; two writers never share a temporary)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
