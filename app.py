@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_common as ac
-from wbg_core.app_support import data_status, model_status
+from wbg_core.services.status import data_status, model_status
 
 PIPELINE = """
 digraph {

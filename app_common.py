@@ -75,8 +75,8 @@ def active_label() -> str:
 
 
 def checkpoint_sets() -> dict[str, Path]:
-    """The sets every visitor may switch to (wbg_core.app_support.checkpoint_sets)."""
-    from wbg_core.app_support import checkpoint_sets as sets
+    """The sets every visitor may switch to (wbg_core.services.status.checkpoint_sets)."""
+    from wbg_core.services.status import checkpoint_sets as sets
 
     return sets(get_settings().models_dir, runs_dir())
 
@@ -84,7 +84,7 @@ def checkpoint_sets() -> dict[str, Path]:
 def set_active(label: str) -> None:
     """Switch the whole server to an offered set; the service refuses it in public mode and for
     a set nobody confirmed, whatever the session state says."""
-    from wbg_core.app_support import choose_set
+    from wbg_core.services.status import choose_set
 
     directory = choose_set(label, get_settings().models_dir, runs_dir())
     a = _active()
@@ -93,7 +93,7 @@ def set_active(label: str) -> None:
 
 def model_dirs() -> dict[str, Path]:
     """Directory of each model in the active set (shipped ones fill what a trained set lacks)."""
-    from wbg_core.app_support import complete_set
+    from wbg_core.services.status import complete_set
 
     shipped = get_settings().models_dir
     return complete_set(Path(shipped if public() else _active()["dir"]), shipped)
@@ -154,7 +154,7 @@ def bandgaps():
 
 @st.cache_resource(show_spinner="Indexing the known formulas…")
 def known_data():
-    from wbg_core.app_support import build_known_data
+    from wbg_core.services.known import build_known_data
 
     return build_known_data(bandgaps())
 
@@ -203,7 +203,7 @@ def latent_map_of(directory: str) -> dict:
 
 def my_job():
     """The training job this browser session started (its id lives in st.session_state), or None."""
-    from wbg_core.jobs import JobError, find_job
+    from wbg_core.services.jobs import JobError, find_job
 
     job_id = st.session_state.get("train_job")
     if not job_id:
@@ -215,9 +215,9 @@ def my_job():
 
 
 def start_my_job(**kw):
-    """Start a retraining job (wbg_core.jobs.start_training checks public mode and the limits)
+    """Start a retraining job (wbg_core.services.jobs.start_training checks public mode and the limits)
     and remember it in this session only: no other visitor is offered its result."""
-    from wbg_core.jobs import start_training
+    from wbg_core.services.jobs import start_training
 
     job = start_training(runs_dir=runs_dir(), **kw)
     st.session_state["train_job"] = job.id
@@ -226,7 +226,7 @@ def start_my_job(**kw):
 
 def use_my_job() -> str:
     """The visitor confirmed: the whole app switches to their finished job's checkpoints."""
-    from wbg_core.jobs import JobError, confirm_job
+    from wbg_core.services.jobs import JobError, confirm_job
 
     job_id = st.session_state.get("train_job")
     if not job_id:
@@ -244,7 +244,7 @@ def campaigns_root() -> Path:
 
 @st.cache_resource(ttl=3600, show_spinner=False)
 def _cleaned(root: str) -> int:
-    from wbg_core.app_campaigns import clean_stale_campaigns
+    from wbg_core.services.campaigns import clean_stale_campaigns
 
     return len(clean_stale_campaigns(Path(root)))
 
@@ -269,7 +269,7 @@ def remember_campaign(cid: str) -> None:
 
 def open_campaign(cid: str) -> None:
     """Make `cid` this browser's open campaign (the Band-gap window page's RF route reads its folder)."""
-    from wbg_core.app_campaigns import campaign_folder
+    from wbg_core.services.campaigns import campaign_folder
 
     remember_campaign(cid)
     st.session_state["campaign_id"] = cid

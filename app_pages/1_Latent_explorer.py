@@ -8,7 +8,8 @@ from plotly.colors import sample_colorscale
 import streamlit as st
 
 import app_common as ac
-from wbg_core.app_support import gap_bins, split_formula_text
+from wbg_core.services.figures import gap_bins
+from wbg_core.services.inputs import split_formula_text
 from wbg_core.composition import FormulaError
 from wbg_core.engine.map_decoding import decode_map_points, interpolate, place_formulas, sample_map
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import streamlit as st
 
 import app_common as ac
-from wbg_core.app_support import oracle_report, plural, read_formula_csv, read_formula_text
+from wbg_core.services.inputs import plural, read_formula_csv, read_formula_text
+from wbg_core.services.known import oracle_report
 from wbg_core.data.provenance import EXPLANATION
 
 ac.page("Band-gap oracle", "🔮")

@@ -23,10 +23,10 @@ st.caption("The paper's loop: encode labelled formulas, fit a Gaussian process o
 ae, orc = ac.autoencoder(), ac.oracle()
 if ae is None or orc is None:
     st.stop()
-from wbg_core.app_campaigns import (
+from wbg_core.services.campaigns import (
     CampaignLinkError, campaign_folder, campaign_summary, campaign_zip, import_campaign_zip, new_campaign_id,
     parse_campaign_ids, public_message, write_campaign_label)
-from wbg_core.app_support import plural
+from wbg_core.services.inputs import plural
 from wbg_core.engine.campaign import (
     Campaign, CampaignBusy, CampaignConfig, CampaignDamaged, CampaignError, clean_seeds, pick_seeds)
 from wbg_core.engine.campaign_labels import pending_rows, read_labels, round_zip

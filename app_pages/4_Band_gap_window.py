@@ -1,6 +1,6 @@
 """Band-gap window: screen generated compositions for a gap window, with filters and a model choice.
 
-Every input is in the URL after a screening (wbg_core.app_support.WindowQuery), so a window link
+Every input is in the URL after a screening (wbg_core.services.window_query.WindowQuery), so a window link
 restores the form and its result: the result is cached on the server by its inputs, a link
 opened elsewhere recomputes it only when the cache no longer holds it.
 """
@@ -12,8 +12,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_common as ac
-from wbg_core.app_support import forest_on, plural, screen_window
-from wbg_core.window_query import (
+from wbg_core.services.inputs import plural
+from wbg_core.services.window import forest_on, screen_window
+from wbg_core.services.window_query import (
     GAP_LIMITS, METAL_GAP, WINDOW_GENERATORS, WINDOW_MODELS, WINDOW_POOLS, WindowQuery, split_elements)
 from wbg_core.composition.validity import RULES
 

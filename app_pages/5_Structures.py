@@ -5,7 +5,8 @@ import pandas as pd
 import streamlit as st
 
 import app_common as ac
-from wbg_core.app_support import plural, relax_summary, relaxed_provenance
+from wbg_core.services.inputs import plural
+from wbg_core.services.structures_view import relax_summary, relaxed_provenance
 from wbg_core.composition import FormulaError, reduced_formula
 from wbg_core.composition.validity import RULES
 

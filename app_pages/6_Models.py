@@ -8,13 +8,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_common as ac
-from wbg_core.app_support import (
-    calibration_curve, generator_vs_data, headline_metrics, model_status, oracle_test_predictions, read_card,
-)
-from wbg_core.jobs import (
+from wbg_core.models.oracle_eval import classic_verdict
+from wbg_core.services.figures import calibration_curve, generator_vs_data, oracle_test_predictions
+from wbg_core.services.jobs import (
     JobError, PublicModeError, cancel_job, job_log, job_running, job_status, running_job,
 )
-from wbg_core.models.oracle_eval import classic_verdict
+from wbg_core.services.status import headline_metrics, model_status, read_card
 from wbg_core.settings import get_settings
 
 ac.page("Models", "📈")

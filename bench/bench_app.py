@@ -108,7 +108,7 @@ def _switches(pw, repeats: int) -> dict[str, list[float]]:
 
 def _import_floor() -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import streamlit, wbg_core.models, wbg_core.app_support"], check=True)
+    subprocess.run([sys.executable, "-c", "import streamlit, wbg_core.models, wbg_core.services.status"], check=True)
     return time.perf_counter() - t0
 
 

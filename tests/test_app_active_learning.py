@@ -90,7 +90,7 @@ def test_links_to_missing_or_malformed_campaigns_say_so(campaigns):
 
 
 def test_old_empty_campaigns_are_cleaned_up(campaigns):
-    from wbg_core.app_campaigns import clean_stale_campaigns
+    from wbg_core.services.campaigns import clean_stale_campaigns
 
     old = time.time() - 2 * 86400
     empty = campaigns / "app" / ("e" * 22)
@@ -132,7 +132,7 @@ def test_bad_seed_upload_message(campaigns):
 @pytest.fixture(scope="module")
 def real_zip(tmp_path_factory):
     """The 'Download campaign' zip of a real one-round campaign."""
-    from wbg_core.app_campaigns import campaign_zip, write_campaign_label
+    from wbg_core.services.campaigns import campaign_zip, write_campaign_label
     from wbg_core.engine.campaign import Campaign, CampaignConfig, pick_seeds
 
     need_models()
@@ -202,7 +202,7 @@ def _limits(monkeypatch, **env):
     (lambda z: b"not a zip at all", "not a readable zip"),
 ])
 def test_bad_campaign_zips_are_refused_and_leave_nothing(campaigns, real_zip, tmp_path, make, match):
-    from wbg_core.app_campaigns import import_campaign_zip, new_campaign_id
+    from wbg_core.services.campaigns import import_campaign_zip, new_campaign_id
     from wbg_core.engine.campaign import CampaignError
 
     cid = new_campaign_id()
@@ -216,7 +216,7 @@ def test_bad_campaign_zips_are_refused_and_leave_nothing(campaigns, real_zip, tm
 def test_zip_size_and_count_limits_are_checked_before_anything_is_written(campaigns, real_zip, monkeypatch):
     """A 362 KB zip once unpacked to 315 MB: the declared sizes are refused before extraction,
     and the bytes actually written are counted too."""
-    from wbg_core.app_campaigns import import_campaign_zip, new_campaign_id
+    from wbg_core.services.campaigns import import_campaign_zip, new_campaign_id
     from wbg_core.engine.campaign import CampaignError
 
     bomb = _rezip(real_zip, {"export.csv": b"0" * 3_000_000})

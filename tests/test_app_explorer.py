@@ -44,7 +44,7 @@ def test_missing_autoencoder_is_an_error(empty_models):
 
 
 def test_gap_bins_hold_every_point_once_in_gap_order():
-    from wbg_core.app_support import gap_bins
+    from wbg_core.services.figures import gap_bins
 
     gaps = np.array([0.0, 7.5, 3.2, np.nan, 12.0, 0.4, 6.0])
     bins, edges = gap_bins(gaps, 4, vmax=8.0)

@@ -13,7 +13,7 @@ FINISHER = ("import pathlib, sys; d = pathlib.Path(sys.argv[1]) / 'autoencoder';
 @pytest.fixture
 def runs(empty_models, tmp_path, monkeypatch):
     """A server with no checkpoints of its own and a temp runs folder; jobs killed afterwards."""
-    from wbg_core import jobs
+    from wbg_core.services import jobs
     from wbg_core.settings import get_settings
 
     root = tmp_path / "runs"
@@ -81,7 +81,7 @@ def test_public_mode_hides_retraining_and_switching(runs, monkeypatch):
 
 def test_retrain_start_follow_and_cancel(runs):
     """Start a real `wbg train` (1 epoch, 300 rows) from the form, then cancel it before it ends."""
-    from wbg_core import jobs
+    from wbg_core.services import jobs
 
     at = _retrain(app("6_Models", {"tab": "Retrain"}).run())
     no_exception(at)
@@ -115,7 +115,7 @@ def test_limits_are_refused_with_a_message(runs, monkeypatch):
 def test_a_finished_job_is_offered_to_its_session_only(runs):
     """Session A's job has ended: A is offered its checkpoints, B sees nothing new and the app keeps
     the shipped set until A confirms; then every session uses it."""
-    from wbg_core import jobs
+    from wbg_core.services import jobs
 
     out = jobs.new_run_folder(runs)
     job = jobs.start_job([sys.executable, "-c", FINISHER, str(out)],
@@ -148,8 +148,8 @@ def test_a_finished_job_is_offered_to_its_session_only(runs):
 
 def test_training_job_runs_and_is_followed(tmp_path):
     """The real runner and `wbg train` end to end: exit marker, checkpoint, progress from the log."""
-    from wbg_core import jobs
-    from wbg_core.app_support import read_log, start_training, train_command  # the old import path
+    from wbg_core.services import jobs
+    from wbg_core.services.jobs import read_log, start_training, train_command
 
     cmd = train_command("oracle", "cpu", tmp_path / "x", epochs=1, limit=200, members=1, threads=1)
     assert cmd[cmd.index("--device") + 1] == "cpu"

@@ -70,7 +70,7 @@ def test_blank_lines_and_csv_uploads_are_reported():
 
 
 def test_csv_rows_parse():
-    from wbg_core.app_support import read_formula_csv_bytes
+    from wbg_core.services.inputs import read_formula_csv_bytes
 
     assert read_formula_csv_bytes(b"formula,x\nNaCl,1\nCaF2,2\n") == ["NaCl", "CaF2"]
     assert read_formula_csv_bytes(b"f\nNaCl\n") == ["NaCl"]
@@ -78,7 +78,7 @@ def test_csv_rows_parse():
 
     with pytest.raises(ValueError, match="formula"):
         read_formula_csv_bytes(b"a,b\n1,2\n")
-    from wbg_core.app_support import read_formula_csv
+    from wbg_core.services.inputs import read_formula_csv
 
     assert read_formula_csv(b"formula;gap\nNaCl;8.5\n").formulas == ["NaCl"]  # semicolon CSV (Excel)
     bare = read_formula_csv(b"NaCl\nCaF2\n")  # no header: the first line is a formula, not dropped

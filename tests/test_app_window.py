@@ -81,8 +81,8 @@ def test_bad_window_in_link_is_a_warning():
 
 
 def test_window_query_round_trip_and_plurals():
-    from wbg_core.app_support import plural
-    from wbg_core.window_query import WindowQuery
+    from wbg_core.services.inputs import plural
+    from wbg_core.services.window_query import WindowQuery
 
     q = WindowQuery(gap_min=6.0, gap_max=None, require=("F", "Sr"), pool=2000, model="rf_mp",
                     allow_elements_and_alloys=True)

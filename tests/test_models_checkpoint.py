@@ -50,7 +50,10 @@ def test_optimizer_state_survives_without_pickle():
         assert torch.equal(a["exp_avg"], b["exp_avg"])
 
 
-@pytest.mark.parametrize("module", ["wbg_core.models", "wbg_core.app_support", "wbg_core.cli"])
+@pytest.mark.parametrize("module", ["wbg_core.models", "wbg_core.cli", "wbg_core.services.status",
+                                    "wbg_core.services.inputs", "wbg_core.services.known",
+                                    "wbg_core.services.figures", "wbg_core.services.window",
+                                    "wbg_core.services.structures_view"])
 def test_light_modules_do_not_import_torch(module):
     """The home page and the CLI's start-up name ModelError without paying torch's ~1 s import."""
     import subprocess

@@ -148,7 +148,7 @@ def test_non_finite_predictions_are_an_error_never_a_blank(oracle_copy):
 
 
 def test_known_values_say_where_they_come_from(bandgaps):
-    from wbg_core.app_support import build_known_data, oracle_report
+    from wbg_core.services.known import build_known_data, oracle_report
 
     known = build_known_data(bandgaps)
     assert known.lookup("Si")[2] == "largest gap over MP polymorphs, ground state unknown"

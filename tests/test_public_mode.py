@@ -1,6 +1,6 @@
 """Retraining jobs and checkpoint switching, server-side: public mode, limits, cancel, confirmation.
 
-Jobs here run small stand-in commands through the real runner (wbg_core.jobs.start_job), so
+Jobs here run small stand-in commands through the real runner (wbg_core.services.jobs.start_job), so
 no model is trained: a sleeper to cancel, a writer of a card.json that "finishes"."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from wbg_core import jobs
-from wbg_core.app_support import checkpoint_sets, choose_set
-from wbg_core.jobs import JobError, PublicModeError
+from wbg_core.services import jobs
+from wbg_core.services.jobs import JobError, PublicModeError
+from wbg_core.services.status import checkpoint_sets, choose_set
 from wbg_core.settings import get_settings
 
 SLEEPER = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"

@@ -94,7 +94,7 @@ def _predict(args) -> int:
 
 def with_known_labels(df):
     """Add mp_band_gap and mp_label_source (where the bundled value comes from) before `error`."""
-    from ..app_support import build_known_data
+    from ..services.known import build_known_data
     from ..composition import FormulaError, reduced_formula
 
     known = build_known_data()

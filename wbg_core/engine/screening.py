@@ -230,6 +230,17 @@ def generate_pool(n: int, seed: int, cfg: ScreenConfig | None = None, progress_c
     return pool
 
 
+def rank_candidates(df: pd.DataFrame, window: tuple[float, float]) -> pd.DataFrame:
+    """Candidates in ranked order (index kept): most probable in the window first; ties by the
+    gap nearest the centre of a closed window, or the widest gap first for one open above."""
+    a, b = window
+    if np.isfinite(b):  # closed window: most probable first, then nearest the centre
+        centre = (a + b) / 2 if np.isfinite(a) else b / 2
+        return df.assign(_d=(df["band_gap_mean"] - centre).abs()).sort_values(
+            ["p_in_window", "_d"], ascending=[False, True]).drop(columns="_d")
+    return df.sort_values(["p_in_window", "band_gap_mean"], ascending=[False, False])  # open above
+
+
 def screen(cfg: ScreenConfig, progress_callback: Progress = None, model=None, pool_counts: np.ndarray | None = None) -> pd.DataFrame:
     """Passing candidates, ranked; df.attrs holds 'stage_s' (seconds per stage), 'funnel'
     (how many survive each stage) and 'config'. model: None for the oracle, or any model
@@ -300,12 +311,7 @@ def screen(cfg: ScreenConfig, progress_callback: Progress = None, model=None, po
     if cfg.valid_only:
         df = df[df["compound_valid"]]
     funnel["passed"] = len(df)
-    a, b = cfg.window
-    if np.isfinite(b):  # closed window: most probable first, then nearest the centre
-        centre = (a + b) / 2 if np.isfinite(a) else b / 2
-        df = df.assign(_d=(df["band_gap_mean"] - centre).abs()).sort_values(["p_in_window", "_d"], ascending=[False, True]).drop(columns="_d")
-    else:  # open above: the widest gaps first
-        df = df.sort_values(["p_in_window", "band_gap_mean"], ascending=[False, False])
+    df = rank_candidates(df, cfg.window)
     if cfg.top:
         df = df.head(cfg.top)
     df = df.reset_index(drop=True)

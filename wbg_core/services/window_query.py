@@ -64,7 +64,7 @@ class WindowQuery:
         """(the query, problems) from URL parameters. A missing parameter takes its default, except
         that a link with gap_min and no gap_max is open above (and one with only gap_max starts at
         0 eV). Each bad parameter gives one problem naming it, and its default is used instead."""
-        from .composition import VOCAB
+        from ..composition import VOCAB
 
         d = cls()
         problems: list[str] = []

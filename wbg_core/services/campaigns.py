@@ -152,7 +152,7 @@ def clean_stale_campaigns(campaigns_dir: Path, max_age_s: float = STALE_AFTER_S,
 # ---------------------------------------------------------------- campaign zips
 def campaign_zip(folder: Path) -> bytes:
     """The campaign's shipped files (no lock, no half-written temp), as 'Download campaign' serves them."""
-    from .engine.campaign_store import name_kind
+    from ..engine.campaign_store import name_kind
 
     folder = Path(folder)
     buf = io.BytesIO()
@@ -166,9 +166,9 @@ def campaign_zip(folder: Path) -> bytes:
 
 def _check_zip_entries(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     """The files to extract; CampaignError for anything a campaign zip never holds, before any byte is written."""
-    from .engine.campaign import CampaignError
-    from .engine.campaign_store import name_kind
-    from .settings import get_settings
+    from ..engine.campaign import CampaignError
+    from ..engine.campaign_store import name_kind
+    from ..settings import get_settings
 
     limits = get_settings()
     infos = zf.infolist()
@@ -205,8 +205,8 @@ def import_campaign_zip(data: bytes, campaigns_dir: Path, cid: str, label: str |
     """Unpack a campaign zip into a hidden folder of the store, check it (names, sizes, then
     Campaign.load's schema) and only then rename it to <store>/<cid>/. Every refusal is a
     CampaignError whose message names no server path, and leaves nothing behind."""
-    from .engine.campaign import Campaign, CampaignDamaged, CampaignError
-    from .settings import get_settings
+    from ..engine.campaign import Campaign, CampaignDamaged, CampaignError
+    from ..settings import get_settings
 
     target = campaign_folder(campaigns_dir, cid, must_exist=False)
     if target.exists():

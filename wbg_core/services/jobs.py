@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .files import atomic_write_text
+from ..files import atomic_write_text
 
 MODELS = ("autoencoder", "oracle", "gan")  # wbg_core.models.MODEL_NAMES, without importing torch
 JOB_FILE = "job.json"
@@ -44,7 +44,7 @@ class PublicModeError(PermissionError):
 def refuse_in_public(what: str) -> None:
     """Raise PublicModeError when the server is public: called by every service that changes
     what other visitors get, so a forced call is refused, not only a hidden button."""
-    from .settings import get_settings
+    from ..settings import get_settings
 
     if get_settings().public:
         raise PublicModeError(f"This server is in public mode: {what} is turned off.")
@@ -194,9 +194,9 @@ def default_epochs(model: str) -> int:
     """The epochs `wbg train` runs when none are given (for "all": the most of the three)."""
     from dataclasses import fields
 
-    from .models.autoencoder import AEConfig
-    from .models.gan import GANConfig
-    from .models.oracle import OracleConfig
+    from ..models.autoencoder import AEConfig
+    from ..models.gan import GANConfig
+    from ..models.oracle import OracleConfig
 
     cfgs = {"autoencoder": AEConfig, "oracle": OracleConfig, "gan": GANConfig}
     picked = MODELS if model == "all" else (model,)
@@ -205,7 +205,7 @@ def default_epochs(model: str) -> int:
 
 def data_rows() -> int | None:
     """Rows of the band-gap data (`--limit` absent trains on all of them), from the data registry."""
-    from .settings import get_settings
+    from ..settings import get_settings
 
     reg = _read_json(Path(get_settings().data_dir) / "registry.json") or {}
     rows = (reg.get("files") or {}).get("mp_bandgap.csv", {}).get("rows")
@@ -215,7 +215,7 @@ def data_rows() -> int | None:
 def check_limits(model: str, epochs: int | None, limit: int | None) -> None:
     """JobError unless the epochs and rows are within Settings.train_max_epochs and train_max_rows
     (None: the model's default epochs, all rows; both count against the limits)."""
-    from .settings import get_settings
+    from ..settings import get_settings
 
     s = get_settings()
     if epochs is not None and int(epochs) < 1:
@@ -254,7 +254,7 @@ def start_job(command: list[str], out: Path, model: str, device: str, args: dict
     with open(log, "w") as fh:
         fh.write("$ " + " ".join(shlex.quote(c) for c in command) + "\n")
         fh.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "wbg_core.jobs", str(out), *command], stdout=fh,
+        proc = subprocess.Popen([sys.executable, "-m", "wbg_core.services.jobs", str(out), *command], stdout=fh,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
     _OWNED[str(out)] = proc
@@ -375,7 +375,7 @@ def job_log(job: TrainJob, tail: int = 40) -> tuple[str, float | None]:
 # ---------------------------------------------------------------- the runner
 
 def _run(argv: list[str]) -> int:
-    """`python -m wbg_core.jobs OUT CMD...`: run CMD, then record its exit code in OUT/exit.json."""
+    """`python -m wbg_core.services.jobs OUT CMD...`: run CMD, then record its exit code in OUT/exit.json."""
     out, cmd = Path(argv[0]), argv[1:]
     code = subprocess.call(cmd, stdin=subprocess.DEVNULL)
     _write_json(out / EXIT_FILE, {"exit_code": code, "ended": dt.datetime.now().isoformat(timespec="seconds")})

@@ -1,0 +1,42 @@
+"""The structures page's provenance of a template candidate after a CHGNet relaxation, and
+the one-line summary of it."""
+from __future__ import annotations
+
+from .inputs import plural
+
+_STABILITY_NOTES = ("not relaxed", "no formation energy", "relaxation stopped", "no CHGNet energy")
+
+
+def relaxed_provenance(provenance: dict, structure, stability) -> dict:
+    """The provenance of a template candidate after a CHGNet relaxation (wbg_core.structures.stability
+    .assess): its energies, hull distance, the compound rule's verdict, the step count and
+    convergence, the relaxed cell's space group; the template's notes kept, the old energy notes
+    replaced by the relaxation's."""
+    stab = stability.to_dict()
+    new = {**provenance, **{k: stab[k] for k in ("energy_per_atom", "formation_energy_per_atom", "e_above_hull",
+                                                 "decomposition", "passes_paper_rule", "charge_neutral",
+                                                 "compound_valid") if k in stab}}
+    new.update(relaxed=True, relax_steps=stability.relax_steps, relax_converged=stability.relax_converged,
+               relax_seconds=stability.relax_seconds, n_sites=len(structure))
+    try:
+        from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+        sga = SpacegroupAnalyzer(structure, symprec=0.1)
+        new.update(spacegroup=sga.get_space_group_number(), spacegroup_symbol=sga.get_space_group_symbol())
+    except Exception:  # spglib finds nothing: the template's symmetry no longer holds
+        new.update(spacegroup=None, spacegroup_symbol=None)
+    old = [w for w in provenance.get("warnings", [])
+           if not w.startswith(_STABILITY_NOTES) and "is not charge-balanced" not in w]
+    new["warnings"] = list(dict.fromkeys(old + list(stability.warnings)))
+    return new
+
+
+def relax_summary(provenance: dict) -> str:
+    """'relaxed with CHGNet: 57 steps, converged, 12.3 s' or 'template geometry, not relaxed'."""
+    if not provenance.get("relaxed"):
+        return "template geometry, not relaxed"
+    steps, conv, secs = (provenance.get(k) for k in ("relax_steps", "relax_converged", "relax_seconds"))
+    parts = [plural(int(steps), "step") if steps is not None else None,
+             None if conv is None else ("converged" if conv else "not converged"),
+             f"{secs:.1f} s" if secs is not None else None]
+    return "relaxed with CHGNet: " + ", ".join(p for p in parts if p)
