@@ -41,7 +41,7 @@ def _wall(code: str) -> float:
 def run(repeats: int = 5) -> dict:
     from wbg_core.data import load_bandgaps, split
     from wbg_core.models import load_autoencoder, load_gan, load_oracle
-    from wbg_core.models.autoencoder import evaluate as ae_eval
+    from wbg_core.models.autoencoder_training import evaluate as ae_eval
     from wbg_core.models.gan import evaluate as gan_eval
     from wbg_core.models.oracle_training import forest_baseline, measure
     from wbg_core.composition import encode_counts
@@ -89,7 +89,7 @@ def run(repeats: int = 5) -> dict:
         f"SMACT-valid {am['random_box_smact_valid_strict']:.1%} / {am['random_box_smact_valid_argmax']:.1%}. "
         f"Paper: 741 and 853 of 1,000 BO proposals valid (74.1%, 85.3%).\n\n"
         f"Generator, {gm['samples']:,} samples: {gm['valid_fraction']:.1%} decode to a formula with 2-8 elements, "
-        f"{_gan_rules(gm)}, "{gm['unique_fraction_of_valid']:.1%} of valid ones unique, "
+        f"{_gan_rules(gm)}, {gm['unique_fraction_of_valid']:.1%} of valid ones unique, "
         f"{gm['novel_fraction_of_unique']:.1%} of unique ones novel (MATGAN 92.5%); element-frequency JS divergence "
         f"to the training data {gm['element_frequency_js_divergence']:.3f}.\n"
     )

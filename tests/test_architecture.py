@@ -1,5 +1,5 @@
 """Checks on the shape of the code that anyone can run (issue #14): no import cycle in wbg_core,
-counting the imports inside functions."""
+counting the imports inside functions, and no module over 400 lines."""
 from __future__ import annotations
 
 import ast
@@ -62,3 +62,14 @@ def test_no_import_cycle_inside_wbg_core():
         if m not in state:
             visit(m, [m])
     assert not cycles, cycles
+
+
+MAX_LINES = 400
+
+
+def test_no_module_over_400_lines():
+    """A module past 400 lines holds more than one job: split it by what it is for (the way
+    oracle_training.py holds the oracle's training apart from oracle.py)."""
+    long = {str(p.relative_to(PKG.parent)): n for p in sorted(PKG.rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"

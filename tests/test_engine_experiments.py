@@ -5,7 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from wbg_core.engine.experiments import ExperimentConfig, results_markdown, run_experiment, save_result, write_doc
+from wbg_core.engine.experiments import ExperimentConfig, run_experiment, save_result
+from wbg_core.reports.experiments_doc import results_markdown, write_doc
 
 
 @pytest.mark.parametrize("kw,match", [

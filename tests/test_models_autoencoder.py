@@ -4,7 +4,8 @@ import torch
 
 from wbg_core.composition import counts_to_onehot, encode_counts
 from wbg_core.models import ModelError, load_autoencoder
-from wbg_core.models.autoencoder import AEConfig, ConvAutoencoder, load, load_latent_map, train
+from wbg_core.models.autoencoder import AEConfig, ConvAutoencoder, load, load_latent_map
+from wbg_core.models.autoencoder_training import train
 from wbg_core.models.training import pick_device
 
 
@@ -113,7 +114,7 @@ def test_shipped_decoder_paths_decode_the_same_formulas():
 
 @pytest.mark.parametrize("fraction, within", [(0.0, 0), (0.5, 0), (1.0, 0), (0.5, 4)])
 def test_substitution_keeps_the_stoichiometry_and_swaps_elements(bandgaps, fraction, within):
-    from wbg_core.models.autoencoder import substitute_elements
+    from wbg_core.models.autoencoder_training import substitute_elements
 
     counts = encode_counts(bandgaps["formula"][bandgaps["encodable"]].iloc[:2000].to_numpy(dtype=object)).counts
     pool = np.flatnonzero((counts > 0).any(axis=0))
@@ -144,7 +145,7 @@ def test_near_substitution_stays_close_on_the_pettifor_scale():
 
     from wbg_core.composition import counts_to_formulas
     from wbg_core.composition.elements import VOCAB
-    from wbg_core.models.autoencoder import substitute_elements
+    from wbg_core.models.autoencoder_training import substitute_elements
 
     counts = encode_counts(["NaCl"] * 400).counts
     pool = np.array([i for i, e in enumerate(VOCAB) if e != "He"])
@@ -169,7 +170,7 @@ def test_oxidation_substitution_keeps_anions_anions_and_cations_cations():
 
     from wbg_core.composition import counts_to_formulas
     from wbg_core.composition.elements import VOCAB
-    from wbg_core.models.autoencoder import substitute_elements
+    from wbg_core.models.autoencoder_training import substitute_elements
 
     # (formula, anion's count, anion's charge): the count tells which element took which place
     cases = [("Al2O3", 3, -2), ("Li3N", 1, -3), ("MgCl2", 2, -1)]
@@ -248,7 +249,7 @@ def test_refinement_with_no_steps_is_the_encoder_network(test_split_sample):
 def test_reevaluate_writes_metrics_and_keeps_the_old_ones(tmp_path):
     import json
 
-    from wbg_core.models.autoencoder import reevaluate
+    from wbg_core.models.autoencoder_training import reevaluate
 
     device = pick_device("cpu")
     train(tmp_path / "ae", AEConfig(epochs=1, batch_size=64), device, limit=300)

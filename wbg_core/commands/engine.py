@@ -342,7 +342,8 @@ def _experiment(args) -> int:
     import json
 
     from ..cli import UserError, print_json
-    from ..engine.experiments import ROOST_STEPS, ExperimentConfig, run_experiment, save_result, write_doc
+    from ..engine.experiments import ROOST_STEPS, ExperimentConfig, run_experiment, save_result
+    from ..reports.experiments_doc import write_doc
     from ..settings import set_torch_threads
 
     set_torch_threads()

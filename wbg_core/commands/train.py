@@ -125,7 +125,8 @@ def _evaluate(args) -> int:
         print_json(gan_reevaluate(directory, write=args.write, command=_command_line(),
                                   compound_max_drop=args.compound_max_drop))
         return 0
-    from ..models.autoencoder import NAME, reevaluate
+    from ..models.autoencoder import NAME
+    from ..models.autoencoder_training import reevaluate
 
     directory = args.dir or get_settings().models_dir / NAME
     print_json(reevaluate(directory, write=args.write, command=_command_line()))
@@ -179,7 +180,8 @@ def _train_one(name: str, args, target: Path, device, command: str | None) -> di
     from ..cli import UserError
 
     if name == "autoencoder":
-        from ..models.autoencoder import AEConfig, train
+        from ..models.autoencoder import AEConfig
+        from ..models.autoencoder_training import train
 
         kw = {"epochs": args.epochs} if args.epochs else {}
         if args.lr is not None:

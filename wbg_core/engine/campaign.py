@@ -34,6 +34,7 @@ import pandas as pd
 
 from ..composition import compound_valid
 from . import campaign_labels as labels
+from . import campaign_proposals as proposals
 from . import campaign_store as store
 from .campaign_schema import (  # noqa: F401 - public names, importable from here as before
     VERSION, CampaignBusy, CampaignConfig, CampaignDamaged, CampaignError, RoundReport, clean_seeds, pick_seeds,
@@ -42,27 +43,6 @@ from .campaign_store import campaign_lock
 from .surrogate import GPHyper, GPSurrogate, candidate_latents, objective_values
 
 Progress = Callable[[float, str], None] | None
-
-
-def _triage(ids, decoded, known: set, seen: set, accept: Callable[[str], bool] | None = None
-            ) -> tuple[list[tuple[int, str | None]], int, int, int]:
-    """Decodes in order, minus duplicates of known or already-seen formulas (seen grows):
-    (kept (id, formula or None for an invalid decode), valid decodes, duplicates, rejected
-    by `accept`, which turns a decoded formula into an invalid one)."""
-    kept: list[tuple[int, str | None]] = []
-    n_valid = n_dup = n_rej = 0
-    for i, f in zip(ids, decoded):
-        if f is not None and accept is not None and not accept(f):
-            n_rej += 1
-            f = None
-        if f is not None:
-            n_valid += 1
-            if f in known or f in seen:
-                n_dup += 1
-                continue
-            seen.add(f)
-        kept.append((int(i), f))
-    return kept, n_valid, n_dup, n_rej
 
 
 def _known_formulas() -> frozenset:
@@ -251,55 +231,10 @@ class Campaign:
         known = set(everything[everything != ""])
         ae = self.autoencoder
         t = time.perf_counter()
-        dec_s = 0.0
-        attempts = valid_n = dup = rejected = 0
-        accept = None
-        if cfg.proposal_rule == "compound":
-            from ..composition import compound_verdict
-
-            accept = lambda f: compound_verdict(f).valid  # noqa: E731
-        if cfg.invalid == "penalty":
-            idx, mu, sd, ucb = gp.select_batch(cands, q, cfg.kappa)
-            td = time.perf_counter()
-            dec = ae.decode(cands[idx], rule=cfg.decode_rule)
-            dec_s += time.perf_counter() - td
-            attempts = len(idx)
-            kept, valid_n, dup, rejected = _triage(idx, dec, known, set(), accept)
-            pick_idx = np.array([i for i, _ in kept], np.int64)
-            formulas = [f or "" for _, f in kept]
-            valid = np.array([f is not None for _, f in kept], bool)
-        else:
-            # decode the UCB-ranked candidates in chunks until q new valid formulas are in
-            # hand (x3 for the batch rule to choose among), then kriging believer on those.
-            want = 3 * q
-            pool_idx: list[int] = []
-            pool_f: list[str] = []
-            seen = set()
-            chunk = max(4 * q, 100)
-            for s in range(0, len(order), chunk):
-                ids = order[s : s + chunk]
-                td = time.perf_counter()
-                dec = ae.decode(cands[ids], rule=cfg.decode_rule)
-                dec_s += time.perf_counter() - td
-                attempts += len(ids)
-                kept, n_valid, n_dup, n_rej = _triage(ids, dec, known, seen, accept)
-                valid_n, dup, rejected = valid_n + n_valid, dup + n_dup, rejected + n_rej
-                for i, f in kept:
-                    if f is not None:
-                        pool_idx.append(i)
-                        pool_f.append(f)
-                if len(pool_idx) >= want:
-                    break
-            pool_idx_a = np.array(pool_idx, np.int64)
-            if len(pool_idx_a):
-                sel, mu, sd, ucb = gp.select_batch(cands[pool_idx_a], q, cfg.kappa)
-            else:
-                sel = np.zeros(0, np.int64)
-            pick_idx = pool_idx_a[sel]
-            formulas = [pool_f[i] for i in sel]
-            valid = np.ones(len(sel), bool)
-        stage["acquisition"] += time.perf_counter() - t - dec_s
-        stage["decode"] = dec_s
+        picked = proposals.select(cfg, gp, ae, cands, order, known, q)
+        stage["acquisition"] += time.perf_counter() - t - picked.decode_s
+        stage["decode"] = picked.decode_s
+        pick_idx, formulas, valid = picked.idx, picked.formulas, picked.valid
 
         cb(0.7, f"round {r}: labelling {int(valid.sum())} formulas")
         t = time.perf_counter()
@@ -339,7 +274,8 @@ class Campaign:
         self.rounds.append(labels.overlay(cfg, r, df, []))  # in memory first: the report reads it
         self.rounds_z.append(z_new)  # ... and both are undone if the disk write fails
         try:
-            report = labels.fit_record(self._report(r, df, valid, attempts, valid_n, dup, rejected, hyper, t0, stage),
+            report = labels.fit_record(self._report(r, df, valid, picked.attempts, picked.valid_decodes,
+                                                    picked.duplicates, picked.rejected, hyper, t0, stage),
                                        df, table)
             state = {**self.state, "rounds_done": r, "gp": hyper.to_dict(),
                      "history": [*self.state["history"], asdict(report)]}

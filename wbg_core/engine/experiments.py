@@ -24,6 +24,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ..models.small_roost import ROOST_STEPS
+
 Progress = Callable[[float, str], None] | None
 EXPERIMENTS = ("exp1", "exp2", "exp3", "exp4")
 PAPER = {
@@ -32,10 +34,6 @@ PAPER = {
     "exp3": {"valid_proposals": 853, "recovery_bs": 0.029, "recovery_al": 0.578},
     "exp4": {},
 }
-# Optimiser steps of the small Roost screening model. 400 under-trained it: on one Exp 2
-# repeat's AL data, recovery / top-K of the Exp 1 list 40.7% / 32.2% at 400 steps,
-# 45.8-57.6% / 53.4-65.3% at 4,000 (three seeds), 44.1% / 50.8% at 8,000.
-ROOST_STEPS = 4000
 DEFAULT_SEEDS = {"exp1": 0, "exp2": 1000, "exp3": 300, "exp4": 300}
 
 
@@ -134,64 +132,9 @@ def train_forest(formulas, y, seed: int):
     return ForestRegressor(ForestConfig(seed=seed, n_jobs=1)).fit(formulas, y)
 
 
-class SmallRoost:
-    """A small Roost member trained in seconds on 300-2,000 formulas (the 'neural' screening
-    model): 2 message-passing layers of width 32, a 3-layer residual head, robust L1,
-    AdamW, a fixed number of optimiser steps (bounded time whatever the data size)."""
-
-    def __init__(self, seed: int = 0, steps: int = ROOST_STEPS, batch: int = 128, lr: float = 3e-3):
-        self.seed, self.steps, self.batch, self.lr = seed, steps, batch, lr
-        self.net = None
-
-    def fit(self, formulas, y) -> "SmallRoost":
-        import torch
-
-        from ..composition.featurize import embedding_table, featurise
-        from ..models.oracle import RoostGap, _bucket_batches, _trim, robust_l1
-
-        z, w, errors = featurise(formulas)
-        ok = np.array([e is None for e in errors])
-        z, w, y = z[ok], w[ok], np.asarray(y, np.float32)[ok]
-        torch.manual_seed(self.seed)
-        rng = np.random.default_rng(self.seed)
-        self.net = RoostGap(torch.from_numpy(embedding_table()), fea_len=32, n_graph=2, heads=1, hidden=64,
-                            out_hidden=(128, 64, 32))
-        opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=1e-6)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.steps, pct_start=0.1)
-        n_el = (z > 0).sum(axis=1)
-        step = 0
-        self.net.train()
-        while step < self.steps:
-            for idx in _bucket_batches(n_el, self.batch, rng):
-                zb, wb = _trim(z, w, idx)
-                loss = robust_l1(self.net(zb, wb), torch.from_numpy(y[idx]))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                if step >= self.steps:
-                    break
-        self.net.eval()
-        return self
-
-    def predict_arrays(self, z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        from ..models.oracle import _bucket_batches, _trim
-
-        mean = np.zeros(len(z), np.float32)
-        std = np.zeros(len(z), np.float32)
-        with torch.no_grad():
-            for idx in _bucket_batches((z > 0).sum(axis=1), 4096, None):
-                zb, wb = _trim(z, w, idx)
-                out = self.net(zb, wb)
-                mean[idx] = out[:, 0].numpy()
-                std[idx] = torch.exp(out[:, 1]).numpy()
-        return np.clip(mean, 0, None), std
-
-
 def _train_model(kind: str, formulas, y, seed: int, roost_steps: int):
+    from ..models.small_roost import SmallRoost
+
     return train_forest(formulas, y, seed) if kind == "rf" else SmallRoost(seed=seed, steps=roost_steps).fit(formulas, y)
 
 
@@ -314,10 +257,9 @@ def run_experiment(cfg: ExperimentConfig, progress_callback: Progress = None) ->
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-# ---- the results document -------------------------------------------------------------------------
+# ---- the results files (docs/experiments.md is written by wbg_core.reports.experiments_doc) -------
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = ROOT / "docs" / "experiments"
-DOC = ROOT / "docs" / "experiments.md"
 
 
 def save_result(result: dict, directory: Path = RESULTS_DIR) -> Path:
@@ -325,78 +267,3 @@ def save_result(result: dict, directory: Path = RESULTS_DIR) -> Path:
     path = directory / f"{result['experiment']}.json"
     path.write_text(json.dumps(result, indent=2, default=float) + "\n")
     return path
-
-
-def _pm(rows: list[dict], key: str, pct: bool = False, digits: int = 2) -> str:
-    """mean +- std over the repeats where the metric is defined (a precision is undefined
-    when the model's list is empty), saying how many those were."""
-    vals = np.array([row[key] for row in rows if key in row], dtype=float)
-    if not len(vals):
-        return "-"
-    ok = ~np.isnan(vals)
-    if not ok.any():
-        return "undefined: empty list in every repeat"
-    m, sd = float(vals[ok].mean()), float(vals[ok].std(ddof=1)) if ok.sum() > 1 else 0.0
-    text = f"{100 * m:.1f}% +- {100 * sd:.1f}" if pct else f"{m:.{digits}f} +- {sd:.{digits}f}"
-    return text if ok.all() else f"{text} ({ok.sum()} of {len(vals)} repeats; the others: empty list)"
-
-
-def results_markdown(directory: Path = RESULTS_DIR) -> str:
-    """The generated part of docs/experiments.md: one table per experiment run so far."""
-    out = []
-    for name in EXPERIMENTS:
-        path = directory / f"{name}.json"
-        if not path.exists():
-            out.append(f"### {name}\n\nNot run yet (`python -m wbg_core experiment {name}`).\n")
-            continue
-        r = json.loads(path.read_text())
-        s, c, ref, paper = r["repeats"], r["config"], r["reference"], r["paper"]
-        n = len(r["repeats"])
-        out.append(f"### {name}\n")
-        out.append(f"Run {r['date']}, {n} repeat(s), {r['wall_s']:.0f} s; fixed pool: {ref['pool_samples']:,} "
-                   f"{'GAN' if c.get('generator', 'gan') == 'gan' else 'autoencoder latent-box'} "
-                   f"samples -> {ref['pool_unique_small']:,} unique with < {c['max_atoms'] + 1} atoms and "
-                   f"< {c['max_elements'] + 1} elements; reference list (oracle >= {c['wide_gap']} eV): "
-                   f"{ref['list_size']} formulas (paper: 102); oracle > 5 eV and SMACT-valid: {ref['smact_gt5']} (paper: 74).\n")
-        if name == "exp1":
-            out.append(f"| metric | ours | paper |\n|---|---|---|\n| oracle test MAE (eV) | {_pm(s, 'oracle_mae', digits=3)} | - |\n"
-                       f"| wide-gap list size | {ref['list_size']} | 102 |\n| > 5 eV and SMACT-valid | {ref['smact_gt5']} | 74 |\n")
-            continue
-        out.append(f"Seeds: {c['n_seeds']}" + (f" with gap < {c['max_seed_gap']} eV" if c["max_seed_gap"] else "")
-                   + f"; AL budget {c['budget']} proposals, batch {c['batch_size']}, kappa {c['kappa']}, "
-                   f"invalid decodes: {c['invalid']}.\n")
-        rows = [("valid AL proposals", _pm(s, "valid_proposals", digits=1), str(paper.get("valid_proposals", "-"))),
-                ("valid-decode rate of UCB-ranked candidates", _pm(s, "valid_decode_rate", pct=True), "74.1% / 85.3% (of proposals)"),
-                ("AL labels > 5 eV", _pm(s, "al_gt5", digits=1), "-"),
-                ("AL labels > 5 eV, SMACT-valid", _pm(s, "al_gt5_smact", digits=1), "-"),
-                ("best AL gap (eV)", _pm(s, "al_best_gap"), "-"),
-                ("best AL gap minus best seed gap (eV)", _pm(s, "al_max_gap_reached_over_seeds"), "-")]
-        for kind, label in (("rf", "RF"), ("roost", "Roost")):
-            if not any(f"{kind}_bs_mae" in row for row in s):
-                continue
-            rows += [
-                (f"{label} BS test MAE (eV)", _pm(s, f"{kind}_bs_mae", digits=3), "-"),
-                (f"{label} AL test MAE (eV)", _pm(s, f"{kind}_al_mae", digits=3), "-"),
-                (f"{label} BS recovery of the Exp 1 list", _pm(s, f"{kind}_bs_recovery", pct=True),
-                 f"{100 * paper['recovery_bs']:.1f}%" if "recovery_bs" in paper else "-"),
-                (f"{label} AL recovery of the Exp 1 list", _pm(s, f"{kind}_al_recovery", pct=True),
-                 f"{100 * paper['recovery_al']:.1f}%" if "recovery_al" in paper else "-"),
-                (f"{label} BS precision (share of its list in the Exp 1 list)", _pm(s, f"{kind}_bs_precision", pct=True), "-"),
-                (f"{label} AL precision", _pm(s, f"{kind}_al_precision", pct=True), "-"),
-                (f"{label} BS recovery, its top-K of the pool (K = Exp 1 list size)", _pm(s, f"{kind}_bs_recovery_top_k", pct=True), "-"),
-                (f"{label} AL recovery, its top-K of the pool", _pm(s, f"{kind}_al_recovery_top_k", pct=True), "-"),
-            ]
-        out.append("| metric (mean +- std over repeats) | ours | paper |\n|---|---|---|\n"
-                   + "\n".join(f"| {a} | {b} | {p} |" for a, b, p in rows) + "\n")
-    return "\n".join(out)
-
-
-MARK = "<!-- generated results below: python -m wbg_core experiment ... rewrites this part -->"
-
-
-def write_doc(doc: Path = DOC, directory: Path = RESULTS_DIR) -> Path:
-    """Keep the hand-written head of docs/experiments.md; regenerate the tables below MARK."""
-    head = doc.read_text().split(MARK)[0].rstrip() + "\n\n" if doc.exists() else "# Experiments\n\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(head + MARK + "\n\n" + results_markdown(directory))
-    return doc

@@ -1,7 +1,8 @@
 """Pretrained models shipped in models/: autoencoder, oracle (ensemble), generator, random forest.
 
-Each model lives in one module with its config, training and evaluation; checkpoints are
-rebuilt from their directory alone (config.json holds the constructor arguments).
+Each model's module holds its config, network and loading; its training and evaluation sit
+beside it in `<model>_training.py` (so loading a checkpoint never imports training code).
+Checkpoints are rebuilt from their directory alone (config.json holds the constructor arguments).
 """
 from __future__ import annotations
 

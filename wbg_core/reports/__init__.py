@@ -1,0 +1,1 @@
+"""Report writers, apart from the engine: documents generated from the results the engine saves."""
