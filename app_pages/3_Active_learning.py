@@ -28,7 +28,7 @@ from wbg_core.services.campaigns import (
     parse_campaign_ids, public_message, write_campaign_label)
 from wbg_core.services.inputs import plural
 from wbg_core.engine.campaign import (
-    Campaign, CampaignBusy, CampaignConfig, CampaignDamaged, CampaignError, clean_seeds, pick_seeds)
+    Campaign, CampaignBusy, CampaignConfig, CampaignDamaged, CampaignError, clean_seeds, model_labeller, pick_seeds)
 from wbg_core.engine.campaign_labels import pending_rows, read_labels, round_zip
 
 root = ac.campaigns_root()
@@ -36,9 +36,7 @@ ac.clean_campaigns()
 log = logging.getLogger("wbg.app.active_learning")
 
 
-def labeller(formulas):
-    p = orc.predict(list(formulas))
-    return p["band_gap_mean"].to_numpy(np.float64), p["band_gap_std"].to_numpy(np.float64)
+labeller = model_labeller(orc)  # the page's oracle; also an external campaign's provisional gaps
 
 
 def _open(directory: Path) -> Campaign:

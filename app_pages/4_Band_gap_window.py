@@ -123,7 +123,7 @@ def _screen(q: WindowQuery, bar) -> dict:
                              "Active learning page (a shared link does not carry the sender's campaign)")
         from wbg_core.engine.campaign import Campaign
 
-        camp = Campaign.load(cdir, autoencoder=ac.autoencoder(show=False))
+        camp = Campaign.load(cdir, autoencoder=None, labeller=None)  # read only: its labels train the forest
         camp_key = (cdir, camp.state["rounds_done"])
     key = (q, gen_key, str(ac.model_dir("oracle")), camp_key)
     cache = _results()

@@ -11,7 +11,7 @@ import app_common as ac
 from wbg_core.models.oracle_eval import classic_verdict
 from wbg_core.services.figures import calibration_curve, generator_vs_data, oracle_test_predictions
 from wbg_core.services.jobs import (
-    JobError, PublicModeError, cancel_job, job_log, job_running, job_status, running_job,
+    JobError, PublicModeError, cancel_job, job_log, job_running, job_status, progress_bar, running_job,
 )
 from wbg_core.services.status import headline_metrics, model_status, read_card
 from wbg_core.settings import get_settings
@@ -269,10 +269,9 @@ def _follow() -> None:
         except JobError as exc:
             st.error(str(exc))
             status = job_status(job)
-    log, frac = job_log(job)
+    log, prog = job_log(job)
     st.markdown(f"**{job.model}** on `{job.device}` → `runs/{job.id}` · {status.state}")
-    done = 1.0 if status.state == "finished" else min(frac or 0.0, 1.0)
-    st.progress(done, text=f"{100 * done:.0f}% of the current model's epochs")
+    st.progress(*progress_bar(prog, status.state))
     st.code(log or "(no output yet)", language="text", wrap_lines=True)
     if status.state == "running":
         st.session_state["_job_live"] = job.id

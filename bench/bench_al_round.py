@@ -16,13 +16,15 @@ N_DATA = 1980
 
 
 def run(repeats: int = 5) -> dict:
-    from wbg_core.engine.campaign import Campaign, CampaignConfig, pick_seeds
+    from wbg_core.engine.campaign import Campaign, CampaignConfig, model_labeller, pick_seeds
     from wbg_core.engine.surrogate import GPSurrogate
-    from wbg_core.models import load_autoencoder, load_oracle
+    from wbg_core.models.registry import CheckpointSet
 
-    ae, oracle = load_autoencoder(), load_oracle()
+    models = CheckpointSet.shipped()
+    ae, oracle = models.autoencoder(), models.oracle()
     seeds = pick_seeds(N_DATA, seed=0)
-    camp = Campaign.new(None, CampaignConfig(seed=0), seeds["formula"], seeds["band_gap"], autoencoder=ae)
+    camp = Campaign.new(None, CampaignConfig(seed=0), seeds["formula"], seeds["band_gap"], autoencoder=ae,
+                        labeller=model_labeller(oracle))
     camp.step()  # warm: models loaded, caches filled, GP state to warm-start from
     times, stages = [], []
     for _ in range(repeats):

@@ -28,12 +28,15 @@ def _campaign(n_seeds: int, decode: str, proposal: str, seed: int) -> dict:
     import numpy as np
 
     from wbg_core.composition import compound_valid, smact_valid
-    from wbg_core.engine.campaign import Campaign, CampaignConfig, pick_seeds
+    from wbg_core.engine.campaign import Campaign, CampaignConfig, model_labeller, pick_seeds
+    from wbg_core.models.registry import CheckpointSet
 
+    models = CheckpointSet.shipped()
     seeds = pick_seeds(n_seeds, seed=seed)
     cfg = CampaignConfig(objective="max", window_min=5.0, kappa=10.0, batch_size=20, budget=BUDGET,
                          invalid="skip", decode_rule=decode, proposal_rule=proposal, seed=seed)
-    camp = Campaign.new(None, cfg, seeds["formula"], seeds["band_gap"])
+    camp = Campaign.new(None, cfg, seeds["formula"], seeds["band_gap"], autoencoder=models.autoencoder(),
+                        labeller=model_labeller(models.oracle()))
     t = time.perf_counter()
     for _ in range(3 * BUDGET // cfg.batch_size):  # rounds that add nothing still count
         if camp.done():

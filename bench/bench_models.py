@@ -18,7 +18,7 @@ import numpy as np
 COLD = (
     "from wbg_core.models import load_autoencoder, load_oracle, load_gan;"
     "load_autoencoder(); o = load_oracle(); load_gan();"
-    "print(o.predict(['SrYF5'])['band_gap_mean'].iloc[0])"
+    "print(o.predict(['SrYF5']).mean[0])"
 )
 
 
@@ -62,7 +62,7 @@ def run(repeats: int = 5) -> dict:
     am = ae_eval(ae, counts["test"], counts["train"])
 
     gan = load_gan()
-    gm = gan_eval(gan, df, counts["train"])
+    gm = gan_eval(gan, df, counts["train"], oracle=oracle)
 
     passed = (cold_s < 3.0 and om["test_full"]["mae"] <= 0.33 and reduction >= 0.15
               and am["reconstruction_rate_strict"] >= 0.99)

@@ -38,9 +38,11 @@ BUSY = "is being run by another process"
 def make_template(directory: Path) -> Path:
     """A fresh campaign, no rounds yet (in this process: the autoencoder encodes the seeds)."""
     from wbg_core.engine.campaign import Campaign, CampaignConfig, pick_seeds
+    from wbg_core.models.registry import CheckpointSet
 
     seeds = pick_seeds(N_SEEDS, seed=3)
-    Campaign.new(directory, CampaignConfig(**CONFIG), seeds["formula"], seeds["band_gap"])
+    Campaign.new(directory, CampaignConfig(**CONFIG), seeds["formula"], seeds["band_gap"],
+                 autoencoder=CheckpointSet.shipped().autoencoder(), labeller=None)  # the CLI runners label
     return Path(directory)
 
 
@@ -118,7 +120,7 @@ def compare(a: Path, b: Path, rounds: int) -> tuple[bool, str]:
 
     from wbg_core.engine.campaign import Campaign
 
-    ca, cb = Campaign.load(a), Campaign.load(b)
+    ca, cb = Campaign.load(a, autoencoder=None, labeller=None), Campaign.load(b, autoencoder=None, labeller=None)
     for c, d in ((ca, a), (cb, b)):
         if c.state["rounds_done"] != rounds:
             return False, f"{d.name} has {c.state['rounds_done']} rounds, not {rounds}"
@@ -161,7 +163,7 @@ def _kill_cycles(directory: Path, kills: int, rounds: int, rng: random.Random) -
         run.finish()  # the lines it wrote before it died
         before = max(before, run.committed())
         try:
-            after = Campaign.load(directory).state["rounds_done"]
+            after = Campaign.load(directory, autoencoder=None, labeller=None).state["rounds_done"]
         except CampaignError as exc:
             problems.append(f"after kill {len(log) + 1}: {exc}")
             return log, problems
@@ -209,7 +211,7 @@ def measure(kills: int = 20, rounds: int = 20, seed: int = 0) -> dict:
         conc = copy("concurrent")
         refused, conc_detail = _concurrent(conc, rounds)
         conc_equal, conc_eq_detail = compare(ref, conc, rounds)
-        hist = Campaign.load(ref).history()
+        hist = Campaign.load(ref, autoencoder=None, labeller=None).history()
     return {
         "kills": len(log),
         "rounds": rounds,

@@ -105,7 +105,7 @@ def _probe_models(kind: str, directory: Path):
     if kind == "oracle":
         from wbg_core.models.oracle import load
 
-        pred = load(directory).predict(PROBE_FORMULAS)
+        pred = load(directory).predict(PROBE_FORMULAS).frame()
         return {c: pred[c].to_numpy(np.float64) for c in ("band_gap_mean", "band_gap_std", "p_nonmetal")}
     if kind == "autoencoder":
         from wbg_core.models.autoencoder import load

@@ -133,12 +133,15 @@ def test_bad_seed_upload_message(campaigns):
 def real_zip(tmp_path_factory):
     """The 'Download campaign' zip of a real one-round campaign."""
     from wbg_core.services.campaigns import campaign_zip, write_campaign_label
-    from wbg_core.engine.campaign import Campaign, CampaignConfig, pick_seeds
+    from wbg_core.engine.campaign import Campaign, CampaignConfig, model_labeller, pick_seeds
+    from wbg_core.models.registry import CheckpointSet
 
     need_models()
     d = tmp_path_factory.mktemp("zipsrc") / "camp"
     seeds = pick_seeds(30, seed=1)
-    camp = Campaign.new(d, CampaignConfig(batch_size=3, n_candidates=60, seed=2), seeds["formula"], seeds["band_gap"])
+    shipped = CheckpointSet.shipped()
+    camp = Campaign.new(d, CampaignConfig(batch_size=3, n_candidates=60, seed=2), seeds["formula"], seeds["band_gap"],
+                        autoencoder=shipped.autoencoder(), labeller=model_labeller(shipped.oracle()))
     camp.step()
     camp.export(d / "export.csv")
     write_campaign_label(d, "mine")

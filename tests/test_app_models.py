@@ -157,10 +157,12 @@ def test_training_job_runs_and_is_followed(tmp_path):
     t0 = time.time()
     while jobs.job_running(job) and time.time() - t0 < 240:  # the map build imports umap (numba JIT)
         time.sleep(0.5)
-    log, frac = read_log(job.log)
+    log = read_log(job.log)
     status = jobs.job_status(job)
     assert status.state == "finished" and status.exit_code == 0, (status, log)
     assert (job.out / "autoencoder" / "card.json").exists(), log
-    assert frac == 1.0
-    shown, _ = jobs.job_log(job)
+    shown, prog = jobs.job_log(job)
+    # the Trainer's JSON line, not tqdm's text: which model, which epoch of how many, its losses
+    assert prog["label"] == "autoencoder" and prog["epoch"] == prog["epochs"] == 1 and prog["val_bce"] > 0
+    assert jobs.progress_bar(prog, "running") == (1.0, "autoencoder: epoch 1 of 1 · about 0 s left for it")
     assert str(tmp_path) not in shown and f"--out runs/{job.id}" in shown

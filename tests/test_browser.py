@@ -483,3 +483,43 @@ def test_models_page_in_public_mode_has_no_retraining(browser, tmp_path):
         finally:
             ctx.close()
             stop_server(proc)
+
+
+def test_structures_page_uses_the_checkpoint_set_chosen_on_models(browser, tmp_path):
+    """A second checkpoint set whose oracle differs (1 member, 1 epoch): once chosen on the Models
+    page, the Structures page's gap (in its CIF's provenance) is that oracle's, not the shipped one's."""
+    _require_browser()
+    from wbg_core.models import load_oracle
+    from wbg_core.models.oracle import OracleConfig, load
+    from wbg_core.models.oracle_training import train
+    from wbg_core.models.training import pick_device
+
+    runs = tmp_path / "runs"
+    train(runs / "tiny-oracle" / "oracle", OracleConfig(members=1, epochs=1), pick_device("cpu"), limit=300)
+    expected = float(load(runs / "tiny-oracle" / "oracle").predict(["GaN"]).mean[0])
+    shipped = float(load_oracle().predict(["GaN"]).mean[0])
+    assert abs(expected - shipped) > 0.05, "the test needs two oracles that disagree on GaN"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_server(port, ARTIFACTS / "streamlit_sets.log",
+                        env={"WBG_APP_RUNS_DIR": str(runs), "WBG_CAMPAIGNS_DIR": str(tmp_path / "campaigns")})
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = ctx.new_page()
+    try:
+        wait_healthy(url, proc)
+        _open(page, url, "models", "?tab=Retrain")
+        _choose(page, "Checkpoint set used by the whole app", "tiny-oracle")
+        page.get_by_role("button", name="Use this set").click()
+        page.wait_for_selector("text=In use: tiny-oracle", timeout=LONG)
+        _open(page, url, "structures", "?formula=GaN")
+        page.wait_for_selector(".js-plotly-plot .gl-container", state="attached", timeout=LONG)
+        wait_idle(page, '[data-testid="stMain"] h1:has-text("Structures")')
+        with page.expect_download() as d:
+            page.get_by_role("button", name="Download CIF").click()
+        header = Path(d.value.path()).read_text()
+        shown = float(re.search(r"^# band_gap_mean: ([0-9.eE+-]+)", header, re.M).group(1))
+        assert shown == pytest.approx(expected, abs=2e-3) and abs(shown - shipped) > 0.05
+        _shot(page, "structures_chosen_set")
+    finally:
+        ctx.close()
+        stop_server(proc)

@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 
 from app_testing import need_models
-from wbg_core.engine.campaign import Campaign, CampaignConfig, CampaignDamaged, CampaignError, pick_seeds
+from wbg_core.engine.campaign import (
+    Campaign, CampaignConfig, CampaignDamaged, CampaignError, model_labeller, pick_seeds)
 from wbg_core.engine.campaign_labels import PENDING, PROVISIONAL, read_labels, round_zip
+from wbg_core.models.registry import CheckpointSet
 
 
 def _cfg(**kw):
@@ -28,20 +30,29 @@ def seeds():
 
 
 @pytest.fixture(scope="module")
-def ext(tmp_path_factory, seeds):
+def models():
+    """What a campaign is handed: the shipped autoencoder, the shipped oracle as labeller (its
+    values are an external campaign's provisional gaps)."""
+    need_models()
+    shipped = CheckpointSet.shipped()
+    return {"autoencoder": shipped.autoencoder(), "labeller": model_labeller(shipped.oracle())}
+
+
+@pytest.fixture(scope="module")
+def ext(tmp_path_factory, seeds, models):
     """A real external campaign with 2 rounds on disk, nothing imported; tests use copies."""
     need_models()
     d = tmp_path_factory.mktemp("ext") / "camp"
-    camp = Campaign.new(d, _cfg(), seeds["formula"], seeds["band_gap"])
+    camp = Campaign.new(d, _cfg(), seeds["formula"], seeds["band_gap"], **models)
     camp.run(2)
     return d
 
 
 @pytest.fixture(scope="module")
-def labelled(tmp_path_factory, ext):
+def labelled(tmp_path_factory, ext, models):
     """ext with round 1's first proposal labelled 2.5 eV by a real import."""
     d = shutil.copytree(ext, tmp_path_factory.mktemp("labelled") / "camp")
-    camp = Campaign.load(d)
+    camp = Campaign.load(d, **models)
     f = camp.rounds[0]["formula"].iloc[0]
     camp.import_labels(read_labels(f"formula,band_gap\n{f},2.5\n".encode(), "first.csv"))
     return d
@@ -65,16 +76,14 @@ def _csv(path, rows, header="formula,band_gap"):
     return path
 
 
-def test_an_external_round_is_pending_with_the_oracles_value_as_provisional(ext, seeds):
-    from wbg_core.models import load_oracle
-
-    camp = Campaign.load(ext)
+def test_an_external_round_is_pending_with_the_oracles_value_as_provisional(ext, seeds, models):
+    camp = Campaign.load(ext, **models)
     assert camp.config.labeller == "external"
     for r, df in enumerate(camp.rounds, 1):
         v = df[df["valid"]]
         assert len(v) == 3 and v["band_gap"].isna().all() and (v["label_source"] == PENDING).all()
         assert not v["in_window"].any()
-        oracle = load_oracle().predict(v["formula"].tolist())
+        oracle = CheckpointSet.shipped().oracle().predict(v["formula"].tolist()).frame()
         assert np.allclose(v["provisional_gap"], np.clip(oracle["band_gap_mean"], 0, None), atol=1e-5)
         assert np.allclose(v["provisional_std"], oracle["band_gap_std"], atol=1e-5)
         raw = pd.read_csv(ext / "rounds" / f"{r:04d}" / "proposals.csv", keep_default_na=False)
@@ -88,9 +97,9 @@ def test_an_external_round_is_pending_with_the_oracles_value_as_provisional(ext,
     assert len(z) == len(y) == len(table) == len(seeds) and (table["source"] == "seed").all()
 
 
-def test_a_partial_import_is_what_the_gp_continues_from(ext, tmp_path, seeds):
+def test_a_partial_import_is_what_the_gp_continues_from(ext, tmp_path, seeds, models):
     d = _copy(ext, tmp_path)
-    camp = Campaign.load(d)
+    camp = Campaign.load(d, **models)
     a, b, c = _proposed(camp, 1)
     e = _proposed(camp, 2)[0]
     doubled = "".join(f"{el}{2 * int(n or 1)}" for el, n in re.findall(r"([A-Z][a-z]?)(\d*)", a))  # unreduced
@@ -100,7 +109,7 @@ def test_a_partial_import_is_what_the_gp_continues_from(ext, tmp_path, seeds):
     assert [(x["round"], x["formula"], x["band_gap"], x["file"]) for x in state["labels"]] == [
         (1, a, 4.25, "gaps.csv"), (2, e, 0.0, "gaps.csv")]
 
-    back = Campaign.load(d)
+    back = Campaign.load(d, **models)
     r1 = back.rounds[0].set_index("formula")
     assert r1.loc[a, "band_gap"] == 4.25 and r1.loc[a, "label_source"].startswith("dft (imported 20")
     assert r1.loc[[b, c], "label_source"].tolist() == [PENDING, PENDING] and r1.loc[[b, c], "band_gap"].isna().all()
@@ -115,12 +124,12 @@ def test_a_partial_import_is_what_the_gp_continues_from(ext, tmp_path, seeds):
     assert report.round == 3 and report.trained_on == len(seeds) + 2 and report.provisional_used == 0
     assert report.pending == 3
     assert not set(_proposed(back, 3)) & {a, b, c, e}  # pending formulas are not proposed again
-    assert Campaign.load(d).status()["pending"] == 7
+    assert Campaign.load(d, **models).status()["pending"] == 7
 
 
-def test_provisional_labels_enter_a_fit_only_on_request_and_stay_pending(labelled, tmp_path, seeds):
+def test_provisional_labels_enter_a_fit_only_on_request_and_stay_pending(labelled, tmp_path, seeds, models):
     d = _copy(labelled, tmp_path)
-    camp = Campaign.load(d)
+    camp = Campaign.load(d, **models)
     _, _, plain = camp.data()
     assert PROVISIONAL not in set(plain["label_source"]) and len(plain) == len(seeds) + 1
     z, y, table = camp.data(use_provisional=True)
@@ -129,7 +138,7 @@ def test_provisional_labels_enter_a_fit_only_on_request_and_stay_pending(labelle
     assert np.allclose(prov["band_gap"], prov["provisional_gap"])
     report = camp.step(use_provisional=True)
     assert report.trained_on == len(seeds) + 6 and report.provisional_used == 5
-    back = Campaign.load(d)
+    back = Campaign.load(d, **models)
     assert back.history()["provisional_used"].tolist() == [0, 0, 5]
     assert back.status()["pending"] == 8  # used in one fit, still waiting for DFT
     assert len(back.labelled()) == len(seeds) + 1  # what a screening model trains on: real labels only
@@ -152,11 +161,11 @@ def test_provisional_labels_enter_a_fit_only_on_request_and_stay_pending(labelle
     (lambda p: [(p[1], 1.0), (p[0], 2.5)], r"line 3: \w+ was already imported"),
     (lambda p: [(p[0], 3.0)], r"line 2: \w+ already has the DFT gap 2\.5 eV .*import with replace to change it to 3 eV"),
 ])
-def test_bad_label_files_change_nothing(labelled, tmp_path, capsys, rows, match):
+def test_bad_label_files_change_nothing(labelled, tmp_path, capsys, rows, match, models):
     from wbg_core.cli import main
 
     d = _copy(labelled, tmp_path)
-    camp = Campaign.load(d)
+    camp = Campaign.load(d, **models)
     before = _files(d)
     csv = _csv(tmp_path / "bad.csv", rows(_proposed(camp, 1)))
     with pytest.raises(CampaignError, match=match):
@@ -166,7 +175,7 @@ def test_bad_label_files_change_nothing(labelled, tmp_path, capsys, rows, match)
     err = capsys.readouterr().err
     assert err.startswith(f"error: {csv}: ") and err.count("\n") == 1 and "Traceback" not in err
     assert _files(d) == before
-    assert Campaign.load(d).status()["pending"] == 5
+    assert Campaign.load(d, **models).status()["pending"] == 5
 
 
 @pytest.mark.parametrize("text,match", [
@@ -175,15 +184,15 @@ def test_bad_label_files_change_nothing(labelled, tmp_path, capsys, rows, match)
     (b"", r"is not a readable CSV"),
     (b"\xff\xfe\x00bad", r"is not a readable CSV"),
 ])
-def test_unreadable_label_files_are_named(labelled, tmp_path, text, match):
+def test_unreadable_label_files_are_named(labelled, tmp_path, text, match, models):
     d = _copy(labelled, tmp_path)
     before = _files(d)
     with pytest.raises(CampaignError, match=rf"^up\.csv {match}"):
-        Campaign.load(d).import_labels(read_labels(text, "up.csv"))
+        Campaign.load(d, **models).import_labels(read_labels(text, "up.csv"))
     assert _files(d) == before
 
 
-def test_a_spreadsheet_csv_is_read_and_an_import_waits_for_the_lock(labelled, tmp_path):
+def test_a_spreadsheet_csv_is_read_and_an_import_waits_for_the_lock(labelled, tmp_path, models):
     import os
 
     from wbg_core.engine.campaign import CampaignBusy, campaign_lock
@@ -192,7 +201,7 @@ def test_a_spreadsheet_csv_is_read_and_an_import_waits_for_the_lock(labelled, tm
     assert t[["line", "formula", "reduced", "band_gap"]].values.tolist() == [[2, "Ga2N2", "GaN", 3.2],
                                                                                 [3, "MgO", "MgO", 7.8]]
     d = _copy(labelled, tmp_path)
-    camp = Campaign.load(d)
+    camp = Campaign.load(d, **models)
     before = _files(d)
     ok = read_labels(f"formula,band_gap\n{_proposed(camp, 2)[0]},1.0\n".encode(), "ok.csv")
     with campaign_lock(d):  # a round is being stepped elsewhere
@@ -202,11 +211,11 @@ def test_a_spreadsheet_csv_is_read_and_an_import_waits_for_the_lock(labelled, tm
     assert camp.import_labels(ok)["labelled"] == 1
 
 
-def test_replace_changes_an_imported_gap_and_the_cli_says_what_it_did(labelled, tmp_path, capsys):
+def test_replace_changes_an_imported_gap_and_the_cli_says_what_it_did(labelled, tmp_path, capsys, models):
     from wbg_core.cli import main
 
     d = _copy(labelled, tmp_path)
-    p = _proposed(Campaign.load(d), 1)
+    p = _proposed(Campaign.load(d, **models), 1)
     csv = _csv(tmp_path / "fix.csv", [(p[0], 3.0), (p[1], 1.5)])
     assert main(["campaign", "import-labels", str(d), "--input", str(csv)]) == 2  # p[0] has 2.5 eV already
     capsys.readouterr()
@@ -250,25 +259,25 @@ def test_the_cli_steps_an_external_campaign_and_refuses_what_does_not_apply(ext,
     assert main(["campaign", "new", str(tmp_path / "x"), "--labeller", "dft"]) == 2
 
 
-def test_old_campaign_files_load_as_oracle_and_bad_labels_are_damage(ext, tmp_path):
+def test_old_campaign_files_load_as_oracle_and_bad_labels_are_damage(ext, tmp_path, models):
     d = _copy(ext, tmp_path)
     cfg = json.loads((d / "config.json").read_text())
     state = json.loads((d / "state.json").read_text())
     o = tmp_path / "old"
-    Campaign.new(o, CampaignConfig(batch_size=3, n_candidates=60), ["NaCl", "MgO", "GaN"], [5.0, 7.0, 3.2])
+    Campaign.new(o, CampaignConfig(batch_size=3, n_candidates=60), ["NaCl", "MgO", "GaN"], [5.0, 7.0, 3.2], **models)
     old_cfg = json.loads((o / "config.json").read_text())
     del old_cfg["labeller"]  # a campaign saved before the labeller existed
     (o / "config.json").write_text(json.dumps(old_cfg))
     assert "labels" not in json.loads((o / "state.json").read_text())
-    assert Campaign.load(o).config.labeller == "oracle"
+    assert Campaign.load(o, **models).config.labeller == "oracle"
 
     old_hist = [{k: v for k, v in h.items() if k not in ("pending", "trained_on", "provisional_used")}
                 for h in state["history"]]
     (d / "state.json").write_text(json.dumps({**state, "history": old_hist}))
-    old = Campaign.load(d)  # reports saved before the fields existed
+    old = Campaign.load(d, **models)  # reports saved before the fields existed
     assert "trained_on" not in old.history() and old.status()["pending"] == 6
 
-    f = Campaign.load(d).rounds[0]["formula"].iloc[0]
+    f = Campaign.load(d, **models).rounds[0]["formula"].iloc[0]
     lab = {"round": 1, "formula": f, "band_gap": 2.0, "imported": "2025-01-01T00:00:00+00:00", "file": None}
     for labels, match in [([{**lab, "formula": "NaCl"}], r"labels\.0 \(NaCl, round 1\): round 1 proposed no such"),
                           ([{**lab, "round": 5}], r"the campaign has 2 rounds"),
@@ -276,23 +285,23 @@ def test_old_campaign_files_load_as_oracle_and_bad_labels_are_damage(ext, tmp_pa
                           ([{**lab, "band_gap": -1.0}], r"labels\.0\.band_gap: input should be greater than or equal")]:
         (d / "state.json").write_text(json.dumps({**state, "labels": labels}))
         with pytest.raises(CampaignDamaged, match=match):
-            Campaign.load(d)
+            Campaign.load(d, **models)
     (d / "state.json").write_text(json.dumps({**state, "labels": [lab]}))
     (d / "config.json").write_text(json.dumps({**cfg, "labeller": "oracle"}))
     with pytest.raises(CampaignDamaged, match=r"rounds/0001/proposals\.csv: column band_gap is not numeric"):
-        Campaign.load(d)
+        Campaign.load(d, **models)
     (d / "config.json").write_text(json.dumps({**cfg, "labeller": "DFT"}))
     with pytest.raises(CampaignDamaged, match="labeller must be 'oracle' or 'external'"):
-        Campaign.load(d)
+        Campaign.load(d, **models)
 
 
-def test_a_round_exports_structures_and_dft_inputs(labelled, tmp_path, capsys):
+def test_a_round_exports_structures_and_dft_inputs(labelled, tmp_path, capsys, models):
     from pymatgen.core import Structure
 
     from wbg_core.cli import main
     from wbg_core.composition import reduced_formula
 
-    camp = Campaign.load(labelled)
+    camp = Campaign.load(labelled, **models)
     data, name = round_zip(camp, 1)
     assert name == "round-0001.zip"
     zf = zipfile.ZipFile(io.BytesIO(data))
@@ -332,4 +341,4 @@ def test_a_round_exports_structures_and_dft_inputs(labelled, tmp_path, capsys):
     assert main(["campaign", "export-round", str(labelled), "--output", str(tmp_path)]) == 2  # a folder
     assert "is a folder" in capsys.readouterr().err
     with pytest.raises(CampaignError, match="has no rounds yet"):
-        round_zip(Campaign.new(None, _cfg(), ["NaCl", "MgO", "GaN"], [5.0, 7.0, 3.2]), None)
+        round_zip(Campaign.new(None, _cfg(), ["NaCl", "MgO", "GaN"], [5.0, 7.0, 3.2], **models), None)

@@ -116,7 +116,10 @@ def test_train_rejects_bad_arguments(capsys):
     (["train", "autoencoder", "--lr", "nan"], "--lr must be a finite number > 0"),
     (["train", "oracle", "--epochs", "-3"], "--epochs must be an integer >= 1"),
     (["train", "autoencoder", "--init-from", "/nonexistent/ae"], "no model.safetensors"),
-    (["train", "oracle", "--member", "7", "--limit", "50"], "member 7 is out of range"),
+    (["train", "oracle", "--member", "10", "--limit", "50"], "member 10 is out of range: the ensemble has members 0-9"),
+    (["train", "oracle", "--member", "5", "--nonmetal-members", "0", "--limit", "50"], "member 5 is out of range: the ensemble has members 0-4"),
+    (["train", "gan", "--nonmetal-members", "2"], "--nonmetal-members applies to the oracle only"),
+    (["train", "gan", "--init-from", "models/oracle"], "--init-from: autoencoder or oracle only"),
     (["train", "gan", "--substitute-oxidation"], "--substitute-oxidation: autoencoder only"),
 ])
 def test_train_names_the_bad_option(capsys, argv, message):

@@ -70,13 +70,20 @@ def test_a_well_formed_but_inconsistent_map_is_refused(map_copy, key, value):
         LatentMap.load(map_copy)
 
 
-@pytest.mark.parametrize("name", ["head_gap.lgb.txt", "head_nonmetal.lgb.txt"])
-def test_a_truncated_booster_is_named_even_without_checksums(tmp_path, name):
+@pytest.mark.parametrize("name", ["head_gap.lgb.txt.gz", "head_nonmetal.lgb.txt.gz"])
+@pytest.mark.parametrize("how", ["truncated gzip", "truncated text, gzipped again"])
+def test_a_truncated_booster_is_named_even_without_checksums(tmp_path, name, how):
     """LightGBM aborts the process on a truncated model string: checked before it sees one
     (in a child process, so a regression fails this test instead of killing the run)."""
+    import gzip
+
     d = tmp_path / "oracle"
     shutil.copytree(get_settings().models_dir / "oracle", d)
-    robust_corruption.corrupt(d / name, "truncated")
+    if how == "truncated gzip":
+        robust_corruption.corrupt(d / name, "truncated")
+    else:  # a whole gzip stream around half a model
+        text = gzip.decompress((d / name).read_bytes())
+        (d / name).write_bytes(gzip.compress(text[: len(text) // 2]))
     env = {**os.environ, "WBG_VERIFY_CHECKSUMS": "0", "WBG_TORCH_THREADS": "1"}
     code = ("from wbg_core.models.oracle import load\nfrom wbg_core.models.errors import ModelError\n"
             f"try:\n    load({str(d)!r})\nexcept ModelError as e:\n    print('ModelError:', e)")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from wbg_core.engine.experiments import ExperimentConfig, run_experiment, save_result
+from wbg_core.models.registry import CheckpointSet
 from wbg_core.reports.experiments_doc import results_markdown, write_doc
 
 
@@ -30,7 +31,7 @@ def test_exp4_defaults_to_low_gap_seeds():
 def test_one_small_repeat_end_to_end(tmp_path):
     cfg = ExperimentConfig(name="exp4", repeats=1, n_seeds=40, budget=20, batch_size=10, pool=60_000,
                            models=("rf",), test_limit=300, generator="gan")
-    res = run_experiment(cfg)
+    res = run_experiment(cfg, CheckpointSet.shipped())
     row = res["repeats"][0]
     assert row["seeds"] == 40 and row["seed_max_gap"] < 3.0
     assert 0 < row["valid_proposals"] <= 20 and row["proposals"] == 20

@@ -94,3 +94,25 @@ def test_categorical_reading_of_a_hand_made_softmax_row():
     counts, formula, drop = best_compound_counts(categorical_row_options(p), max_drop=4.0)
     assert formula == "NaCl" and 0 < drop < 1
     assert best_compound_counts(categorical_row_options(p), max_drop=0.1)[0] is None
+
+
+def test_evaluation_predicts_the_gap_histogram_with_the_oracle_it_is_given(bandgaps):
+    """evaluate() loads no oracle of its own: a model or a loader draws the histogram; without one,
+    or when the loader fails, the card says why instead."""
+    from wbg_core.models.gan import evaluate
+    from wbg_core.models.registry import CheckpointSet
+
+    gan = load_gan()
+    counts = encode_counts(bandgaps["formula"][bandgaps["encodable"]].iloc[:500].to_numpy(dtype=object)).counts
+    shipped = CheckpointSet.shipped()
+    by_model = evaluate(gan, bandgaps, counts, n=300, oracle=shipped.oracle())["gap_histogram"]
+    assert len(by_model["bins"]) == 21 and sum(by_model["generated_unique"]) > 0
+    assert evaluate(gan, bandgaps, counts, n=300, oracle=shipped.oracle)["gap_histogram"] == by_model  # a loader
+
+    def broken():
+        raise OSError("no oracle/model.safetensors")
+
+    assert evaluate(gan, bandgaps, counts, n=300, oracle=broken)["gap_histogram"] == {
+        "error": "oracle unavailable: no oracle/model.safetensors"}
+    assert evaluate(gan, bandgaps, counts, n=300)["gap_histogram"] == {
+        "error": "oracle unavailable: no oracle was given to the evaluation"}

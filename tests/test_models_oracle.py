@@ -46,7 +46,7 @@ def test_tiny_training_writes_a_loadable_checkpoint(tmp_path):
     card = train(tmp_path, OracleConfig(members=2, epochs=1), pick_device("cpu"), limit=400)
     oracle = load(tmp_path)
     assert len(oracle.members) == 2
-    pred = oracle.predict(["NaCl", "bad formula!"])
+    pred = oracle.predict(["NaCl", "bad formula!"]).frame()
     assert pred["band_gap_mean"].iloc[0] >= 0 and np.isnan(pred["band_gap_mean"].iloc[1])
     assert "unexpected character" in pred["error"].iloc[1]
     assert oracle.head is not None and 0 <= pred["p_nonmetal"].iloc[0] <= 1
@@ -56,11 +56,11 @@ def test_tiny_training_writes_a_loadable_checkpoint(tmp_path):
 
 
 def test_shipped_oracle_matches_its_card_on_the_whole_test_split(bandgaps):
-    from wbg_core.models.oracle_eval import evaluate_model, oracle_predictor
+    from wbg_core.models.oracle_eval import evaluate_model, model_predictor
 
     oracle = load_oracle()
     card = oracle.card
-    m, frame = evaluate_model(oracle_predictor(oracle), bandgaps, split_seed=card["seed"])
+    m, frame = evaluate_model(model_predictor(oracle), bandgaps, split_seed=card["seed"])
     assert m["sample"]["n"] == card["metrics"]["sample"]["n"] == len(frame) > 17_000
     assert m["test_full"]["mae"] == pytest.approx(card["metrics"]["test_full"]["mae"], abs=1e-4)
     for ours, theirs in zip(m["by_predicted_gap"], card["metrics"]["by_predicted_gap"]):
@@ -76,7 +76,7 @@ def test_shipped_oracle_is_a_real_model():
 
 @pytest.mark.parametrize("formula, low, high", [("LiF", 4.0, 14.0), ("CaF2", 4.0, 14.0), ("Cu", 0.0, 0.3), ("Si", 0.0, 1.5)])
 def test_shipped_oracle_knows_classic_compounds(formula, low, high):
-    pred = load_oracle().predict([formula])
+    pred = load_oracle().predict([formula]).frame()
     assert low <= pred["band_gap_mean"].iloc[0] <= high
     assert pred["band_gap_std"].iloc[0] > 0
 
@@ -106,3 +106,50 @@ def test_members_trained_in_separate_runs_assemble_to_the_same_ensemble(tmp_path
 def test_a_member_outside_the_ensemble_is_refused(tmp_path):
     with pytest.raises(ModelError, match="member 5 is out of range"):
         train(tmp_path, OracleConfig(members=5, epochs=1), pick_device("cpu"), limit=100, only_member=5)
+    with pytest.raises(ModelError, match="member 7 is out of range: the ensemble has members 0-6"):
+        train(tmp_path, OracleConfig(members=5, epochs=1), pick_device("cpu"), limit=100, only_member=7,
+              nonmetal_members=2)
+
+
+def test_nonmetal_members_learn_only_non_metals_and_feed_the_head(tmp_path, bandgaps):
+    from wbg_core.data import split
+
+    cfg = OracleConfig(members=1, epochs=1)
+    card = train(tmp_path / "a", cfg, pick_device("cpu"), limit=300, nonmetal_members=2)
+    oracle = load(tmp_path / "a")
+    assert len(oracle.members) == 1 and len(oracle.nonmetal_members) == 2
+    assert card["hyper_parameters"]["nonmetal_members"] == 2
+    # each non-metal member's validation MAE is on the gap > 0 rows of the validation split
+    val_nm = split(bandgaps, seed=0, subset="nonmetal")["val"].iloc[:300]
+    member = oracle.nonmetal_members[0]
+    z, w, _ = featurise(val_nm["formula"])
+    with torch.no_grad():
+        pred = member(torch.from_numpy(z), torch.from_numpy(w))[:, 0].clamp(min=0).numpy()
+    mae = float(np.abs(pred - val_nm["band_gap"].to_numpy()).mean())
+    assert min(h["val_mae"] for h in card["history"][1]) == pytest.approx(mae, abs=1e-4)
+    # the head reads 2 x (1 + 2) member columns before the descriptor
+    assert oracle.head.calibration["classifier_first_column"] == 6 + oracle.descriptor_len
+    e = oracle.ensemble_outputs(z[:5], w[:5])
+    assert e.nonmetal_means.shape == (2, 5) and np.allclose(e.nonmetal_means[0], member(
+        torch.from_numpy(z[:5]), torch.from_numpy(w[:5]))[:, 0].detach().numpy(), atol=1e-5)
+    # the full member taken from that checkpoint, only the non-metal members trained anew
+    card_b = train(tmp_path / "b", cfg, pick_device("cpu"), limit=300, nonmetal_members=1, init_from=tmp_path / "a")
+    b = load(tmp_path / "b")
+    assert card_b["full_members_from"]["directory"] == str(tmp_path / "a") and len(card_b["history"]) == 1
+    for (k, va), (_, vb) in zip(oracle.members[0].state_dict().items(), b.members[0].state_dict().items()):
+        assert torch.equal(va, vb), k
+    with pytest.raises(ModelError, match="are not the 2 of"):
+        train(tmp_path / "c", OracleConfig(members=2, epochs=1), pick_device("cpu"), limit=300, init_from=tmp_path / "a")
+
+
+def test_weights_with_a_nonmetal_member_the_config_does_not_name_are_refused(tmp_path):
+    import json
+    import shutil
+
+    train(tmp_path / "a", OracleConfig(members=1, epochs=1), pick_device("cpu"), limit=200, nonmetal_members=1)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    cfg = json.loads((tmp_path / "b" / "config.json").read_text())
+    cfg["nonmetal_members"] = 0
+    (tmp_path / "b" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match="1 members, 0 non-metal members.*nonmetal_member_0"):
+        load(tmp_path / "b", with_head=False)

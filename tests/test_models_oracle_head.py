@@ -12,7 +12,7 @@ import torch
 from wbg_core.models import ModelError, load_oracle
 from wbg_core.models.oracle import featurise, load
 from wbg_core.models.oracle_eval import (binned, classic_table, evaluate_model, evaluate_predictions,
-                                         oracle_predictor, random_sample, window_selection)
+                                         model_predictor, random_sample, window_selection)
 from wbg_core.models.oracle_head import CALIBRATION_FILE, CLASSIFIER_FILE, REGRESSOR_FILE
 
 
@@ -21,8 +21,8 @@ def sample_eval(bandgaps):
     """The shipped oracle and its ensemble alone on one random sample of 3,000 test formulas."""
     oracle = load_oracle()
     seed = oracle.card["seed"]
-    head, frame = evaluate_model(oracle_predictor(oracle), bandgaps, split_seed=seed, n=3000, sample_seed=1)
-    alone, _ = evaluate_model(oracle_predictor(load(oracle.directory, with_head=False)), bandgaps, split_seed=seed,
+    head, frame = evaluate_model(model_predictor(oracle), bandgaps, split_seed=seed, n=3000, sample_seed=1)
+    alone, _ = evaluate_model(model_predictor(load(oracle.directory, with_head=False)), bandgaps, split_seed=seed,
                               n=3000, sample_seed=1)
     return head, alone, frame
 
@@ -68,17 +68,18 @@ def test_the_card_ranks_wide_gaps_at_least_as_well_as_its_random_forest():
 
 def test_classic_compounds(bandgaps):
     oracle = load_oracle()
-    rows = {r["formula"]: r for r in classic_table(oracle_predictor(oracle), dict(zip(bandgaps["formula"],
+    rows = {r["formula"]: r for r in classic_table(model_predictor(oracle), dict(zip(bandgaps["formula"],
                                                                                          bandgaps["band_gap"])))}
-    assert abs(rows["MgO"]["error"]) < 0.8 and rows["MgO"]["sigmas_off"] < 2  # 3.29 eV against 4.44 before the head
-    assert abs(rows["NaCl"]["error"]) <= 0.5
+    # MgO (label 4.44): 3.29 eV before the head, 3.80 with it, 3.55 ± 0.89 with the non-metal members
+    assert abs(rows["MgO"]["error"]) < 1.0 and rows["MgO"]["sigmas_off"] < 2
+    assert abs(rows["NaCl"]["error"]) <= 0.5 and abs(rows["TiO2"]["error"]) <= 0.5
     assert rows["SrYF5"]["label"] is None and rows["SrYF5"]["mean"] > 5
-    # docs/models.md lists the seven that miss: all wide gaps predicted 0.6-2 eV low
-    assert sum(r["ok"] for r in rows.values() if "ok" in r) >= 5
+    # docs/models.md lists the six that miss: all wide gaps predicted 0.4-2 eV low
+    assert sum(r["ok"] for r in rows.values() if "ok" in r) >= 6
 
 
 def test_p_nonmetal_separates_salts_from_metals():
-    df = load_oracle().predict(["MgO", "NaCl", "SrYF5", "Cu", "Fe3Al", "Cu3Au"])
+    df = load_oracle().predict(["MgO", "NaCl", "SrYF5", "Cu", "Fe3Al", "Cu3Au"]).frame()
     p = dict(zip(df["formula"], df["p_nonmetal"]))
     assert min(p["MgO"], p["NaCl"], p["SrYF5"]) > 0.9
     assert max(p["Cu"], p["Fe3Al"], p["Cu3Au"]) < 0.1
@@ -168,3 +169,40 @@ def test_classic_verdict_says_why_a_row_fails():
     assert classic_verdict(lif).startswith("no: more than 2σ off; a wide gap 2.04")
     assert classic_verdict({"label": None}) is None
     assert classic_verdict({"label": 5.0, "ok": True}) == "yes"
+
+
+def test_a_checkpoint_with_plain_text_boosters_still_loads_and_predicts_the_same(oracle_copy):
+    """Checkpoints before 2026-12 hold head_*.lgb.txt (uncompressed): the same boosters, read as they are."""
+    import gzip
+    import hashlib
+
+    from wbg_core.models.oracle_head import LEGACY_FILES
+
+    config = json.loads((oracle_copy / "config.json").read_text())
+    for packed, plain in LEGACY_FILES.items():
+        text = gzip.decompress((oracle_copy / packed).read_bytes())
+        (oracle_copy / plain).write_bytes(text)
+        (oracle_copy / packed).unlink()
+        config["head"]["sha256"][plain] = hashlib.sha256(text).hexdigest()
+        del config["head"]["sha256"][packed]
+    config["head"]["files"] = [*LEGACY_FILES.values(), CALIBRATION_FILE]
+    (oracle_copy / "config.json").write_text(json.dumps(config))
+    old = load(oracle_copy).predict(["SrYF5", "MgO", "Cu"])
+    new = load_oracle().predict(["SrYF5", "MgO", "Cu"])
+    assert np.array_equal(old.mean, new.mean) and np.array_equal(old.std, new.std)
+
+
+def test_a_booster_that_unpacks_to_too_much_is_refused(oracle_copy, monkeypatch):
+    import gzip
+    import hashlib
+
+    from wbg_core.models import oracle_head
+
+    bomb = gzip.compress(b"tree\n" + b"x" * (20 * 2 ** 20), mtime=0)  # 20 kB that unpack to 20 MB
+    (oracle_copy / REGRESSOR_FILE).write_bytes(bomb)
+    config = json.loads((oracle_copy / "config.json").read_text())
+    config["head"]["sha256"][REGRESSOR_FILE] = hashlib.sha256(bomb).hexdigest()
+    (oracle_copy / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(oracle_head, "MAX_BOOSTER_BYTES", 10 * 2 ** 20)  # the shipped ones unpack to 5-7 MB
+    with pytest.raises(ModelError, match=rf"{REGRESSOR_FILE} is corrupt: it unpacks to more than 10 MB"):
+        load(oracle_copy)

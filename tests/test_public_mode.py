@@ -167,7 +167,7 @@ def test_a_finished_job_is_not_switched_in_until_confirmed(runs, tmp_path):
     jobs.confirm_job(runs[0], job.id)
     assert list(checkpoint_sets(tmp_path, runs[0])) == ["shipped", job.id]
     assert choose_set(job.id, tmp_path, runs[0]) == job.out
-    assert jobs.job_log(job)[1] == 1.0  # the progress the page shows, read from the log
+    assert jobs.progress_bar(jobs.job_log(job)[1], status.state) == (1.0, "finished")
 
 
 def test_status_without_the_popen_reads_the_marker_and_the_pid(runs, tmp_path):

@@ -24,7 +24,7 @@ def test_the_gap_comes_from_the_oracle_the_caller_gives():
     from wbg_core.models import load_oracle
 
     oracle = load_oracle()
-    expected = oracle.predict(["GaN"]).iloc[0]
+    expected = oracle.predict(["GaN"]).frame().iloc[0]
     (c,) = pipeline.predict_structures("GaN", 1, oracle=oracle)
     assert c.provenance["band_gap_mean"] == pytest.approx(float(expected["band_gap_mean"]))
     assert c.provenance["band_gap_std"] == pytest.approx(float(expected["band_gap_std"]))

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "wbg_core.commands.models",
     "wbg_core.commands.latent_map",
     "wbg_core.commands.engine",
+    "wbg_core.commands.screen",
 ]
 
 

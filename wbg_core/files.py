@@ -12,10 +12,15 @@ from pathlib import Path
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a unique hidden temporary file beside `path`, then rename it into place (a kill
     leaves the old file or the new one, never a mix; two writers never share a temporary)."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """atomic_write_text for bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)

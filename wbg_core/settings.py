@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     campaigns_dir: Path = Field(_ROOT / "campaigns", description="where the app keeps campaigns, one folder each")
     app_runs_dir: Path = Field(_ROOT / "runs" / "app_train",
                                description="where retraining jobs started from the Models page write their checkpoints")
+    runs_dir: Path = Field(_ROOT / "runs", description="where long runs write and resume from, e.g. "
+                                                       "`wbg screen --engine ray` shards (runs/screen_<seed>_<pool>)")
     cache_dir: str = Field(str(_ROOT / ".cache"),
                            description="derived data (parsed formulas, count matrices) kept between processes; '' turns it off")
     torch_threads: int = Field(2, ge=1, description="torch CPU threads: more threads than cores slows torch 5-30x")

@@ -5,8 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import (band_gap, fraction, nonneg_float, nonneg_int, output_file, positive_float, positive_int, seed,
-                   write_output)
+from ..cli import band_gap, output_file, positive_float, positive_int, seed, write_output
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,35 +71,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler=_campaign_import_labels)
 
-    p = sub.add_parser("screen", help="screen generated candidates for a band-gap window")
-    p.add_argument("--min-gap", type=band_gap, default=None, help="window lower end (eV)")
-    p.add_argument("--max-gap", type=band_gap, default=None, help="window upper end (eV)")
-    p.add_argument("--pool", type=positive_int, default=100_000, help="generator samples (the paper: 1,180,000)")
-    p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--p-threshold", type=fraction, default=0.5, help="minimum probability of lying in the window")
-    p.add_argument("--max-atoms", type=nonneg_int, default=7, help="0 for no limit (default 7: the paper's < 8)")
-    p.add_argument("--max-elements", type=nonneg_int, default=3, help="0 for no limit (default 3: the paper's < 4)")
-    p.add_argument("--require", default="", help="comma-separated elements every candidate must hold")
-    p.add_argument("--exclude", default="", help="comma-separated elements no candidate may hold")
-    p.add_argument("--novel-only", action="store_true", help="drop formulas in the bundled MP data")
-    p.add_argument("--keep-invalid", action="store_true",
-                   help="keep candidates that fail the compound rule (ICSD-24 charge neutrality + Pauling); "
-                        "the compound_valid column says which")
-    p.add_argument("--allow-elements-and-alloys", action="store_true",
-                   help="let single elements and all-metal compositions through (off: not wide-gap candidates)")
-    p.add_argument("--model", choices=["oracle", "forest"], default="oracle",
-                   help="screening model: the oracle, or a random forest trained on the train split or --campaign")
-    p.add_argument("--campaign", type=Path, help="with --model forest: train it on this campaign's seeds + AL labels")
-    p.add_argument("--generator", choices=["gan", "ae"], default="gan",
-                   help="candidate source: the GAN (the paper's route, default) or decoded points of the autoencoder's latent box")
-    p.add_argument("--compound-max-drop", type=nonneg_float, default=None,
-                   help="nats: read a sample that is not a compound as its most likely compound reading within "
-                        "this drop (default: the generator's setting, 4 for the shipped GAN; 0: plain decode, faster)")
-    p.add_argument("--top", type=positive_int, default=None, help="keep the N best candidates")
-    p.add_argument("--output", type=output_file, help="write the ranked candidates as CSV")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=_screen)
-
     p = sub.add_parser("experiment", help="the paper's experiments (exp1-exp4), results in docs/experiments.md")
     p.add_argument("name", choices=["exp1", "exp2", "exp3", "exp4"])
     p.add_argument("--repeats", type=positive_int, default=10)
@@ -137,6 +107,19 @@ def _campaign_dir(path: Path) -> Path:
     return path
 
 
+def _stepping_models() -> dict:
+    """What a campaign that proposes needs, from the shipped checkpoints: the autoencoder and
+    the oracle as labeller (also an external campaign's provisional gaps)."""
+    from ..engine.campaign import model_labeller
+    from ..models.registry import CheckpointSet
+
+    models = CheckpointSet.shipped()
+    return {"autoencoder": models.autoencoder(), "labeller": model_labeller(models.oracle())}
+
+
+READ_ONLY = {"autoencoder": None, "labeller": None}  # status, export, label import: no model needed
+
+
 def _engine_errors():
     from ..models import ModelError
     from ..engine.campaign import CampaignError
@@ -148,6 +131,7 @@ def _engine_errors():
 def _campaign_new(args) -> int:
     from ..cli import UserError, print_json
     from ..engine.campaign import Campaign, CampaignConfig, pick_seeds, seeds_from_csv
+    from ..models.registry import CheckpointSet
     from ..settings import set_torch_threads
 
     set_torch_threads()
@@ -161,7 +145,8 @@ def _campaign_new(args) -> int:
                              batch_size=args.batch, budget=args.budget, invalid=args.invalid,
                              decode_rule=args.decode_rule, proposal_rule=args.proposal_rule, seed=args.seed,
                              labeller=args.labeller)
-        camp = Campaign.new(_campaign_dir(args.directory), cfg, seeds["formula"], seeds["band_gap"], overwrite=args.overwrite)
+        camp = Campaign.new(_campaign_dir(args.directory), cfg, seeds["formula"], seeds["band_gap"],
+                            autoencoder=CheckpointSet.shipped().autoencoder(), labeller=None, overwrite=args.overwrite)
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
     status = camp.status()
@@ -185,12 +170,13 @@ def _campaign_run(args) -> int:
     if rounds < 1:
         raise UserError("--rounds must be at least 1")
     try:
-        camp = Campaign.load(_campaign_dir(args.directory))
+        camp = Campaign.load(_campaign_dir(args.directory), **READ_ONLY)
         if camp.done():
             raise UserError(f"the campaign's budget of {camp.config.budget} proposals is spent")
         if args.use_provisional and camp.config.labeller != "external":
             raise UserError("--use-provisional is for campaigns with the external labeller; this one is labelled "
                             "by the oracle")
+        camp = Campaign.load(camp.directory, **_stepping_models())  # the models load once the checks pass
         reports = camp.run(rounds, progress_callback=_progress(args.json), use_provisional=args.use_provisional)
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
@@ -219,7 +205,7 @@ def _campaign_status(args) -> int:
     from ..engine.campaign import Campaign
 
     try:
-        camp = Campaign.load(_campaign_dir(args.directory))
+        camp = Campaign.load(_campaign_dir(args.directory), **READ_ONLY)
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
     st = camp.status()
@@ -240,7 +226,7 @@ def _campaign_export(args) -> int:
     from ..engine.campaign import Campaign
 
     try:
-        path = Campaign.load(_campaign_dir(args.directory)).export(args.output)
+        path = Campaign.load(_campaign_dir(args.directory), **READ_ONLY).export(args.output)
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
     print(f"wrote {path}", file=sys.stderr)
@@ -255,7 +241,7 @@ def _campaign_export_round(args) -> int:
 
     set_torch_threads()
     try:
-        data, _ = round_zip(Campaign.load(_campaign_dir(args.directory)), args.round)
+        data, _ = round_zip(Campaign.load(_campaign_dir(args.directory), **READ_ONLY), args.round)
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
     write_output(args.output, lambda path: path.write_bytes(data))  # checked by cli.output_file before the work
@@ -269,7 +255,7 @@ def _campaign_import_labels(args) -> int:
     from ..engine.campaign_labels import read_labels
 
     try:
-        camp = Campaign.load(_campaign_dir(args.directory))
+        camp = Campaign.load(_campaign_dir(args.directory), **READ_ONLY)
         report = camp.import_labels(read_labels(args.input), replace=args.replace)
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
@@ -282,67 +268,12 @@ def _campaign_import_labels(args) -> int:
     return 0
 
 
-def _elements(text: str) -> tuple[str, ...]:
-    return tuple(e.strip() for e in text.split(",") if e.strip())
-
-
-def _screen(args) -> int:
-    from ..cli import UserError, print_json
-    from ..engine.screening import ScreenConfig, describe_empty, screen
-    from ..settings import set_torch_threads
-
-    set_torch_threads()
-    cfg = ScreenConfig(min_gap=args.min_gap, max_gap=args.max_gap, pool=args.pool, seed=args.seed,
-                       p_threshold=args.p_threshold, max_atoms=args.max_atoms or None,
-                       max_elements=args.max_elements or None, require_elements=_elements(args.require),
-                       exclude_elements=_elements(args.exclude), novel_only=args.novel_only,
-                       valid_only=not args.keep_invalid,
-                       allow_elements_and_alloys=args.allow_elements_and_alloys, top=args.top, generator=args.generator,
-                       compound_max_drop=args.compound_max_drop)
-    try:
-        cfg.validate()
-        model = None
-        if args.model == "forest":
-            model = _forest(args.campaign)
-        elif args.campaign:
-            raise UserError("--campaign needs --model forest (the oracle is not retrained)")
-        df = screen(cfg, progress_callback=_progress(args.json), model=model)
-    except _engine_errors() as exc:
-        raise UserError(str(exc)) from exc
-    if args.output:  # checked by cli.output_file before the screening
-        write_output(args.output, lambda path: df.to_csv(path, index=False))
-        print(f"wrote {len(df)} candidates to {args.output}", file=sys.stderr)
-    if len(df) == 0:
-        print(describe_empty(df), file=sys.stderr)
-    if args.json:
-        print_json({"candidates": df.to_dict(orient="records"), "stage_s": df.attrs["stage_s"],
-                    "funnel": df.attrs["funnel"], "model": df.attrs["model"]})
-    else:
-        if len(df) and not args.output:
-            print(df.head(50).to_string(index=False))
-        print("funnel: " + ", ".join(f"{k} {v:,}" for k, v in df.attrs["funnel"].items()), file=sys.stderr)
-        print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in df.attrs["stage_s"].items()), file=sys.stderr)
-    return 0
-
-
-def _forest(campaign: Path | None):
-    from ..data import load_bandgaps, split
-    from ..engine.campaign import Campaign
-    from ..engine.experiments import train_forest
-    from ..settings import get_settings
-
-    if campaign is not None:
-        data = Campaign.load(_campaign_dir(campaign)).labelled()
-    else:
-        data = split(load_bandgaps(), seed=get_settings().split_seed)["train"]
-    return train_forest(data["formula"].tolist(), data["band_gap"].to_numpy(), seed=0)
-
-
 def _experiment(args) -> int:
     import json
 
     from ..cli import UserError, print_json
     from ..engine.experiments import ROOST_STEPS, ExperimentConfig, run_experiment, save_result
+    from ..models.registry import CheckpointSet
     from ..reports.experiments_doc import write_doc
     from ..settings import set_torch_threads
 
@@ -354,7 +285,7 @@ def _experiment(args) -> int:
                            roost_steps=ROOST_STEPS if args.roost_steps is None else args.roost_steps)
     try:
         cfg = cfg.resolved()
-        result = run_experiment(cfg, progress_callback=_progress(args.json))
+        result = run_experiment(cfg, CheckpointSet.shipped(), progress_callback=_progress(args.json))
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
     if args.output:  # checked by cli.output_file before the runs

@@ -32,10 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def read_formula_csv(path: Path) -> list[str]:
-    """Formulas from a user CSV: a 'formula' column, else the only column; clear errors."""
+    """Formulas from a user CSV, one per row in order (an empty row stays, as a row with an error);
+    the column is chosen as the page's reader chooses it; clear errors."""
     import pandas as pd
 
     from ..cli import UserError
+    from ..services.inputs import formula_column
 
     if not path.exists():
         raise UserError(f"input file {path} does not exist")
@@ -45,13 +47,10 @@ def read_formula_csv(path: Path) -> list[str]:
         df = pd.read_csv(path, keep_default_na=False, dtype=str, skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not a readable CSV: {exc}") from exc
-    cols = {c.strip().lower(): c for c in df.columns}
-    if "formula" in cols:
-        column = cols["formula"]
-    elif len(df.columns) == 1:
-        column = df.columns[0]
-    else:
-        raise UserError(f"{path} has columns {list(df.columns)}; it needs a 'formula' column")
+    try:
+        column = formula_column(df)
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}") from exc
     if df.empty:
         raise UserError(f"{path} has a header ({', '.join(map(str, df.columns))}) but no rows of formulas")
     return df[column].tolist()
@@ -84,7 +83,7 @@ def _predict(args) -> int:
     from ..models import load_oracle
 
     formulas = _inputs(args)
-    df = load_oracle().predict(formulas)  # a missing or corrupt checkpoint: ModelError, one line from cli.main
+    df = load_oracle().predict(formulas).frame()  # a missing or corrupt checkpoint: ModelError, one line from cli.main
     for col in ("band_gap_mean", "band_gap_std", "p_nonmetal"):
         df[col] = df[col].round(4)
     df = with_known_labels(df)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from ..cli import fraction, int_in, nonneg_float, nonneg_int, output_dir, positive_float, positive_int, seed
 from ..models.config_bounds import MAX_MEMBERS
-
-MODELS = ("autoencoder", "oracle", "gan")
+from ..models.registry import MODEL_NAMES as MODELS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=positive_float, default=None,
                    help="autoencoder: Adam learning rate (default 1e-3, the paper's)")
     p.add_argument("--init-from", type=Path, default=None,
-                   help="autoencoder: start from this checkpoint directory's weights (cited in the card)")
+                   help="autoencoder: start from this checkpoint directory's weights; oracle: take the full "
+                        "members from this checkpoint and train only the non-metal ones (cited in the card)")
+    p.add_argument("--nonmetal-members", type=int_in(0, MAX_MEMBERS), default=None,
+                   help="oracle: members trained on gap > 0 rows only, read by the head's non-metal regressor "
+                        "(default 5; 0: none, the checkpoints before 2026-12)")
     p.add_argument("--member", type=nonneg_int, default=None,
                    help="oracle: train only this ensemble member's resume state (run members in parallel "
                         "processes, then once without --member to assemble the ensemble)")
@@ -44,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gan-train-on", choices=("compounds", "all"), default="compounds",
                    help="GAN training formulas: those passing the compound rule (default, shipped) or all "
                         "(metals and alloys too; the checkpoints before 2026-12)")
+    p.add_argument("--progress-file", type=Path, default=None,
+                   help="append one JSON line per epoch (model, epoch, epochs, seconds, ETA, losses) to this file; "
+                        "the app's training jobs read it")
     p.add_argument("--json", action="store_true", help="print the resulting card(s) as JSON")
     p.set_defaults(handler=_train)
     p = sub.add_parser("evaluate", help="re-measure a checkpoint's card metrics on its own split (weights untouched)")
@@ -77,11 +83,20 @@ def _train(args) -> int:
     if args.member is not None and args.model != "oracle":
         raise UserError("--member applies to the oracle's ensemble only")
     ae_only = {"--substitute": args.substitute is not None, "--substitute-within": args.substitute_within is not None,
-               "--substitute-oxidation": args.substitute_oxidation, "--init-from": args.init_from is not None,
-               "--lr": args.lr is not None}
+               "--substitute-oxidation": args.substitute_oxidation, "--lr": args.lr is not None}
     if any(ae_only.values()) and args.model != "autoencoder":
         raise UserError(f"{', '.join(k for k, v in ae_only.items() if v)}: autoencoder only")
+    if args.init_from is not None and args.model not in ("autoencoder", "oracle"):
+        raise UserError("--init-from: autoencoder or oracle only")
+    if args.init_from is not None and not (args.init_from / "model.safetensors").exists():
+        raise UserError(f"--init-from {args.init_from}: no model.safetensors there")
+    if args.nonmetal_members is not None and args.model != "oracle":
+        raise UserError("--nonmetal-members applies to the oracle only")
     set_torch_threads(args.threads)
+    if args.progress_file is not None:
+        from ..models.progress_log import set_progress_file
+
+        set_progress_file(args.progress_file)
     try:
         device = pick_device(args.device)
     except RuntimeError as exc:
@@ -120,10 +135,12 @@ def _evaluate(args) -> int:
         raise UserError("--compound-max-drop applies to the gan only")
     if args.model == "gan":
         from ..models.gan import NAME as GAN, reevaluate as gan_reevaluate
+        from ..models.registry import CheckpointSet
 
         directory = args.dir or get_settings().models_dir / GAN
+        # the card's gap histogram: the models directory's oracle, loaded when the histogram is drawn
         print_json(gan_reevaluate(directory, write=args.write, command=_command_line(),
-                                  compound_max_drop=args.compound_max_drop))
+                                  compound_max_drop=args.compound_max_drop, oracle=CheckpointSet.shipped().oracle))
         return 0
     from ..models.autoencoder import NAME
     from ..models.autoencoder_training import reevaluate
@@ -177,8 +194,6 @@ def _calibrate(args) -> int:
 
 
 def _train_one(name: str, args, target: Path, device, command: str | None) -> dict:
-    from ..cli import UserError
-
     if name == "autoencoder":
         from ..models.autoencoder import AEConfig
         from ..models.autoencoder_training import train
@@ -193,22 +208,23 @@ def _train_one(name: str, args, target: Path, device, command: str | None) -> di
         if args.substitute_oxidation:
             kw["substitute_oxidation"] = True
         if args.init_from is not None:
-            if not (args.init_from / "model.safetensors").exists():
-                raise UserError(f"--init-from {args.init_from}: no model.safetensors there")
             kw["init_from"] = str(args.init_from)
         cfg = AEConfig(seed=args.seed, **kw)
         return train(target, cfg, device, command=command, limit=args.limit)
     elif name == "oracle":
-        from ..models.oracle import OracleConfig
+        from ..models.oracle import NONMETAL_MEMBERS, OracleConfig
         from ..models.oracle_training import train
 
         kw = {"epochs": args.epochs} if args.epochs else {}
         if args.members:
             kw["members"] = args.members
         return train(target, OracleConfig(seed=args.seed, **kw), device, command=command,
-                     limit=args.limit, only_member=args.member)
+                     limit=args.limit, only_member=args.member, init_from=args.init_from,
+                     nonmetal_members=NONMETAL_MEMBERS if args.nonmetal_members is None else args.nonmetal_members)
     else:
         from ..models.gan import GANConfig, train
+        from ..models.registry import CheckpointSet
 
         cfg = GANConfig(seed=args.seed, arch=args.gan_arch, train_on=args.gan_train_on, **({"epochs": args.epochs} if args.epochs else {}))
-        return train(target, cfg, device, command=command, limit=args.limit)
+        # the card's gap histogram: the models directory's oracle, loaded after the training (as before)
+        return train(target, cfg, device, command=command, limit=args.limit, oracle=CheckpointSet.shipped().oracle)

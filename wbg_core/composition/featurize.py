@@ -30,7 +30,11 @@ def embedding_table() -> np.ndarray:
 
 
 def featurise(formulas) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-    """(atomic numbers (N, MAX_ELEMENTS) int64, fractions (N, MAX_ELEMENTS), errors)."""
+    """(atomic numbers (N, MAX_ELEMENTS) int64, fractions (N, MAX_ELEMENTS), errors).
+
+    Elements go in order of atomic number, as count rows give them (screening): a formula then
+    has one set of arrays however it is written ("SrYF5", "F5YSr") or reached, so the networks
+    sum in one order and the head's boosters, which can jump at a threshold, see one input."""
     from .elements import ATOMIC_NUMBER
 
     formulas = list(formulas)
@@ -52,7 +56,7 @@ def featurise(formulas) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
             errors[i] = f"no element embedding for {', '.join(missing)}"
             continue
         total = sum(comp.values())
-        for j, (el, amt) in enumerate(comp.items()):
+        for j, (el, amt) in enumerate(sorted(comp.items(), key=lambda kv: ATOMIC_NUMBER[kv[0]])):
             z[i, j] = ATOMIC_NUMBER[el]
             w[i, j] = amt / total
     return z, w, errors

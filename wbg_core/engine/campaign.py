@@ -18,8 +18,12 @@ any label is spent on them (skip mode) or penalised like an invalid decode (pena
 each round reports how many the rule turned away. `proposal_rule="any"` labels every decoded
 formula, as the paper did; campaigns saved before the rule existed load with "any".
 
-Labeller: the oracle by default; `labeller="external"` leaves the gaps to the user's own DFT
-(campaign_labels: provisional oracle values, export of a round, import of the computed gaps).
+Models: a campaign holds none of its own. Whoever opens it (a page, a CLI command, a benchmark)
+hands it the autoencoder that encodes and decodes and the labeller that labels, e.g.
+`model_labeller(CheckpointSet(...).oracle())`; a campaign opened with None for either can be
+read, exported and given DFT labels, not stepped. `labeller="external"` leaves the gaps to the
+user's own DFT, the labeller's values kept as provisional (campaign_labels: export of a round,
+import of the computed gaps).
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..composition import compound_valid
+from ..models.base import GapModel
 from . import campaign_labels as labels
 from . import campaign_proposals as proposals
 from . import campaign_store as store
@@ -51,12 +56,20 @@ def _known_formulas() -> frozenset:
     return frozenset(load_bandgaps()["formula"])
 
 
-def default_labeller(formulas: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The oracle ensemble: mean (clipped at 0, as the authors' files needed) and std."""
-    from ..models import load_oracle
+Labeller = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
 
-    pred = load_oracle().predict(formulas)
-    return pred["band_gap_mean"].to_numpy(np.float64), pred["band_gap_std"].to_numpy(np.float64)
+
+def model_labeller(model: GapModel) -> Labeller:
+    """A campaign's labeller from any GapModel (the oracle, a forest): formulas -> (mean, σ) in
+    eV as float64; the campaign clips the mean at 0 (as the authors' files needed)."""
+    if model is None:
+        raise TypeError("model_labeller needs a model (e.g. CheckpointSet.shipped().oracle()), not None")
+
+    def label(formulas: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        pred = model.predict(list(formulas))
+        return np.asarray(pred.mean, np.float64), np.asarray(pred.std, np.float64)
+
+    return label
 
 
 class Campaign:
@@ -64,10 +77,10 @@ class Campaign:
 
     def __init__(self, directory: Path | None, config: CampaignConfig, seeds: pd.DataFrame, seeds_z: np.ndarray,
                  rounds: list[pd.DataFrame], rounds_z: list[np.ndarray], state: dict, autoencoder=None,
-                 labeller=None):
+                 labeller: Labeller | None = None):
         self.directory = Path(directory) if directory is not None else None
         self._ae = autoencoder
-        self._labeller = labeller or default_labeller
+        self._labeller = labeller
         self._locked_depth = 0
         self._state_text: str | None = None  # state.json as last read or written: a change means another writer
         self._adopt(config, seeds, seeds_z, rounds, rounds_z, state)
@@ -82,18 +95,19 @@ class Campaign:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def new(cls, directory: str | Path | None, config: CampaignConfig, seed_formulas, seed_gaps,
-            autoencoder=None, labeller=None, overwrite: bool = False) -> "Campaign":
-        """Encode the seeds and write the campaign (directory None: in memory only). overwrite
-        replaces only a campaign: a folder with other files in it is refused, not emptied."""
-        from ..models import load_autoencoder
-
+    def new(cls, directory: str | Path | None, config: CampaignConfig, seed_formulas, seed_gaps, *,
+            autoencoder, labeller: Labeller | None, overwrite: bool = False) -> "Campaign":
+        """Encode the seeds with `autoencoder` and write the campaign (directory None: in memory
+        only); `labeller` (model_labeller(oracle)) labels its rounds, None: it is not stepped
+        here. overwrite replaces only a campaign: a folder with other files in it is refused."""
+        if autoencoder is None:
+            raise TypeError("Campaign.new needs the autoencoder that encodes the seeds "
+                            "(e.g. CheckpointSet.shipped().autoencoder()), not None")
         config.validate()
         if directory is not None:
             store.check_replaceable(Path(directory), overwrite)  # refuse before any work or write
         seeds = clean_seeds(seed_formulas, seed_gaps)
-        ae = autoencoder or load_autoencoder()
-        z, ok, errors = ae.encode_formulas(seeds["formula"].to_numpy(dtype=object))
+        z, ok, errors = autoencoder.encode_formulas(seeds["formula"].to_numpy(dtype=object))
         seeds = seeds[ok].reset_index(drop=True)
         z = z[ok]
         if len(seeds) < 2:
@@ -102,7 +116,7 @@ class Campaign:
         if np.all(z.max(axis=0) - z.min(axis=0) < 1e-9):
             raise CampaignError("the seed latents are all identical; give seeds with different compositions")
         state = {"version": VERSION, "rounds_done": 0, "gp": None, "history": []}
-        camp = cls(directory, config, seeds, z.astype(np.float32), [], [], state, ae, labeller)
+        camp = cls(directory, config, seeds, z.astype(np.float32), [], [], state, autoencoder, labeller)
         if camp.directory is not None:
             d = camp.directory
             d.mkdir(parents=True, exist_ok=True)
@@ -113,8 +127,10 @@ class Campaign:
         return camp
 
     @classmethod
-    def load(cls, directory: str | Path, autoencoder=None, labeller=None) -> "Campaign":
-        """Every file is checked against the schema: CampaignDamaged names what is wrong and where."""
+    def load(cls, directory: str | Path, *, autoencoder, labeller: Labeller | None) -> "Campaign":
+        """Every file is checked against the schema: CampaignDamaged names what is wrong and where.
+        autoencoder and labeller: what step() needs; None for either when the campaign is only
+        read (status, export, a label import)."""
         snap = store.read_campaign(Path(directory))
         camp = cls(directory, snap.config, snap.seeds, snap.seeds_z, snap.rounds, snap.rounds_z, snap.state,
                    autoencoder, labeller)
@@ -145,10 +161,16 @@ class Campaign:
     @property
     def autoencoder(self):
         if self._ae is None:
-            from ..models import load_autoencoder
-
-            self._ae = load_autoencoder()
+            raise CampaignError("this campaign was opened without an autoencoder (autoencoder=None): it can be "
+                                "read, not stepped")
         return self._ae
+
+    @property
+    def labeller(self) -> Labeller:
+        if self._labeller is None:
+            raise CampaignError("this campaign was opened without a labeller (labeller=None): it can be read, "
+                                "not stepped; pass model_labeller(oracle)")
+        return self._labeller
 
     # ---- data -----------------------------------------------------------------------------
     def points(self) -> tuple[np.ndarray, pd.DataFrame]:
@@ -206,6 +228,7 @@ class Campaign:
         cfg = self.config
         if self.done():
             raise CampaignError(f"the budget of {cfg.budget} proposals is spent")
+        ae, labeller = self.autoencoder, self.labeller  # before any work: a read-only campaign says so
         cb = progress_callback or (lambda f, m: None)
         r = self.state["rounds_done"] + 1
         q = cfg.batch_size if cfg.budget is None else min(cfg.batch_size, cfg.budget - self.total_proposals)
@@ -229,7 +252,6 @@ class Campaign:
 
         everything = self.points()[1]["formula"]
         known = set(everything[everything != ""])
-        ae = self.autoencoder
         t = time.perf_counter()
         picked = proposals.select(cfg, gp, ae, cands, order, known, q)
         stage["acquisition"] += time.perf_counter() - t - picked.decode_s
@@ -243,7 +265,7 @@ class Campaign:
         gap_s = np.full(n, np.nan)
         if valid.any():
             vf = [f for f, v in zip(formulas, valid) if v]
-            m, s = self._labeller(vf)
+            m, s = labeller(vf)
             gap_m[valid], gap_s[valid] = np.clip(m, 0, None), s
         stage["label"] = time.perf_counter() - t
         # the GP learns the label at the formula's own latent (what a seed of that formula has)

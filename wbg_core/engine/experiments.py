@@ -11,6 +11,9 @@ give: a model that predicts 6 eV for everything recovers 100%).
 Seeds come from the train split only and MAE is measured on the test split, which neither
 the oracle nor any AL run ever trained on (the authors' "held-out" file sat inside their
 training set). Seeds are MP labels; AL points are oracle labels (the paper's setting).
+
+Models: every function takes the CheckpointSet whose oracle, generator and autoencoder it uses
+(the CLI hands down CheckpointSet.shipped()); nothing here loads a model by default.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ..models.base import GapModel
+from ..models.registry import CheckpointSet
 from ..models.small_roost import ROOST_STEPS
 
 Progress = Callable[[float, str], None] | None
@@ -86,36 +91,39 @@ class ExperimentConfig:
 
 # ---- the fixed pool and the reference list -----------------------------------------------------
 @lru_cache(maxsize=2)
-def fixed_pool(n: int, seed: int, max_atoms: int, max_elements: int, generator: str = "gan") -> tuple[np.ndarray, np.ndarray]:
-    """(unique count rows, formulas) of n generator samples with the paper's size limits, decoded
-    plainly as the paper's were (no compound reading), so the tables stay comparable."""
+def fixed_pool(models: CheckpointSet, n: int, seed: int, max_atoms: int, max_elements: int,
+               generator: str = "gan") -> tuple[np.ndarray, np.ndarray]:
+    """(unique count rows, formulas) of n samples of models' generator ('gan' or 'ae') with the
+    paper's size limits, decoded plainly as the paper's were (no compound reading), so the
+    tables stay comparable."""
     from ..composition import counts_to_formulas
     from .screening import ScreenConfig, generate_pool
 
     cfg = ScreenConfig(min_gap=0.0, pool=n, seed=seed, max_atoms=max_atoms, max_elements=max_elements,
                        generator=generator, compound_max_drop=0.0)
-    counts = generate_pool(n, seed, cfg)
+    counts = generate_pool(n, seed, models.generator(generator), cfg)
     return counts, counts_to_formulas(counts)
 
 
-def pool_predictions(model, counts: np.ndarray) -> np.ndarray:
-    from .screening import ArrayModel, oracle_features_from_counts
+def pool_predictions(model: GapModel, counts: np.ndarray) -> np.ndarray:
+    """The mean gap `model` (any GapModel: the oracle, a forest, a small Roost) predicts per count row."""
+    from .screening import oracle_features_from_counts
 
-    predict = ArrayModel(model)
     out = np.zeros(len(counts))
     for s in range(0, len(counts), 50_000):
         z, w = oracle_features_from_counts(counts[s : s + 50_000])
-        out[s : s + 50_000] = predict(z, w)[0]
+        out[s : s + 50_000] = model.predict_arrays(z, w)[0]
     return out
 
 
 @lru_cache(maxsize=2)
-def reference_list(n: int, seed: int, max_atoms: int, max_elements: int, wide_gap: float, generator: str = "gan") -> dict:
-    """Exp 1: the oracle's wide-gap list on the fixed pool."""
+def reference_list(models: CheckpointSet, n: int, seed: int, max_atoms: int, max_elements: int, wide_gap: float,
+                   generator: str = "gan") -> dict:
+    """Exp 1: models' oracle's wide-gap list on the fixed pool."""
     from ..composition import compound_valid, smact_valid
 
-    counts, formulas = fixed_pool(n, seed, max_atoms, max_elements, generator)
-    mean = pool_predictions(None, counts)
+    counts, formulas = fixed_pool(models, n, seed, max_atoms, max_elements, generator)
+    mean = pool_predictions(models.oracle(), counts)
     wide = mean >= wide_gap
     gt5 = mean > 5.0
     return {"formulas": frozenset(formulas[wide]), "pool_unique": len(counts),
@@ -143,9 +151,7 @@ def _mae(model, test: pd.DataFrame) -> float:
 
     z, w, errors = featurise(test["formula"])
     ok = np.array([e is None for e in errors])
-    from .screening import ArrayModel
-
-    pred = ArrayModel(model)(z[ok], w[ok])[0]
+    pred = model.predict_arrays(z[ok], w[ok])[0]
     return float(np.abs(pred - test["band_gap"].to_numpy()[ok]).mean())
 
 
@@ -161,8 +167,9 @@ def test_split(limit: int | None, seed: int = 0) -> pd.DataFrame:
 
 
 def run_repeat(cfg: ExperimentConfig, r: int, ref: dict, pool_counts: np.ndarray, pool_formulas: np.ndarray,
-               test: pd.DataFrame, progress_callback: Progress = None) -> dict:
-    from .campaign import Campaign, CampaignConfig, pick_seeds
+               test: pd.DataFrame, models: CheckpointSet, progress_callback: Progress = None) -> dict:
+    """One AL repeat: models' autoencoder is the search space, their oracle labels the proposals."""
+    from .campaign import Campaign, CampaignConfig, model_labeller, pick_seeds
 
     cb = progress_callback or (lambda f, m: None)
     t0 = time.perf_counter()
@@ -172,7 +179,8 @@ def run_repeat(cfg: ExperimentConfig, r: int, ref: dict, pool_counts: np.ndarray
     ccfg = CampaignConfig(objective="max", window_min=5.0, kappa=cfg.kappa, batch_size=cfg.batch_size,
                           budget=cfg.budget, invalid=cfg.invalid, proposal_rule=cfg.proposal_rule,
                           seed=seed)
-    camp = Campaign.new(None, ccfg, seeds["formula"], seeds["band_gap"])
+    camp = Campaign.new(None, ccfg, seeds["formula"], seeds["band_gap"], autoencoder=models.autoencoder(),
+                        labeller=model_labeller(models.oracle()))
     n_rounds = -(-cfg.budget // cfg.batch_size) * 3  # rounds that add nothing still count
     t = time.perf_counter()
     for k in range(n_rounds):
@@ -223,17 +231,18 @@ def run_repeat(cfg: ExperimentConfig, r: int, ref: dict, pool_counts: np.ndarray
     return row
 
 
-def run_experiment(cfg: ExperimentConfig, progress_callback: Progress = None) -> dict:
-    """All repeats; returns {'config', 'reference', 'repeats': [...], 'summary': {metric: (mean, std)}}."""
-    from ..models import load_oracle
+def run_experiment(cfg: ExperimentConfig, models: CheckpointSet, progress_callback: Progress = None) -> dict:
+    """All repeats with models' oracle, generator and autoencoder; returns {'config', 'reference',
+    'repeats': [...], 'summary': {metric: (mean, std)}}."""
     from ..composition.featurize import featurise
 
     cfg = cfg.resolved()
     cb = progress_callback or (lambda f, m: None)
     t0 = time.perf_counter()
     cb(0.0, f"{cfg.name}: generating the fixed pool ({cfg.pool:,} samples)")
-    pool_counts, pool_formulas = fixed_pool(cfg.pool, cfg.pool_seed, cfg.max_atoms, cfg.max_elements, cfg.generator)
-    ref = reference_list(cfg.pool, cfg.pool_seed, cfg.max_atoms, cfg.max_elements, cfg.wide_gap, cfg.generator)
+    pool_counts, pool_formulas = fixed_pool(models, cfg.pool, cfg.pool_seed, cfg.max_atoms, cfg.max_elements,
+                                            cfg.generator)
+    ref = reference_list(models, cfg.pool, cfg.pool_seed, cfg.max_atoms, cfg.max_elements, cfg.wide_gap, cfg.generator)
     test = test_split(cfg.test_limit)
     reference = {"pool_samples": cfg.pool, "pool_unique_small": ref["pool_unique"], "list_size": ref["list_size"],
                  "smact_gt5": ref["smact_gt5"], "pool_s": round(time.perf_counter() - t0, 1)}
@@ -241,13 +250,13 @@ def run_experiment(cfg: ExperimentConfig, progress_callback: Progress = None) ->
     if cfg.name == "exp1":
         z, w, errors = featurise(test["formula"])
         ok = np.array([e is None for e in errors])
-        mean, _ = load_oracle().predict_arrays(z[ok], w[ok])
+        mean, _ = models.oracle().predict_arrays(z[ok], w[ok])
         rows.append({"repeat": 0, "oracle_mae": float(np.abs(mean - test["band_gap"].to_numpy()[ok]).mean()),
                      "list_size": ref["list_size"], "smact_gt5": ref["smact_gt5"]})
     else:
         for r in range(cfg.repeats):
             sub = (lambda f, m, r=r: cb((r + f) / cfg.repeats, m))
-            rows.append(run_repeat(cfg, r, ref, pool_counts, pool_formulas, test, sub))
+            rows.append(run_repeat(cfg, r, ref, pool_counts, pool_formulas, test, models, sub))
     df = pd.DataFrame(rows)
     summary = {c: [float(df[c].mean()), float(df[c].std(ddof=1)) if len(df) > 1 else 0.0]
                for c in df.columns if c != "repeat" and pd.api.types.is_numeric_dtype(df[c])}

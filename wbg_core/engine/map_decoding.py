@@ -41,8 +41,8 @@ def decode_latents(ae, oracle, z: np.ndarray) -> pd.DataFrame:
     out["band_gap_std"] = np.nan
     if ok.any() and oracle is not None:
         p = oracle.predict(list(formulas[ok]))
-        out.loc[ok, "band_gap_mean"] = p["band_gap_mean"].round(3).to_numpy()
-        out.loc[ok, "band_gap_std"] = p["band_gap_std"].round(3).to_numpy()
+        out.loc[ok, "band_gap_mean"] = p.mean.round(3)
+        out.loc[ok, "band_gap_std"] = p.std.round(3)
     out["compound_valid"] = compound_valid(np.where(ok, formulas, None))
     return out
 
@@ -67,8 +67,8 @@ def decode_map_points(ae, oracle, lmap, xy) -> pd.DataFrame:
     ok = np.array([f is not None for f in formulas])
     if ok.any() and oracle is not None:
         p = oracle.predict(list(formulas[ok]))
-        out.loc[ok, "band_gap_mean"] = p["band_gap_mean"].round(3).to_numpy()
-        out.loc[ok, "band_gap_std"] = p["band_gap_std"].round(3).to_numpy()
+        out.loc[ok, "band_gap_mean"] = p.mean.round(3)
+        out.loc[ok, "band_gap_std"] = p.std.round(3)
     out["compound_valid"] = compound_valid(np.where(ok, formulas, None))
     out["plain_decode"] = plain
     return out

@@ -23,7 +23,9 @@ import numpy as np
 import pandas as pd
 
 from ..composition.elements import ATOMIC_NUMBER, VOCAB, VOCAB_INDEX
+from ..models.base import GapModel
 from ..models.oracle_eval import p_in_window  # one definition: screening and evaluation agree
+from ..models.sampling import CompositionSampler
 
 Progress = Callable[[float, str], None] | None
 COLUMNS = ["formula", "band_gap_mean", "band_gap_std", "p_in_window", "compound_valid", "novel", "n_atoms", "n_elements"]
@@ -122,27 +124,6 @@ def oracle_features_from_counts(counts: np.ndarray) -> tuple[np.ndarray, np.ndar
     return z, w
 
 
-class ArrayModel:
-    """Adapter: anything with predict_arrays(z, w) (the oracle), or the random forest."""
-
-    def __init__(self, model=None):
-        if model is None:
-            from ..models import load_oracle
-
-            model = load_oracle()
-        self.model = model
-        self.name = type(model).__name__
-
-    def __call__(self, z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if hasattr(self.model, "predict_arrays"):
-            return self.model.predict_arrays(z, w)
-        if hasattr(self.model, "predict_features"):
-            from ..models.forest import features_from_arrays
-
-            return self.model.predict_features(features_from_arrays(z, w))
-        raise TypeError(f"{self.name} has neither predict_arrays nor predict_features")
-
-
 def filter_counts(counts: np.ndarray, cfg: ScreenConfig) -> np.ndarray:
     """Cheap structural filters on count rows (atoms, elements, required, excluded; single
     elements and all-metal rows unless cfg allows them)."""
@@ -185,48 +166,49 @@ def _unique_rows(counts: np.ndarray) -> np.ndarray:
     return counts[np.sort(idx)]
 
 
-def generate_pool(n: int, seed: int, cfg: ScreenConfig | None = None, progress_callback: Progress = None,
-                  stage: dict | None = None, funnel: dict | None = None) -> np.ndarray:
-    """Unique count rows of n generator samples that decode (2-8 elements) and pass cfg's
-    structural filters; memory stays at one chunk of probabilities plus the survivors."""
-    from ..models import load_gan
+def generate_chunk(gan: CompositionSampler, cfg: ScreenConfig | None, seed: int, k: int, m: int,
+                   stage: dict | None = None) -> tuple[np.ndarray, dict[str, int]]:
+    """Chunk k of a pool: m samples seeded by (seed, k), decoded, reduced, filtered and made unique
+    (first occurrence kept, in order). The same chunk whichever engine or worker computes it."""
+    stage = stage if stage is not None else {}
+    drop = gan.compound_max_drop if cfg is None or cfg.compound_max_drop is None else cfg.compound_max_drop
+    t = time.perf_counter()
+    probs = gan.sample_probs(m, seed=seed * 100_003 + k, batch=min(m, 16_384))
+    stage["generate"] = stage.get("generate", 0.0) + time.perf_counter() - t
+    t = time.perf_counter()
+    c, v, read = gan.decode(probs, drop, reading_search(cfg))
+    stage["decode"] = stage.get("decode", 0.0) + time.perf_counter() - t
+    del probs
+    t = time.perf_counter()
+    c = _reduce_rows(c[v])
+    if cfg is not None:
+        c = c[filter_counts(c, cfg)]
+    rows = _unique_rows(c)
+    stage["filter"] = stage.get("filter", 0.0) + time.perf_counter() - t
+    return rows, {"generated": m, "decoded_valid": int(v.sum()), "compound_readings": int(read),
+                  "structure_filter": len(c)}
 
-    if cfg is not None and cfg.generator == "ae":
-        from ..models.autoencoder import LatentSampler
 
-        gan = LatentSampler.shipped()
-    else:
-        gan = load_gan()
+def generate_pool(n: int, seed: int, gan: CompositionSampler, cfg: ScreenConfig | None = None,
+                  progress_callback: Progress = None, stage: dict | None = None, funnel: dict | None = None) -> np.ndarray:
+    """Unique count rows of n samples of `gan` (any CompositionSampler: the GAN, the latent
+    sampler) that decode (2-8 elements) and pass cfg's structural filters; memory stays at one
+    chunk of probabilities plus the survivors."""
     stage = stage if stage is not None else {}
     funnel = funnel if funnel is not None else {}
     cb = progress_callback or (lambda f, m: None)
     chunk = cfg.chunk if cfg else 65_536
-    drop = gan.compound_max_drop if cfg is None or cfg.compound_max_drop is None else cfg.compound_max_drop
-    kept, n_valid, n_struct, n_read = [], 0, 0, 0
+    kept, totals = [], {"generated": 0, "decoded_valid": 0, "compound_readings": 0, "structure_filter": 0}
     for k, s in enumerate(range(0, n, chunk)):
         m = min(chunk, n - s)
-        t = time.perf_counter()
-        probs = gan.sample_probs(m, seed=seed * 100_003 + k, batch=min(m, 16_384))
-        stage["generate"] = stage.get("generate", 0.0) + time.perf_counter() - t
-        t = time.perf_counter()
-        c, v, read = gan.decode(probs, drop, reading_search(cfg))
-        n_read += read
-        stage["decode"] = stage.get("decode", 0.0) + time.perf_counter() - t
-        del probs
-        n_valid += int(v.sum())
-        t = time.perf_counter()
-        c = _reduce_rows(c[v])
-        if cfg is not None:
-            c = c[filter_counts(c, cfg)]
-        n_struct += len(c)
-        kept.append(_unique_rows(c))
-        stage["filter"] = stage.get("filter", 0.0) + time.perf_counter() - t
+        rows, counts = generate_chunk(gan, cfg, seed, k, m, stage)
+        kept.append(rows)
+        totals = {key: totals[key] + counts[key] for key in totals}
         cb(0.6 * (s + m) / n, f"generated {s + m:,} of {n:,}")
     t = time.perf_counter()
     pool = _unique_rows(np.concatenate(kept)) if kept else np.zeros((0, len(VOCAB)), np.int8)
     stage["dedupe"] = stage.get("dedupe", 0.0) + time.perf_counter() - t
-    funnel.update({"generated": n, "decoded_valid": n_valid, "compound_readings": n_read,
-                   "structure_filter": n_struct, "unique": len(pool)})
+    funnel.update({**totals, "unique": len(pool)})
     return pool
 
 
@@ -241,21 +223,21 @@ def rank_candidates(df: pd.DataFrame, window: tuple[float, float]) -> pd.DataFra
     return df.sort_values(["p_in_window", "band_gap_mean"], ascending=[False, False])  # open above
 
 
-def screen(cfg: ScreenConfig, progress_callback: Progress = None, model=None, pool_counts: np.ndarray | None = None) -> pd.DataFrame:
+def screen(cfg: ScreenConfig, model: GapModel, generator: CompositionSampler | None = None,
+           progress_callback: Progress = None, pool_counts: np.ndarray | None = None) -> pd.DataFrame:
     """Passing candidates, ranked; df.attrs holds 'stage_s' (seconds per stage), 'funnel'
-    (how many survive each stage) and 'config'. model: None for the oracle, or any model
-    with predict_arrays(z, w) / predict_features(x) (e.g. a ForestRegressor). pool_counts:
-    screen these count rows instead of sampling the generator."""
-    from ..composition import compound_valid, counts_to_formulas
-    from ..data import load_bandgaps
-
+    (how many survive each stage) and 'config'. model: any GapModel (the oracle, a forest).
+    generator: what samples the pool (cfg.generator names which kind); pool_counts: screen
+    these count rows instead, with no generator."""
     cfg.validate()
     cb = progress_callback or (lambda f, m: None)
     stage: dict[str, float] = {}
     funnel: dict[str, int] = {}
     t_all = time.perf_counter()
     if pool_counts is None:
-        pool = generate_pool(cfg.pool, cfg.seed, cfg, cb, stage, funnel)
+        if generator is None:
+            raise ScreenError("screening samples a pool: pass the generator (or pool_counts)")
+        pool = generate_pool(cfg.pool, cfg.seed, generator, cfg, cb, stage, funnel)
     else:
         t = time.perf_counter()
         pc = _reduce_rows(np.asarray(pool_counts, np.int8))
@@ -266,36 +248,60 @@ def screen(cfg: ScreenConfig, progress_callback: Progress = None, model=None, po
         funnel["unique"] = len(pool)
         stage["filter"] = time.perf_counter() - t
 
+    df = label_pool(pool, model, cfg, cb, stage, funnel)
+    df = rank_candidates(df, cfg.window)
+    if cfg.top:
+        df = df.head(cfg.top)
+    df = df.reset_index(drop=True)
+    stage["total"] = time.perf_counter() - t_all
+    df.attrs["stage_s"] = {k: round(v, 3) for k, v in stage.items()}
+    df.attrs["funnel"] = funnel
+    df.attrs["config"] = asdict(cfg)
+    df.attrs["model"] = type(model).__name__
+    cb(1.0, f"{len(df):,} candidates pass")
+    return df
+
+
+def label_pool(pool: np.ndarray, model: GapModel, cfg: ScreenConfig, progress_callback: Progress = None,
+               stage: dict | None = None, funnel: dict | None = None) -> pd.DataFrame:
+    """Unique count rows -> the candidates in the window (COLUMNS, pool order kept, not ranked):
+    novelty against MP, the model's gap, P(in window) >= cfg.p_threshold, the compound rule."""
+    from ..composition import compound_valid, counts_to_formulas
+    from ..data import load_bandgaps
+
+    stage = stage if stage is not None else {}
+    funnel = funnel if funnel is not None else {}
+    cb = progress_callback or (lambda f, m: None)
     t = time.perf_counter()
     formulas = counts_to_formulas(pool)
     novel = ~pd.Index(formulas).isin(pd.Index(load_bandgaps()["formula"]))
+    rows = np.arange(len(pool))  # the frame's index: each candidate's row in the given pool
     if cfg.novel_only:
-        pool, formulas, novel = pool[novel], formulas[novel], novel[novel]
+        pool, formulas, novel, rows = pool[novel], formulas[novel], novel[novel], rows[novel]
     funnel["after_novelty"] = len(pool)
-    stage["formulas_novelty"] = time.perf_counter() - t
+    stage["formulas_novelty"] = stage.get("formulas_novelty", 0.0) + time.perf_counter() - t
 
     cb(0.65, f"labelling {len(pool):,} unique candidates")
     t = time.perf_counter()
-    predict = ArrayModel(model)
     mean = np.zeros(len(pool), np.float64)
     std = np.zeros(len(pool), np.float64)
     step = 50_000
     for s in range(0, len(pool), step):
         z, w = oracle_features_from_counts(pool[s : s + step])
-        m, sd = predict(z, w)
+        m, sd = model.predict_arrays(z, w)
         mean[s : s + step], std[s : s + step] = m, sd
         cb(0.65 + 0.3 * min(1.0, (s + step) / max(1, len(pool))), f"labelled {min(s + step, len(pool)):,}")
-    stage["model"] = time.perf_counter() - t
+    stage["model"] = stage.get("model", 0.0) + time.perf_counter() - t
 
     t = time.perf_counter()
     p = p_in_window(mean, std, cfg.window)
     keep = p >= cfg.p_threshold
     funnel["in_window"] = int(keep.sum())
-    stage["window"] = time.perf_counter() - t
+    stage["window"] = stage.get("window", 0.0) + time.perf_counter() - t
 
     t = time.perf_counter()
     sv = compound_valid(formulas[keep], allow_elements_and_alloys=cfg.allow_elements_and_alloys)
-    stage["validity"] = time.perf_counter() - t
+    stage["validity"] = stage.get("validity", 0.0) + time.perf_counter() - t
     sel = np.flatnonzero(keep)
     counts_sel = pool[sel]
     df = pd.DataFrame({
@@ -307,20 +313,10 @@ def screen(cfg: ScreenConfig, progress_callback: Progress = None, model=None, po
         "novel": novel[sel],
         "n_atoms": counts_sel.sum(axis=1, dtype=np.int32),
         "n_elements": (counts_sel > 0).sum(axis=1),
-    }, columns=COLUMNS)
+    }, columns=COLUMNS, index=rows[sel])
     if cfg.valid_only:
         df = df[df["compound_valid"]]
     funnel["passed"] = len(df)
-    df = rank_candidates(df, cfg.window)
-    if cfg.top:
-        df = df.head(cfg.top)
-    df = df.reset_index(drop=True)
-    stage["total"] = time.perf_counter() - t_all
-    df.attrs["stage_s"] = {k: round(v, 3) for k, v in stage.items()}
-    df.attrs["funnel"] = funnel
-    df.attrs["config"] = asdict(cfg)
-    df.attrs["model"] = predict.name
-    cb(1.0, f"{len(df):,} candidates pass")
     return df
 
 

@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 from .errors import ModelError
-
-MODEL_NAMES = ("autoencoder", "oracle", "gan")
+from .registry import MODEL_NAMES, CheckpointSet, ModelName
 
 
 def load_autoencoder(directory: str | None = None):
@@ -49,4 +48,4 @@ def model_cards(models_dir: Path | None = None) -> dict[str, dict]:
     return cards
 
 
-__all__ = ["MODEL_NAMES", "ModelError", "load_autoencoder", "load_gan", "load_oracle", "model_cards"]
+__all__ = ["MODEL_NAMES", "CheckpointSet", "ModelError", "ModelName", "load_autoencoder", "load_gan", "load_oracle", "model_cards"]

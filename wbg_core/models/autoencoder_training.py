@@ -80,12 +80,12 @@ def _bce_sum(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def train(out: Path, cfg: AEConfig, device: torch.device, command: str | None = None, limit: int | None = None) -> dict:
     """Train on the encodable formulas of the train split; resumable per epoch."""
     from ..data import load_bandgaps, split
-    from ..data.registry import load_registry
-    from .training import TrainState, Timer, autocast, batches, card_base, progress, seed_epoch
+    from .trainer import Trainer
+    from .training import autocast, batches, card_base, data_checksum
 
     df = load_bandgaps()
     parts = split(df, seed=cfg.seed, subset="encodable")
-    sha = load_registry()["files"]["mp_bandgap.csv"]["sha256"]
+    sha = data_checksum()
     counts = {k: encode_counts(v["formula"].to_numpy(dtype=object)).counts for k, v in parts.items()}
     if limit:
         counts = {k: v[:limit] for k, v in counts.items()}
@@ -106,17 +106,8 @@ def train(out: Path, cfg: AEConfig, device: torch.device, command: str | None = 
     signature = {"model": NAME, **asdict(cfg), "data": sha, "limit": limit}
     signature.pop("epochs")  # a longer run resumes a shorter one
     signature["channels"] = list(cfg.channels)
-    state = TrainState(Path(out), signature=signature)
-    resumed = state.try_resume({"net": net}, {"opt": opt})
-    best_state = {k: v.clone() for k, v in net.state_dict().items()}
-    if resumed:
-        tensors, _ = resumed
-        best_state = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")} or best_state
-        print(f"resuming {NAME} after epoch {state.epoch}", file=sys.stderr)
-    timer = Timer()
-    bar = progress(cfg.epochs, state.epoch, NAME)
-    for epoch in bar:
-        rng = seed_epoch(cfg.seed, epoch)
+    trainer = Trainer(Path(out), signature, {"net": net}, {"opt": opt}, label=NAME, seed=cfg.seed, best_key="val_bce")
+    for epoch, rng in trainer.epochs(cfg.epochs):
         net.train()
         tot, n = 0.0, 0
         sub_rng = np.random.default_rng([cfg.seed, epoch, 1])
@@ -136,17 +127,11 @@ def train(out: Path, cfg: AEConfig, device: torch.device, command: str | None = 
         with torch.no_grad():
             val_logits = torch.cat([net(x_val[s:s + 4096]).float() for s in range(0, len(x_val), 4096)])
             vl = _bce_sum(val_logits, x_val).item()
-        state.epoch = epoch + 1
         val_counts, val_ok = onehot_to_counts(torch.sigmoid(val_logits).cpu().numpy())
         val_rec = float(np.mean(val_ok & (val_counts == counts["val"]).all(axis=1)))
-        state.history.append({"epoch": epoch + 1, "train_bce": tot / n, "val_bce": vl, "val_reconstruction": val_rec})
-        if vl < state.best:
-            state.best = vl
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        bar.set_postfix(train=f"{tot / n:.5f}", val=f"{vl:.5f}")
-        state.elapsed_s += timer()
-        timer = Timer()
-        state.save({"net": net}, {"opt": opt}, extra_tensors={f"best.{k}": v for k, v in best_state.items()})
+        trainer.log(train_bce=tot / n, val_bce=vl, val_reconstruction=val_rec)
+    state = trainer.state
+    best_state = trainer.best_state()
     net.load_state_dict(best_state)
     net = net.cpu().eval()
     config = {"class": "ConvAutoencoder", "kwargs": {"latent_dim": cfg.latent_dim, "channels": list(cfg.channels)},

@@ -18,7 +18,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from .errors import ModelError
 
-HEAD_FILES = ("head_nonmetal.lgb.txt", "head_gap.lgb.txt", "calibration.json")
+HEAD_FILES = ("head_nonmetal.lgb.txt.gz", "head_gap.lgb.txt.gz", "calibration.json",
+              "head_nonmetal.lgb.txt", "head_gap.lgb.txt")  # the last two: plain-text boosters before 2026-12
 MAX_MEMBERS = 32  # oracle ensemble members a checkpoint may hold (wbg train --members is held to it)
 SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -67,6 +68,7 @@ class OracleHeadSection(_Strict):
 class OracleFile(_Strict):
     class_: Literal["RoostGapEnsemble"] = Field(alias="class")
     members: Int(1, MAX_MEMBERS)
+    nonmetal_members: Int(0, MAX_MEMBERS) = 0  # members trained on gap > 0 only (the head reads them)
     kwargs: OracleKwargs
     train: dict[str, Any] = {}
     std_scale: Real(1e-6, 1e3) = 1.0

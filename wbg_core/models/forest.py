@@ -16,6 +16,7 @@ import numpy as np
 
 from ..composition.elements import PERIODIC_TABLE
 from ..composition.featurize import MAX_ELEMENTS, featurise
+from .base import GapModel
 
 PROPERTIES = (
     "Z", "row", "group", "atomic_mass", "X", "atomic_radius", "mendeleev_no", "melting_point",
@@ -89,8 +90,8 @@ class ForestConfig:
     n_jobs: int = 2
 
 
-class ForestRegressor:
-    """fit/predict on formulas; the std is the spread over trees (a rough uncertainty)."""
+class ForestRegressor(GapModel):
+    """A GapModel fitted in seconds; the std is the spread over trees (a rough uncertainty)."""
 
     def __init__(self, config: ForestConfig | None = None):
         from sklearn.ensemble import RandomForestRegressor
@@ -112,14 +113,8 @@ class ForestRegressor:
         per_tree = np.stack([t.predict(x) for t in self.model.estimators_])
         return np.clip(per_tree.mean(axis=0), 0, None), per_tree.std(axis=0)
 
-    def predict(self, formulas) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-        x, errors = composition_features(formulas)
-        ok = np.array([e is None for e in errors], dtype=bool)
-        mean = np.full(len(errors), np.nan)
-        std = np.full(len(errors), np.nan)
-        if ok.any():
-            mean[ok], std[ok] = self.predict_features(x[ok])
-        return mean, std, errors
+    def predict_arrays(self, z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.predict_features(features_from_arrays(z, w))
 
 
 __all__ = ["ForestConfig", "ForestRegressor", "composition_features", "MAX_ELEMENTS"]
@@ -188,5 +183,13 @@ def ionic_features(z: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def statistics_with_ionic(z: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Magpie-style property statistics and the ionic-compound attributes: the oracle head's statistics."""
+    """Magpie-style property statistics and the ionic-compound attributes: the oracle head's statistics.
+
+    Computed at the full MAX_ELEMENTS width whatever width the arrays come in (screening trims
+    them to its chunk's widest formula): numpy's sums then add the same terms in the same
+    blocks, so a formula gets bit-identical statistics on every path, and the head's boosters,
+    which jump at their thresholds, one answer."""
+    if z.shape[1] < MAX_ELEMENTS:
+        pad = ((0, 0), (0, MAX_ELEMENTS - z.shape[1]))
+        z, w = np.pad(z, pad), np.pad(w, pad)
     return np.hstack([features_from_arrays(z, w), ionic_features(z, w)])

@@ -35,6 +35,7 @@ import sys
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable, Union
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,7 @@ import torch
 from torch import nn
 
 from ..composition import N_COUNTS, N_ELEMENTS, VOCAB, counts_to_formulas, counts_to_onehot, encode_counts, onehot_to_counts
+from .base import GapModel
 from .checkpoint import build_module, load_checkpoint, require_finite, save_checkpoint
 from . import compound_decoding
 from .sampling import CompositionSampler
@@ -51,6 +53,8 @@ NOISE = 128
 # nats: a compound reading at least e^-4 (1.8%) as likely as the plain decode. docs/models.md
 # has the sweep (2, 4, 8 nats); distinctness and novelty do not change over it.
 COMPOUND_MAX_DROP = 4.0
+# what the evaluation predicts the gap histogram with: a model, a loader of one, or None (no histogram)
+OracleSource = Union[GapModel, Callable[[], GapModel], None]
 
 
 @dataclass
@@ -183,14 +187,16 @@ def training_formulas(df: pd.DataFrame, seed: int, train_on: str) -> np.ndarray:
     return formulas
 
 
-def train(out: Path, cfg: GANConfig, device: torch.device, command: str | None = None, limit: int | None = None) -> dict:
+def train(out: Path, cfg: GANConfig, device: torch.device, command: str | None = None, limit: int | None = None,
+          oracle: OracleSource = None) -> dict:
+    """Train, save and evaluate (evaluate's `oracle`: what the card's gap histogram is predicted with)."""
     from ..data import load_bandgaps
-    from ..data.registry import load_registry
-    from .training import TrainState, Timer, card_base, progress, seed_epoch
+    from .trainer import Trainer
+    from .training import card_base, data_checksum
 
     out = Path(out)
     df = load_bandgaps()
-    sha = load_registry()["files"]["mp_bandgap.csv"]["sha256"]
+    sha = data_checksum()
     counts = encode_counts(training_formulas(df, cfg.seed, cfg.train_on)).counts
     if limit:
         counts = counts[:limit]
@@ -205,13 +211,9 @@ def train(out: Path, cfg: GANConfig, device: torch.device, command: str | None =
     signature = {"model": NAME, **asdict(cfg), "data": sha, "limit": limit}
     signature.pop("epochs")
     signature["betas"] = list(cfg.betas)
-    state = TrainState(out, signature=signature)
-    if state.try_resume({"gen": gen, "critic": critic}, {"g": opt_g, "d": opt_d}):
-        print(f"resuming gan after epoch {state.epoch}", file=sys.stderr)
-    timer = Timer()
+    trainer = Trainer(out, signature, {"gen": gen, "critic": critic}, {"g": opt_g, "d": opt_d}, label=NAME, seed=cfg.seed)
     n = len(real_all)
-    for epoch in progress(cfg.epochs, state.epoch, NAME):
-        rng = seed_epoch(cfg.seed, epoch)
+    for epoch, rng in trainer.epochs(cfg.epochs):
         gen.train()
         critic.train()
         perm = torch.from_numpy(rng.permutation(n)).to(device)
@@ -233,12 +235,9 @@ def train(out: Path, cfg: GANConfig, device: torch.device, command: str | None =
                 g_loss.backward()
                 opt_g.step()
                 g_losses.append(g_loss.item())
-        state.epoch = epoch + 1
-        state.history.append({"epoch": epoch + 1, "critic_loss": float(np.mean(d_losses)),
-                              "generator_loss": float(np.mean(g_losses)), "wasserstein": float(np.mean(w_dists))})
-        state.elapsed_s += timer()
-        timer = Timer()
-        state.save({"gen": gen, "critic": critic}, {"g": opt_g, "d": opt_d})
+        trainer.log(critic_loss=float(np.mean(d_losses)), generator_loss=float(np.mean(g_losses)),
+                    wasserstein=float(np.mean(w_dists)))
+    state = trainer.state
     gen = gen.cpu().eval()
     config = {"class": gen_cls.__name__, "kwargs": {"noise_dim": cfg.noise_dim},
               "train": {**asdict(cfg), "betas": list(cfg.betas)},
@@ -247,16 +246,21 @@ def train(out: Path, cfg: GANConfig, device: torch.device, command: str | None =
     card["wall_time_s"] = round(state.elapsed_s, 1)
     card["history"] = state.history
     model = CompositionGAN(gen, config, card)
-    card["metrics"] = evaluate(model, df, counts, n=100_000 if not limit else 2_000)  # smoke runs: a small sample
+    card["metrics"] = evaluate(model, df, counts, n=100_000 if not limit else 2_000,  # smoke runs: a small sample
+                               oracle=oracle)
     save_checkpoint(out, gen.state_dict(), config, card)
     return card
 
 
-def evaluate(model: CompositionGAN, df: pd.DataFrame, train_counts: np.ndarray, n: int = 100_000, seed: int = 12345) -> dict:
+def evaluate(model: CompositionGAN, df: pd.DataFrame, train_counts: np.ndarray, n: int = 100_000, seed: int = 12345,
+             oracle: OracleSource = None) -> dict:
     """Validity under both rules, uniqueness, novelty, element and gap distributions of n samples.
 
     paper_rule_*: the paper's smact_validity defaults (MATGAN reported 84.5% charge-neutral and
-    balanced); compound_*: the project's rule (ICSD-24 states, no alloys or single elements)."""
+    balanced); compound_*: the project's rule (ICSD-24 states, no alloys or single elements).
+    oracle: the GapModel that predicts the gap histogram, or a function that loads it (called
+    here, so a checkpoint trained earlier in the same run is the one read, and a failure to load
+    is written in the card); None: no histogram, the card says why."""
     from ..composition import compound_valid, smact_valid
 
     def decoded(drop):
@@ -301,9 +305,10 @@ def evaluate(model: CompositionGAN, df: pd.DataFrame, train_counts: np.ndarray, 
             "compound_fraction_of_valid": of_valid(pcv, pv),
             "unique_fraction_of_valid": float(len(pd.unique(pf[pv])) / max(1, pv.sum()))}
     try:
-        from .oracle import load_oracle
-
-        gaps = load_oracle().predict(list(uniq[:20000]))["band_gap_mean"].to_numpy()
+        if oracle is None:
+            raise ValueError("no oracle was given to the evaluation")
+        gap_model = oracle if isinstance(oracle, GapModel) else oracle()
+        gaps = gap_model.predict(list(uniq[:20000])).mean
         bins = np.arange(0, 10.5, 0.5)
         metrics["gap_histogram"] = {
             "bins": bins.tolist(),
@@ -316,10 +321,10 @@ def evaluate(model: CompositionGAN, df: pd.DataFrame, train_counts: np.ndarray, 
 
 
 def reevaluate(directory: Path, write: bool = False, command: str | None = None,
-               compound_max_drop: float | None = None, n: int = 100_000) -> dict:
-    """Card metrics of a checkpoint by the code as it is now; compound_max_drop sets the
-    sampling setting first; `write` stores both in config.json and card.json, keeping the
-    old metrics (weights untouched: decoding is not training)."""
+               compound_max_drop: float | None = None, n: int = 100_000, oracle: OracleSource = None) -> dict:
+    """Card metrics of a checkpoint by the code as it is now (evaluate's `oracle` for the gap
+    histogram); compound_max_drop sets the sampling setting first; `write` stores both in
+    config.json and card.json, keeping the old metrics (weights untouched: decoding is not training)."""
     import json
 
     from ..data import load_bandgaps
@@ -334,7 +339,7 @@ def reevaluate(directory: Path, write: bool = False, command: str | None = None,
         model.compound_max_drop = float(compound_max_drop)
     df = load_bandgaps()
     train = training_formulas(df, int(model.card.get("seed", 0)), model.config.get("train", {}).get("train_on", "all"))
-    metrics = evaluate(model, df, encode_counts(train).counts, n=n)
+    metrics = evaluate(model, df, encode_counts(train).counts, n=n, oracle=oracle)
     if write:
         card = restamp_card(model.card, metrics, command)
         atomic_write_text(directory / CONFIG, json.dumps(model.config, indent=2) + "\n")

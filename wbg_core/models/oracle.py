@@ -20,20 +20,21 @@ scatter-based message passing for compositions of 2-9 elements.
 from __future__ import annotations
 
 import math
-import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from ..composition.featurize import MAX_ELEMENTS, N_TABLE, featurise
-from .checkpoint import ModelError, build_module, load_checkpoint, require_finite, save_checkpoint
+from ..composition.featurize import MAX_ELEMENTS, N_TABLE, featurise  # noqa: F401 (featurise: the oracle's input)
+from .base import GapModel
+from .checkpoint import ModelError, build_module, load_checkpoint, require_finite
 
 NAME = "oracle"
+NONMETAL_MEMBERS = 5  # what `wbg train oracle` trains by default beside the full members
+NONMETAL_PREFIX = "nonmetal_member_"  # tensor names of the members trained on gap > 0 only
 
 
 @dataclass
@@ -50,6 +51,8 @@ class OracleConfig:
     batch_size: int = 256
     epochs: int = 35
     seed: int = 0
+    # "nonmetal": members learn only the gap > 0 rows, the hurdle's second question (oracle_head.py)
+    train_on: str = "full"
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -182,15 +185,39 @@ def _trim(z: np.ndarray, w: np.ndarray, idx: np.ndarray) -> tuple[torch.Tensor, 
     return torch.from_numpy(zb[:, :m]), torch.from_numpy(wb[:, :m])
 
 
-class Oracle:
+@dataclass
+class EnsembleOutputs:
+    """What the members say about N formulas: (members, N) means and σ, the (N, fea_len) descriptor."""
+
+    means: np.ndarray
+    stds: np.ndarray
+    desc: np.ndarray
+    nonmetal_means: np.ndarray  # (non-metal members, N); 0 rows without them
+    nonmetal_stds: np.ndarray
+
+    def stacked(self) -> np.ndarray:
+        return np.hstack([self.means.T, self.stds.T, self.nonmetal_means.T, self.nonmetal_stds.T, self.desc])
+
+    def regressor_std(self) -> np.ndarray:
+        """The σ the head scales for the gap of a non-metal: the non-metal members' where there are some."""
+        if len(self.nonmetal_means):
+            return Oracle.ensemble_std(self.nonmetal_means, self.nonmetal_stds)
+        return Oracle.ensemble_std(self.means, self.stds)
+
+
+class Oracle(GapModel):
     """The trained ensemble, plus its head where the checkpoint has one (oracle_head.py).
 
-    predict(formulas) -> mean, std per formula, errors per row; predict_arrays for the hot path.
+    A GapModel: predict(formulas) -> Prediction (with P(non-metal)); predict_arrays for the hot path.
     """
 
+    extra_columns = ("p_nonmetal",)
+
     def __init__(self, members: list[RoostGap], config: dict, card: dict, directory: Path | None = None,
-                 std_scale: float = 1.0, head=None):
+                 std_scale: float = 1.0, head=None, nonmetal_members: list[RoostGap] | None = None):
         self.members = [m.eval() for m in members]
+        # trained on the gap > 0 rows only: the head's regressor reads them (no metal pulls them down)
+        self.nonmetal_members = [m.eval() for m in nonmetal_members or []]
         self.config = config
         self.card = card
         self.directory = directory
@@ -198,23 +225,27 @@ class Oracle:
         self.head = head
 
     @torch.no_grad()
-    def ensemble_outputs(self, z: np.ndarray, w: np.ndarray, batch: int = 4096):
-        """(member means (M, N), member σ (M, N), member-averaged descriptor (N, fea_len)), unclipped."""
-        n, k_m = len(z), len(self.members)
-        means = np.zeros((k_m, n), np.float32)
-        stds = np.zeros((k_m, n), np.float32)
-        desc = np.zeros((n, self.descriptor_len), np.float32)
+    def ensemble_outputs(self, z: np.ndarray, w: np.ndarray, batch: int = 4096) -> EnsembleOutputs:
+        """Every member's mean and σ (unclipped) and the full members' averaged descriptor."""
+        n, k_m, k_nm = len(z), len(self.members), len(self.nonmetal_members)
+        out = EnsembleOutputs(np.zeros((k_m, n), np.float32), np.zeros((k_m, n), np.float32),
+                              np.zeros((n, self.descriptor_len), np.float32),
+                              np.zeros((k_nm, n), np.float32), np.zeros((k_nm, n), np.float32))
         if n == 0:
-            return means, stds, desc
+            return out
         n_el = (z > 0).sum(axis=1)
         for idx in _bucket_batches(n_el, batch, None):
             zb, wb = _trim(z, w, idx)
             for k, m in enumerate(self.members):
-                out, d = m(zb, wb, return_descriptor=True)
-                means[k, idx] = out[:, 0].numpy()
-                stds[k, idx] = torch.exp(out[:, 1]).numpy()
-                desc[idx] += d.numpy() / k_m
-        return means, stds, desc
+                o, d = m(zb, wb, return_descriptor=True)
+                out.means[k, idx] = o[:, 0].numpy()
+                out.stds[k, idx] = torch.exp(o[:, 1]).numpy()
+                out.desc[idx] += d.numpy() / k_m
+            for k, m in enumerate(self.nonmetal_members):
+                o = m(zb, wb)
+                out.nonmetal_means[k, idx] = o[:, 0].numpy()
+                out.nonmetal_stds[k, idx] = torch.exp(o[:, 1]).numpy()
+        return out
 
     @property
     def descriptor_len(self) -> int:
@@ -229,17 +260,16 @@ class Oracle:
     def predict_detail(self, z: np.ndarray, w: np.ndarray, batch: int = 4096) -> dict[str, np.ndarray]:
         """mean, std and, with a head, p_nonmetal, gap_if_nonmetal, std_if_nonmetal per row.
         Non-finite outputs (garbled weights) raise ModelError: an error, never a blank."""
-        means, stds, desc = self.ensemble_outputs(z, w, batch)
+        e = self.ensemble_outputs(z, w, batch)
         # before the head too: its LightGBM boosters read a NaN as "missing" and answer a number
-        require_finite(np.hstack([means.T, stds.T, desc]), self.directory, "oracle")
-        spread = self.ensemble_std(means, stds)
+        require_finite(e.stacked(), self.directory, "oracle")
         if self.head is None:
-            d = {"mean": np.clip(means.mean(axis=0), 0.0, None), "std": spread * self.std_scale}
+            d = {"mean": np.clip(e.means.mean(axis=0), 0.0, None), "std": self.ensemble_std(e.means, e.stds) * self.std_scale}
         else:
             from .forest import statistics_with_ionic
             from .oracle_head import head_features
 
-            d = self.head.predict(head_features(means, stds, desc, statistics_with_ionic(z, w)), spread)
+            d = self.head.predict(head_features(e, statistics_with_ionic(z, w)), e.regressor_std())
         require_finite(np.c_[d["mean"], d["std"]], self.directory, "oracle")
         return d
 
@@ -248,19 +278,6 @@ class Oracle:
             return np.zeros(0, np.float32), np.zeros(0, np.float32)
         d = self.predict_detail(z, w, batch)
         return d["mean"], d["std"]
-
-    def predict(self, formulas) -> pd.DataFrame:
-        """Columns formula, band_gap_mean, band_gap_std, p_nonmetal, error; input order kept, bad rows get the error."""
-        formulas = [f if isinstance(f, str) else str(f) for f in formulas]
-        z, w, errors = featurise(formulas)
-        ok = np.array([e is None for e in errors], dtype=bool)
-        cols = {c: np.full(len(formulas), np.nan, np.float32) for c in ("band_gap_mean", "band_gap_std", "p_nonmetal")}
-        if ok.any():
-            d = self.predict_detail(z[ok], w[ok])
-            cols["band_gap_mean"][ok], cols["band_gap_std"][ok] = d["mean"], d["std"]
-            if "p_nonmetal" in d:
-                cols["p_nonmetal"][ok] = d["p_nonmetal"]
-        return pd.DataFrame({"formula": formulas, **cols, "error": pd.array(errors, dtype="string")})
 
 
 LOSSES = {"robust_l1": robust_l1, "l1_with_std": l1_with_std}
@@ -277,22 +294,25 @@ def load(directory: Path, with_head: bool = True) -> Oracle:
     kwargs = dict(config["kwargs"])
     if "out_hidden" in kwargs:
         kwargs["out_hidden"] = tuple(kwargs["out_hidden"])
-    n = config["members"]
-    stray = sorted(k for k in tensors if k != "embedding" and not k.startswith(tuple(f"member_{i}." for i in range(n))))
+    n, n_nm = config["members"], int(config.get("nonmetal_members", 0))
+    prefixes = [f"member_{i}." for i in range(n)] + [f"{NONMETAL_PREFIX}{i}." for i in range(n_nm)]
+    stray = sorted(k for k in tensors if k != "embedding" and not k.startswith(tuple(prefixes)))
     if stray:
-        raise ModelError(f"{weights} does not match its config.json ({n} members): it also holds {stray[0]}")
-    members = []
-    for k in range(n):
-        head = f"member_{k}."
+        raise ModelError(f"{weights} does not match its config.json ({n} members, {n_nm} non-metal members): "
+                         f"it also holds {stray[0]}")
+    built = []
+    for head in prefixes:
         sd = {kk[len(head):]: v for kk, v in tensors.items() if kk.startswith(head)}
         sd["embedding"] = emb
-        members.append(build_module(lambda: RoostGap(emb, **kwargs), sd, weights))
+        built.append(build_module(lambda: RoostGap(emb, **kwargs), sd, weights))
+    members, nonmetal_members = built[:n], built[n:]
     head = None
     if with_head and "head" in config:  # the hurdle head and its conformal calibration (oracle_head.py)
         from .oracle_head import OracleHead
 
         head = OracleHead.load(directory, dict((config["head"] or {}).get("sha256") or {}))
-    return Oracle(members, config, card, directory, std_scale=float(config.get("std_scale", 1.0)), head=head)
+    return Oracle(members, config, card, directory, std_scale=float(config.get("std_scale", 1.0)), head=head,
+                  nonmetal_members=nonmetal_members)
 
 
 @lru_cache(maxsize=4)

@@ -194,12 +194,12 @@ def card_metrics(predict, data, split_seed: int = 0, n: int | None = None) -> di
     return metrics
 
 
-def oracle_predictor(oracle):
-    """formulas -> (mean, std) for `evaluate_model` from anything with predict(formulas) -> frame."""
+def model_predictor(model):
+    """formulas -> (mean, std) for `evaluate_model` from any GapModel (the oracle, the forest)."""
     def predict(formulas):
-        df = oracle.predict(formulas)
-        bad = df["error"].notna()
-        if bad.any():
-            raise ValueError(f"{int(bad.sum())} formulas could not be predicted, e.g. {df.loc[bad, 'error'].iloc[0]}")
-        return df["band_gap_mean"].to_numpy(np.float64), df["band_gap_std"].to_numpy(np.float64)
+        p = model.predict(formulas)
+        if not p.ok.all():
+            bad = [e for e in p.error if e is not None]
+            raise ValueError(f"{len(bad)} formulas could not be predicted, e.g. {bad[0]}")
+        return p.mean.astype(np.float64), p.std.astype(np.float64)
     return predict

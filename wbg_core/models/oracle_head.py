@@ -33,9 +33,12 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from .errors import ModelError
 from .oracle_eval import PRED_BINS
 
-CLASSIFIER_FILE = "head_nonmetal.lgb.txt"
-REGRESSOR_FILE = "head_gap.lgb.txt"
+CLASSIFIER_FILE = "head_nonmetal.lgb.txt.gz"  # LightGBM's text, gzip-compressed (a third of the size)
+REGRESSOR_FILE = "head_gap.lgb.txt.gz"
 CALIBRATION_FILE = "calibration.json"
+# checkpoints before 2026-12 hold the boosters as plain text under these names
+LEGACY_FILES = {CLASSIFIER_FILE: "head_nonmetal.lgb.txt", REGRESSOR_FILE: "head_gap.lgb.txt"}
+MAX_BOOSTER_BYTES = 256 * 2 ** 20  # a booster's text may not unpack beyond this
 STD_FLOOR_EV = 0.02  # below this a σ claims more than the DFT labels can give
 CONFIDENCE = 0.6827  # ±1σ of a normal
 
@@ -55,9 +58,10 @@ class HeadConfig:
     seed: int = 0
 
 
-def head_features(member_mean: np.ndarray, member_std: np.ndarray, desc: np.ndarray, magpie: np.ndarray) -> np.ndarray:
-    """Rows: each member's mean and σ (members x 2), the member-averaged descriptor, Magpie statistics."""
-    return np.hstack([member_mean.T, member_std.T, desc, magpie]).astype(np.float32)
+def head_features(outputs, magpie: np.ndarray) -> np.ndarray:
+    """Rows: each member's mean and σ, each non-metal member's mean and σ, the averaged descriptor,
+    then the Magpie statistics (the classifier reads only those: `classifier_first_column`)."""
+    return np.hstack([outputs.stacked(), magpie]).astype(np.float32)
 
 
 def _bin_index(pred: np.ndarray, edges) -> np.ndarray:
@@ -119,14 +123,18 @@ class OracleHead:
 
     def save(self, directory: Path) -> dict[str, str]:
         """Write the three files; returns {file: sha256} for config.json."""
+        import gzip
+
         from ..data.registry import sha256_of
-        from .checkpoint import atomic_write_text
+        from ..files import atomic_write_bytes, atomic_write_text
 
         directory = Path(directory)
-        texts = {CLASSIFIER_FILE: self.classifier.model_to_string(), REGRESSOR_FILE: self.regressor.model_to_string(),
-                 CALIBRATION_FILE: json.dumps(self.calibration, indent=2) + "\n"}
-        for name, text in texts.items():
-            atomic_write_text(directory / name, text)
+
+        boosters = {CLASSIFIER_FILE: self.classifier, REGRESSOR_FILE: self.regressor}
+        for name, booster in boosters.items():  # mtime 0: the same model gives the same bytes
+            atomic_write_bytes(directory / name, gzip.compress(booster.model_to_string().encode(), mtime=0))
+        atomic_write_text(directory / CALIBRATION_FILE, json.dumps(self.calibration, indent=2) + "\n")
+        texts = [*boosters, CALIBRATION_FILE]
         return {name: sha256_of(directory / name) for name in texts}  # of the bytes on disk
 
     @classmethod
@@ -137,30 +145,46 @@ class OracleHead:
         from .checkpoint import CONFIG, verify_file
 
         directory = Path(directory)
+        names = {CALIBRATION_FILE: CALIBRATION_FILE}
+        for role, legacy in LEGACY_FILES.items():  # an older checkpoint: the plain-text boosters
+            old = legacy in sha256 or (not (directory / role).exists() and (directory / legacy).exists())
+            names[role] = legacy if old else role
         texts = {}
-        for name in (CLASSIFIER_FILE, REGRESSOR_FILE, CALIBRATION_FILE):
+        for role, name in names.items():
             path = directory / name
             if not path.is_file():
                 raise ModelError(f"oracle head file {path} is missing (re-create it: wbg calibrate oracle --dir {directory})")
             verify_file(path, sha256.get(name), directory / CONFIG)
             try:
-                data = path.read_bytes()
-                if name != CALIBRATION_FILE:
+                data = _unpack(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
+                if role != CALIBRATION_FILE:
                     _check_booster_layout(data)
-                texts[name] = data.decode()
-            except (UnicodeDecodeError, ValueError) as exc:
+                texts[role] = data.decode()
+            except (UnicodeDecodeError, ValueError, EOFError, OSError) as exc:
                 raise ModelError(f"oracle head file {path} is corrupt: {exc}") from exc
         loaded = {}
-        for name in (CALIBRATION_FILE, CLASSIFIER_FILE, REGRESSOR_FILE):  # one at a time: the error names its file
+        for role in (CALIBRATION_FILE, CLASSIFIER_FILE, REGRESSOR_FILE):  # one at a time: the error names its file
             try:
-                if name == CALIBRATION_FILE:
-                    loaded[name] = json.loads(texts[name])
-                    _check_calibration(loaded[name])
+                if role == CALIBRATION_FILE:
+                    loaded[role] = json.loads(texts[role])
+                    _check_calibration(loaded[role])
                 else:
-                    loaded[name] = lgb.Booster(model_str=texts[name])
+                    loaded[role] = lgb.Booster(model_str=texts[role])
             except (ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as exc:
-                raise ModelError(f"oracle head file {directory / name} is corrupt: {exc}") from exc
+                raise ModelError(f"oracle head file {directory / names[role]} is corrupt: {exc}") from exc
         return cls(loaded[CLASSIFIER_FILE], loaded[REGRESSOR_FILE], loaded[CALIBRATION_FILE])
+
+
+def _unpack(data: bytes) -> bytes:
+    """gunzip with a ceiling, so a damaged or hostile file cannot unpack to gigabytes."""
+    import gzip
+    import io
+
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
+        out = fh.read(MAX_BOOSTER_BYTES + 1)
+    if len(out) > MAX_BOOSTER_BYTES:
+        raise ValueError(f"it unpacks to more than {MAX_BOOSTER_BYTES // 2 ** 20} MB")
+    return out
 
 
 def _check_booster_layout(data: bytes) -> None:

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 
 from .checkpoint import ModelError, _jsonable, save_checkpoint
 from ..composition.featurize import embedding_table, featurise
-from .oracle import LOSSES, NAME, Oracle, OracleConfig, RoostGap, _bucket_batches, _trim, load
+from .oracle import LOSSES, NAME, NONMETAL_PREFIX, Oracle, OracleConfig, RoostGap, _bucket_batches, _trim, load
 from .oracle_head import CALIBRATION_FILE, CLASSIFIER_FILE, REGRESSOR_FILE, HeadConfig, fit_head, head_features
 
 
@@ -29,22 +28,82 @@ def _fit_std_scale(err: np.ndarray, std: np.ndarray) -> float:
 
 
 def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | None = None, limit: int | None = None,
-          only_member: int | None = None) -> dict:
-    """Train each member on the full train split (all gaps); resumable per member and epoch.
+          only_member: int | None = None, nonmetal_members: int = 0, init_from: Path | None = None) -> dict:
+    """Train each member on the full train split (all gaps), then `nonmetal_members` members on its
+    gap > 0 rows only (the head's regressor reads them); resumable per member and epoch.
 
-    `only_member` trains that member's resume state and stops, so members can train in parallel
-    processes (one core each); a later run without it finds them finished and assembles the ensemble.
+    `only_member` trains that member's resume state and stops (members 0..members-1 are the full
+    ones, the next ones the non-metal ones), so members can train in parallel processes (one core
+    each); a later run without it finds them finished and assembles the ensemble.
+    `init_from`: take the full members from that checkpoint (same architecture) and train only the
+    non-metal ones.
     """
-    if only_member is not None and not 0 <= only_member < cfg.members:
-        raise ModelError(f"member {only_member} is out of range: the ensemble has members 0-{cfg.members - 1}")
-    from ..data import load_bandgaps, split
-    from ..data.registry import load_registry
-    from .training import TrainState, Timer, autocast, card_base, progress, seed_epoch
+    n_all = cfg.members + nonmetal_members
+    if only_member is not None and not 0 <= only_member < n_all:
+        raise ModelError(f"member {only_member} is out of range: the ensemble has members 0-{n_all - 1}")
+    from ..data import load_bandgaps
+    from .training import card_base, data_checksum
 
     out = Path(out)
     df = load_bandgaps()
-    parts = split(df, seed=cfg.seed, subset="full")
-    sha = load_registry()["files"]["mp_bandgap.csv"]["sha256"]
+    sha = data_checksum()
+    emb = torch.from_numpy(embedding_table())
+    kwargs = {"emb_dim": int(emb.shape[1]), "fea_len": cfg.fea_len, "n_graph": cfg.n_graph, "heads": cfg.heads,
+              "hidden": cfg.hidden, "out_hidden": list(cfg.out_hidden)}
+    base = None
+    if init_from is not None:
+        base = load(Path(init_from), with_head=False)
+        if base.config["kwargs"] != kwargs or len(base.members) != cfg.members:
+            raise ModelError(f"--init-from {init_from}: its members ({len(base.members)} of {base.config['kwargs']}) "
+                             f"are not the {cfg.members} of {kwargs} asked for")
+    jobs = [("member", k, replace(cfg, train_on="full")) for k in range(cfg.members) if base is None]
+    jobs += [(NONMETAL_PREFIX.rstrip("_"), k, replace(cfg, train_on="nonmetal")) for k in range(nonmetal_members)]
+    offset = 0 if base is None else cfg.members  # --member K counts the full members first
+    trained: dict[str, list] = {"member": [], "nonmetal_member": []}
+    histories, wall = [], 0.0
+    feats: dict[str, dict] = {}
+    for n, (kind, k, member_cfg) in enumerate(jobs):
+        if only_member is not None and n + offset != only_member:
+            continue
+        if member_cfg.train_on not in feats:
+            feats[member_cfg.train_on] = _split_features(df, member_cfg, limit)
+        net, state = _train_member(out / f"{kind}_{k}", k, member_cfg, feats[member_cfg.train_on], emb, kwargs,
+                                   device, sha, limit, f"oracle {kind.replace('_', ' ')} {k + 1}")
+        if only_member is not None:
+            return {"member": only_member, "kind": kind, "epochs": state.epoch, "best_val_mae": state.best,
+                    "elapsed_s": round(state.elapsed_s, 1)}
+        trained[kind].append(net)
+        wall += state.elapsed_s
+        histories.append(state.history)
+    members = base.members if base is not None else trained["member"]
+    config = {"class": "RoostGapEnsemble", "members": cfg.members, "nonmetal_members": nonmetal_members,
+              "kwargs": kwargs, "train": asdict(cfg)}
+    oracle = Oracle(members, config, {}, nonmetal_members=trained["nonmetal_member"])
+    # The fallback σ scale (a checkpoint without its head), fitted on the validation split.
+    vz, vw, vy = _split_features(df, replace(cfg, train_on="full"), limit)["val"]
+    vmean, vstd = oracle.predict_arrays(vz, vw)
+    oracle.std_scale = _fit_std_scale(vmean - vy, vstd)
+    config["std_scale"] = oracle.std_scale
+    card = card_base(NAME, device, cfg.seed, cfg.epochs, {**asdict(cfg), "nonmetal_members": nonmetal_members}, sha, command)
+    card["wall_time_s"] = round(wall, 1)
+    card["history"] = histories
+    if base is not None:
+        card["full_members_from"] = {"directory": str(init_from), "created": base.card.get("created"),
+                                     "command": base.card.get("command"), "wall_time_s": base.card.get("wall_time_s"),
+                                     "history": base.card.get("history")}
+    tensors = {"embedding": emb}
+    for prefix, nets in (("member_", members), (NONMETAL_PREFIX, trained["nonmetal_member"])):
+        for k, m in enumerate(nets):
+            tensors.update({f"{prefix}{k}.{kk}": v for kk, v in m.state_dict().items() if kk != "embedding"})
+    save_checkpoint(out, tensors, config, card)
+    return calibrate(out, HeadConfig(seed=cfg.seed), command=command, limit=limit)
+
+
+def _split_features(df: pd.DataFrame, cfg: OracleConfig, limit: int | None) -> dict:
+    """split -> (element indices, weights, gap) of the rows a member learns from (cfg.train_on)."""
+    from ..data import split
+
+    parts = split(df, seed=cfg.seed, subset=cfg.train_on)
     if limit:
         parts = {k: v.iloc[:limit] for k, v in parts.items()}
     feats = {}
@@ -53,85 +112,47 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
         if any(errs):
             raise ModelError(f"cannot featurise {k} formulas: {[e for e in errs if e][:3]}")
         feats[k] = (z, w, v["band_gap"].to_numpy(np.float32))
-    emb = torch.from_numpy(embedding_table())
-    kwargs = {"emb_dim": int(emb.shape[1]), "fea_len": cfg.fea_len, "n_graph": cfg.n_graph, "heads": cfg.heads,
-              "hidden": cfg.hidden, "out_hidden": list(cfg.out_hidden)}
-    members: list[RoostGap] = []
-    timer_total = 0.0
-    histories = []
+    return feats
+
+
+def _train_member(mdir: Path, k: int, cfg: OracleConfig, feats: dict, emb: torch.Tensor, kwargs: dict,
+                  device: torch.device, sha: str, limit: int | None, label: str):
+    """One member, resumable per epoch; returns (the best-validation network on the CPU, its state)."""
+    from .trainer import Trainer
+    from .training import autocast
+
     z_tr, w_tr, y_tr = feats["train"]
     n_el = (z_tr > 0).sum(axis=1)
-    for k in range(cfg.members):
-        if only_member is not None and k != only_member:
-            continue
-        mdir = out / f"member_{k}"
-        torch.manual_seed(cfg.seed * 1000 + k)
-        net = RoostGap(emb.clone(), **{**kwargs, "out_hidden": tuple(cfg.out_hidden)}).to(device)
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps_per_epoch = math.ceil(len(z_tr) / cfg.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                    pct_start=0.15)
-        signature = {"model": NAME, "member": k, **asdict(cfg), "data": sha, "limit": limit}
-        signature["out_hidden"] = list(cfg.out_hidden)
-        state = TrainState(mdir, signature=signature)
-        resumed = state.try_resume({"net": net}, {"opt": opt})
-        best = {kk: v.clone() for kk, v in net.state_dict().items()}
-        if resumed:
-            tensors, extra = resumed
-            sched.load_state_dict({**sched.state_dict(), **extra.get("sched", {})})
-            best = {kk[len("best."):]: v for kk, v in tensors.items() if kk.startswith("best.")} or best
-            print(f"resuming oracle member {k} after epoch {state.epoch}", file=sys.stderr)
-        timer = Timer()
-        for epoch in progress(cfg.epochs, state.epoch, f"oracle member {k + 1}/{cfg.members}"):
-            rng = seed_epoch(cfg.seed * 1000 + k, epoch)
-            net.train()
-            tot, n = 0.0, 0
-            for idx in _bucket_batches(n_el, cfg.batch_size, rng):
-                zb, wb = _trim(z_tr, w_tr, idx)
-                yb = torch.from_numpy(y_tr[idx])
-                zb, wb, yb = zb.to(device), wb.to(device), yb.to(device)
-                with autocast(device):
-                    loss = LOSSES[cfg.loss](net(zb, wb).float(), yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                tot += loss.item() * len(idx)
-                n += len(idx)
-            net.eval()
-            vm = _member_predict(net, *feats["val"][:2], device)
-            val_mae = float(np.abs(np.clip(vm, 0, None) - feats["val"][2]).mean())
-            state.epoch = epoch + 1
-            state.history.append({"epoch": epoch + 1, "train_loss": tot / n, "val_mae": val_mae})
-            if val_mae < state.best:
-                state.best = val_mae
-                best = {kk: v.detach().clone() for kk, v in net.state_dict().items()}
-            state.elapsed_s += timer()
-            timer = Timer()
-            state.save({"net": net}, {"opt": opt}, extra_tensors={f"best.{kk}": v for kk, v in best.items()},
-                       extra={"sched": {kk: v for kk, v in sched.state_dict().items() if isinstance(v, (int, float, list))}})
-        net.load_state_dict(best)
-        members.append(net.cpu().eval())
-        timer_total += state.elapsed_s
-        histories.append(state.history)
-    if only_member is not None:
-        return {"member": only_member, "epochs": state.epoch, "best_val_mae": state.best, "elapsed_s": round(state.elapsed_s, 1)}
-    config = {"class": "RoostGapEnsemble", "members": cfg.members, "kwargs": kwargs, "train": asdict(cfg)}
-    oracle = Oracle(members, config, {})
-    # The fallback σ scale (a checkpoint without its head), fitted on the validation split.
-    vz, vw, vy = feats["val"]
-    vmean, vstd = oracle.predict_arrays(vz, vw)
-    oracle.std_scale = _fit_std_scale(vmean - vy, vstd)
-    config["std_scale"] = oracle.std_scale
-    card = card_base(NAME, device, cfg.seed, cfg.epochs, asdict(cfg), sha, command)
-    card["wall_time_s"] = round(timer_total, 1)
-    card["history"] = histories
-    tensors = {}
-    for k, m in enumerate(members):
-        tensors.update({f"member_{k}.{kk}": v for kk, v in m.state_dict().items() if kk != "embedding"})
-    tensors["embedding"] = emb
-    save_checkpoint(out, tensors, config, card)
-    return calibrate(out, HeadConfig(seed=cfg.seed), command=command, limit=limit)
+    torch.manual_seed(cfg.seed * 1000 + k)
+    net = RoostGap(emb.clone(), **{**kwargs, "out_hidden": tuple(cfg.out_hidden)}).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(z_tr) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
+                                                pct_start=0.15)
+    signature = {"model": NAME, "member": k, **asdict(cfg), "data": sha, "limit": limit}
+    signature["out_hidden"] = list(cfg.out_hidden)
+    trainer = Trainer(mdir, signature, {"net": net}, {"opt": opt}, label=label, seed=cfg.seed * 1000 + k,
+                      scheduler=sched, best_key="val_mae")
+    for epoch, rng in trainer.epochs(cfg.epochs):
+        net.train()
+        tot, n = 0.0, 0
+        for idx in _bucket_batches(n_el, cfg.batch_size, rng):
+            zb, wb = _trim(z_tr, w_tr, idx)
+            yb = torch.from_numpy(y_tr[idx])
+            zb, wb, yb = zb.to(device), wb.to(device), yb.to(device)
+            with autocast(device):
+                loss = LOSSES[cfg.loss](net(zb, wb).float(), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += loss.item() * len(idx)
+            n += len(idx)
+        net.eval()
+        vm = _member_predict(net, *feats["val"][:2], device)
+        trainer.log(train_loss=tot / n, val_mae=float(np.abs(np.clip(vm, 0, None) - feats["val"][2]).mean()))
+    net.load_state_dict(trainer.best_state())
+    return net.cpu().eval(), trainer.state
 
 
 def ensemble_feats(oracle: Oracle, parts: dict[str, pd.DataFrame]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -143,9 +164,8 @@ def ensemble_feats(oracle: Oracle, parts: dict[str, pd.DataFrame]) -> dict[str, 
         z, w, errs = featurise(v["formula"])
         if any(errs):
             raise ModelError(f"cannot featurise {k} formulas: {[e for e in errs if e][:3]}")
-        means, stds, desc = oracle.ensemble_outputs(z, w)
-        out[k] = (head_features(means, stds, desc, statistics_with_ionic(z, w)), Oracle.ensemble_std(means, stds),
-                  v["band_gap"].to_numpy(np.float32))
+        e = oracle.ensemble_outputs(z, w)
+        out[k] = (head_features(e, statistics_with_ionic(z, w)), e.regressor_std(), v["band_gap"].to_numpy(np.float32))
     return out
 
 
@@ -170,7 +190,8 @@ def calibrate(directory: Path, cfg: HeadConfig | None = None, command: str | Non
     if limit:
         parts = {k: v.iloc[:limit] for k, v in parts.items()}
     timer = Timer()
-    n_roost = 2 * len(base.members) + base.descriptor_len  # head_features: member means, σ, descriptor
+    # head_features: member means and σ (non-metal members' too), then the descriptor
+    n_roost = 2 * (len(base.members) + len(base.nonmetal_members)) + base.descriptor_len
     head = fit_head(ensemble_feats(base, parts), cfg, magpie_first_column=n_roost, threads=threads or torch.get_num_threads())
     fit_s = timer()
     config = read_json(directory / CONFIG)
@@ -195,9 +216,9 @@ def calibrate(directory: Path, cfg: HeadConfig | None = None, command: str | Non
 def measure(oracle, df: pd.DataFrame, seed: int, with_forest: bool = True, n: int | None = None) -> dict:
     """Card metrics: every figure of oracle_eval on the whole test split, the classic compounds and
     (with_forest) the random forest trained on the same split, judged by the same function."""
-    from .oracle_eval import card_metrics, oracle_predictor
+    from .oracle_eval import card_metrics, model_predictor
 
-    metrics = card_metrics(oracle_predictor(oracle), df, split_seed=seed, n=n)
+    metrics = card_metrics(model_predictor(oracle), df, split_seed=seed, n=n)
     if with_forest:
         rf = forest_baseline(df, seed)
         metrics["random_forest"] = rf
@@ -215,14 +236,14 @@ def forest_baseline(df: pd.DataFrame, seed: int) -> dict:
     judged by the same evaluation (its σ is the spread over trees, uncalibrated)."""
     from ..data import split
     from .forest import ForestConfig, ForestRegressor
-    from .oracle_eval import card_metrics
+    from .oracle_eval import card_metrics, model_predictor
     from .training import Timer
 
     train_part = split(df, seed=seed)["train"]
     timer = Timer()
     rf = ForestRegressor(ForestConfig(seed=seed, n_jobs=torch.get_num_threads())).fit(train_part["formula"], train_part["band_gap"])
     fit_s = timer()
-    metrics = card_metrics(lambda f: rf.predict(f)[:2], df, split_seed=seed)
+    metrics = card_metrics(model_predictor(rf), df, split_seed=seed)
     return {"model": "RandomForestRegressor(100 trees, max_features 0.33) on Magpie-style features",
             "fit_s": round(fit_s, 1), **metrics}
 

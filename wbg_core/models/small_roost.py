@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import GapModel
+
 # Optimiser steps of the small Roost screening model. 400 under-trained it: on one Exp 2
 # repeat's AL data, recovery / top-K of the Exp 1 list 40.7% / 32.2% at 400 steps,
 # 45.8-57.6% / 53.4-65.3% at 4,000 (three seeds), 44.1% / 50.8% at 8,000.
@@ -25,7 +27,7 @@ def _batches(z: np.ndarray, w: np.ndarray, batch_size: int, rng: np.random.Gener
         yield idx, zb, wb
 
 
-class SmallRoost:
+class SmallRoost(GapModel):
     """A small Roost member trained in seconds on 300-2,000 formulas (the 'neural' screening
     model): 2 message-passing layers of width 32, a 3-layer residual head, robust L1,
     AdamW, a fixed number of optimiser steps (bounded time whatever the data size)."""

@@ -27,6 +27,14 @@ from .checkpoint import (
 )
 
 STATE_DIR = "train_state"
+DATA_FILE = "mp_bandgap.csv"  # what every model trains on (data/registry.json names its checksum)
+
+
+def data_checksum() -> str:
+    """The training data's sha256 from the registry: part of every resume signature and card."""
+    from ..data.registry import load_registry
+
+    return load_registry()["files"][DATA_FILE]["sha256"]
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -109,6 +117,7 @@ def progress(total: int, start: int, desc: str) -> Iterator[int]:
 
 
 def card_base(kind: str, device: torch.device, seed: int, epochs: int, hyper: dict, data_sha: str, command: str | None) -> dict:
+    from ..data.splits import FRACTIONS
     from .checkpoint import git_commit
 
     return {
@@ -119,8 +128,8 @@ def card_base(kind: str, device: torch.device, seed: int, epochs: int, hyper: di
         "seed": seed,
         "epochs": epochs,
         "hyper_parameters": hyper,
-        "data": {"file": "data/mp_bandgap.csv", "sha256": data_sha},
-        "split": {"seed": seed, "fractions": [0.6, 0.2, 0.2], "unit": "reduced formula"},
+        "data": {"file": f"data/{DATA_FILE}", "sha256": data_sha},
+        "split": {"seed": seed, "fractions": list(FRACTIONS), "unit": "reduced formula"},
         "git_commit": git_commit(),
         "command": command,
     }

@@ -233,7 +233,7 @@ def import_campaign_zip(data: bytes, campaigns_dir: Path, cid: str, label: str |
                                                 f"{get_settings().upload_max_unpacked_mb:g} MB")
                         dst.write(chunk)
         try:
-            Campaign.load(tmp)
+            Campaign.load(tmp, autoencoder=None, labeller=None)  # the schema check: no model needed
         except CampaignDamaged as exc:
             raise CampaignError(f"the campaign in the zip is damaged: {exc.detail}") from None
         except CampaignError:

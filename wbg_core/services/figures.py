@@ -28,10 +28,10 @@ def oracle_test_predictions(oracle, limit: int | None = 3000, seed: int | None =
     """(metrics, predictions) of the oracle on a *random* sample of `limit` test formulas (None: all),
     by the same function as the card and the benchmark; metrics["sample"] says n and of how many."""
     from ..data import load_bandgaps
-    from ..models.oracle_eval import evaluate_model, oracle_predictor
+    from ..models.oracle_eval import evaluate_model, model_predictor
     from ..settings import get_settings
 
-    return evaluate_model(oracle_predictor(oracle), load_bandgaps() if data is None else data,
+    return evaluate_model(model_predictor(oracle), load_bandgaps() if data is None else data,
                           split_seed=get_settings().split_seed if seed is None else seed, n=limit,
                           sample_seed=sample_seed)
 

@@ -73,6 +73,17 @@ def _decode_csv(data: bytes) -> str:
                          "save it as CSV UTF-8") from exc
 
 
+def formula_column(df) -> str:
+    """The column holding formulas: 'formula' (any case, spaces ignored), else the only column;
+    ValueError otherwise (the page's reader and the CLI's share it)."""
+    cols = {str(c).strip().lower(): c for c in df.columns}
+    if "formula" in cols:
+        return cols["formula"]
+    if len(df.columns) == 1:
+        return df.columns[0]
+    raise ValueError(f"it has columns {[str(c) for c in df.columns]}; it needs a 'formula' column")
+
+
 def read_formula_csv(data: bytes) -> FormulaInput:
     """Formulas from an uploaded CSV: a 'formula' column, else the only column (comma, semicolon
     or tab separated). ValueError says why a file cannot be read; blank lines and rows with an
@@ -88,14 +99,9 @@ def read_formula_csv(data: bytes) -> FormulaInput:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         msg = str(exc).strip().replace("Error tokenizing data. C error: ", "")
         raise ValueError(f"it is not a readable CSV: {msg}") from exc
-    cols = {str(c).strip().lower(): c for c in df.columns}
     notes: list[str] = []
-    if "formula" in cols:
-        col = cols["formula"]
-    elif len(df.columns) == 1:
-        col = df.columns[0]
-    else:
-        raise ValueError(f"it has columns {[str(c) for c in df.columns]}; it needs a 'formula' column")
+    col = formula_column(df)
+    cols = {str(c).strip().lower(): c for c in df.columns}
     values = [str(s).strip() for s in df[col].tolist()]
     header = str(col).strip()
     if col is not cols.get("formula") and any(ch.isupper() for ch in header):

@@ -4,8 +4,8 @@ A job's metadata lives in job.json in its run folder, so any server process (a r
 too) can read it; the process that started it polls its Popen, others read the exit marker
 the runner writes when the training ends. In public mode (Settings.public) nothing starts.
 
-Progress is read from tqdm's text in train.log; a JSONL progress file written by the training
-loop (wbg_core.models.training) would be sturdier, but is a change to the trainers.
+Progress comes from the JSON lines the Trainer appends per epoch (models.progress_log:
+model, epoch of epochs, ETA); train.log is shown as text only.
 """
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..files import atomic_write_text
+from ..models.progress_log import FILE_NAME as PROGRESS_FILE, read_progress  # torch-free
+from ..models.registry import MODEL_NAMES as MODELS  # torch-free
 
-MODELS = ("autoencoder", "oracle", "gan")  # wbg_core.models.MODEL_NAMES, without importing torch
 JOB_FILE = "job.json"
 EXIT_FILE = "exit.json"  # written by the runner (this module's __main__) when the training ends
 CANCELLED_FILE = "CANCELLED.txt"
@@ -178,7 +179,8 @@ def train_command(model: str, device: str, out: Path, epochs: int | None = None,
         raise JobError(f"unknown model {model!r}")
     if device not in ("auto", "cpu", "cuda"):
         raise JobError(f"unknown device {device!r}")
-    cmd = [sys.executable, "-m", "wbg_core", "train", model, "--device", device, "--out", str(out)]
+    cmd = [sys.executable, "-m", "wbg_core", "train", model, "--device", device, "--out", str(out),
+           "--progress-file", str(Path(out) / PROGRESS_FILE)]
     if epochs:
         cmd += ["--epochs", str(int(epochs))]
     if limit:
@@ -345,31 +347,37 @@ def offered(directory: Path) -> bool:
 
 # ---------------------------------------------------------------- log
 
-_TQDM = re.compile(r"(\d+)/(\d+) \[")
-
-
-def read_log(path: Path, tail: int = 40, replace: dict[str, str] | None = None) -> tuple[str, float | None]:
-    """Last lines of a training log (tqdm redraws split on carriage returns) and the last
-    progress fraction; `replace` rewrites substrings (server paths) before they are shown."""
+def read_log(path: Path, tail: int = 40, replace: dict[str, str] | None = None) -> str:
+    """Last lines of a training log (tqdm redraws split on carriage returns); `replace`
+    rewrites substrings (server paths) before they are shown."""
     try:
         text = Path(path).read_text(errors="replace")
     except OSError:
-        return "", None
+        return ""
     for old, new in (replace or {}).items():
         text = text.replace(old, new)
     lines = [seg for line in text.split("\n") for seg in line.split("\r") if seg.strip()]
-    frac = None
-    for line in reversed(lines):
-        m = _TQDM.search(line)
-        if m and int(m.group(2)) > 0:
-            frac = int(m.group(1)) / int(m.group(2))
-            break
-    return "\n".join(lines[-tail:]), frac
+    return "\n".join(lines[-tail:])
 
 
-def job_log(job: TrainJob, tail: int = 40) -> tuple[str, float | None]:
-    """read_log of a job with its folder shown as runs/<id> and the interpreter as python."""
-    return read_log(job.log, tail, {str(job.out): f"runs/{job.id}", sys.executable: "python"})
+def progress_bar(progress: dict | None, state: str) -> tuple[float, str]:
+    """(fraction, words) for the page's bar from a progress line: which model, which epoch, how long left."""
+    if state == "finished":
+        return 1.0, "finished"
+    if not progress:
+        return 0.0, "starting (loading data; the first epoch has not ended yet)"
+    eta = progress.get("eta_s")
+    left = f" · about {eta / 60:.0f} min left for it" if isinstance(eta, (int, float)) and eta >= 90 else \
+        (f" · about {eta:.0f} s left for it" if isinstance(eta, (int, float)) else "")
+    return (min(progress["epoch"] / max(progress["epochs"], 1), 1.0),
+            f"{progress.get('label', 'training')}: epoch {progress['epoch']} of {progress['epochs']}{left}")
+
+
+def job_log(job: TrainJob, tail: int = 40) -> tuple[str, dict | None]:
+    """(read_log of the job with its folder shown as runs/<id> and the interpreter as python,
+    the last progress line: label, epoch, epochs, elapsed_s, eta_s, losses; None before the first epoch)."""
+    text = read_log(job.log, tail, {str(job.out): f"runs/{job.id}", sys.executable: "python"})
+    return text, read_progress(job.out / PROGRESS_FILE)
 
 
 # ---------------------------------------------------------------- the runner

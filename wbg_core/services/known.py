@@ -107,7 +107,7 @@ def oracle_report(oracle, formulas: list[str], known: KnownData | None = None) -
             reduced.append(None)
             errors.append(str(exc))
     ok = [r for r in reduced if r is not None]
-    pred = oracle.predict(ok) if ok else pd.DataFrame(columns=["formula", "band_gap_mean", "band_gap_std", "error"])
+    pred = oracle.predict(ok).frame()
     rows = []
     j = 0
     for f, r, e in zip(formulas, reduced, errors):

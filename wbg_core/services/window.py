@@ -39,7 +39,7 @@ def screen_window(gan, model, *, min_gap: float | None, max_gap: float | None, p
     counts, valid = gan.sample_counts(pool, seed=seed, search=reading_search(cfg))
     rows = counts[valid]  # screen() reduces them (S2O4 is SO2, known to MP)
     cb(0.3, f"{int(valid.sum()):,} decoded; screening")
-    allp = screen(cfg, progress_callback=lambda f, m: cb(0.3 + 0.7 * f, m), model=model, pool_counts=rows)
+    allp = screen(cfg, model, progress_callback=lambda f, m: cb(0.3 + 0.7 * f, m), pool_counts=rows)
     funnel = dict(allp.attrs.get("funnel", {}))
     funnel.pop("in_window", None)
     funnel.pop("passed", None)

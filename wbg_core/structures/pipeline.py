@@ -31,7 +31,7 @@ def oracle_gap(formula: str, oracle) -> tuple[float | None, float | None, str | 
     if oracle is None:
         return None, None, "no band-gap model given: no predicted gap"
     try:
-        df = oracle.predict([formula])
+        df = oracle.predict([formula]).frame()
     except Exception as exc:  # the model's own errors (ModelError, DataError, ...)
         if type(exc).__name__.endswith("Error"):
             return None, None, f"band-gap oracle failed ({type(exc).__name__}: {exc})"
