@@ -1,0 +1,102 @@
+"""Screening on Ray against the local engine, side by side in one run (issue #15).
+
+Each size runs both engines in fresh child processes on the same cores: throughput (samples
+per second, model loading included, since a Ray worker loads its models too), peak resident
+memory (the local engine's process; for Ray the driver plus every Ray process, sampled every
+0.5 s from /proc), and a Ray run killed (SIGKILL of the driver and its Ray) at about half its
+shards, then restarted with the same command: total time against an uninterrupted run, and the
+same result. Sizes: 10^6 and 10^7 (about an hour on 2 cores; docs/scale.md says what was run).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SIZES = (1_000_000, 10_000_000)  # the issue's two sizes; `run(sizes=...)` measures others
+WINDOW = ("--min-gap", "5")
+THROUGHPUT_TARGET = 0.8  # Ray's samples/s at least this fraction of the local engine's
+MEMORY_TARGET_GB = 4.0
+RESTART_TARGET = 1.1
+
+
+def _rss_gb(root_pid: int) -> float:
+    """Resident memory of a process tree plus every Ray process on this machine (GB)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        mine = int(pid) == root_pid or ppid == root_pid
+        if mine or b"ray::" in cmd or b"raylet" in cmd or b"gcs_server" in cmd or b"ray/_private" in cmd:
+            rss = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")), "0")
+            total += int(rss) * 1024
+    return total / 2 ** 30
+
+
+def _screen(n: int, engine: str, run_dir: Path | None, kill_at: float | None = None) -> dict:
+    cmd = [sys.executable, "-m", "wbg_core", "screen", *WINDOW, "--pool", str(n), "--top", "1000", "--json",
+           "--engine", engine]
+    if run_dir is not None:
+        cmd += ["--run-dir", str(run_dir)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, _rss_gb(proc.pid))
+        if kill_at is not None and run_dir is not None:
+            done = len(list((run_dir / "shards").glob("*.json"))) if (run_dir / "shards").exists() else 0
+            if done >= kill_at:
+                os.killpg(proc.pid, signal.SIGKILL)
+                subprocess.run(["ray", "stop", "--force"], capture_output=True)
+                proc.wait()
+                return {"killed_after_s": time.perf_counter() - t0, "shards_done": done}
+        time.sleep(0.5)
+    out = proc.stdout.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"wbg screen --engine {engine} failed ({proc.returncode})")
+    rows = json.loads(out)["candidates"]
+    return {"seconds": time.perf_counter() - t0, "peak_gb": peak, "formulas": [r["formula"] for r in rows]}
+
+
+def run(repeats: int = 1, sizes: tuple[int, ...] = SIZES) -> dict:
+    rows, ok = [], True
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = _screen(n, "local", None)
+            ray_run = _screen(n, "ray", Path(tmp) / "whole")
+            shards = -(-n // 65_536)
+            killed = _screen(n, "ray", Path(tmp) / "killed", kill_at=shards / 2)
+            resumed = _screen(n, "ray", Path(tmp) / "killed")
+        restart = (killed["killed_after_s"] + resumed["seconds"]) / ray_run["seconds"]
+        row = {"samples": n, "local_s": local["seconds"], "ray_s": ray_run["seconds"],
+               "throughput_ratio": local["seconds"] / ray_run["seconds"], "local_peak_gb": local["peak_gb"],
+               "ray_peak_gb": ray_run["peak_gb"], "restart_ratio": restart,
+               "same_result": ray_run["formulas"] == local["formulas"] == resumed["formulas"],
+               "killed_after_s": killed["killed_after_s"], "shards_done_at_kill": killed["shards_done"]}
+        ok &= (row["throughput_ratio"] >= THROUGHPUT_TARGET and row["ray_peak_gb"] < MEMORY_TARGET_GB
+               and restart <= RESTART_TARGET and row["same_result"])
+        rows.append(row)
+    table = "".join(
+        f"| {r['samples']:,} | {r['local_s']:.0f} s | {r['ray_s']:.0f} s | {r['throughput_ratio']:.2f} | "
+        f"{r['local_peak_gb']:.2f} GB | {r['ray_peak_gb']:.2f} GB | {r['restart_ratio']:.2f} "
+        f"(killed at {r['shards_done_at_kill']} shards) | {'yes' if r['same_result'] else 'NO'} |\n" for r in rows)
+    return {
+        "title": "Screening on Ray (local Ray, all cores) vs the local engine, same run",
+        "target": f"Ray throughput >= {THROUGHPUT_TARGET}x local; Ray peak < {MEMORY_TARGET_GB} GB, flat with size; "
+                  f"kill at half + restart <= {RESTART_TARGET}x uninterrupted; same top-1,000",
+        "passed": ok, "rows": rows,
+        "markdown": "| samples | local | Ray | throughput Ray/local | local peak | Ray peak (all processes) | "
+                    "kill + restart / whole | same top 1,000 |\n|---|---|---|---|---|---|---|---|\n" + table
+                    + "\nOne run per size (each is minutes); model loading counted for both engines.\n",
+    }

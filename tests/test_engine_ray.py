@@ -1,0 +1,96 @@
+"""The Ray engine on a local Ray with 2 CPUs: the local engine's result, resume, damage, bad addresses."""
+import json
+import time
+
+import pytest
+
+from wbg_core.engine.ray_screening import (PART_DIR, RUN_FILE, SHARD_DIR, TOP_FILE, RayEngineError, check_address,
+                                           partition_of, screen_ray)
+from wbg_core.engine.screening import ScreenConfig, screen
+from wbg_core.models.registry import CheckpointSet
+
+CFG = ScreenConfig(min_gap=3.0, pool=12_000, seed=3, chunk=3_000)  # 4 shards
+SPLIT = {"rows_per_partition": 4_000}  # 3 partitions
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    from wbg_core.engine.ray_screening import start_ray
+
+    start_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def models():
+    return CheckpointSet.shipped()
+
+
+@pytest.fixture(scope="module")
+def first_run(ray_local, models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ray") / "run"
+    return out, screen_ray(CFG, models.directory, out, **SPLIT)
+
+
+def test_same_candidates_in_the_same_order_as_the_local_engine(first_run, models):
+    _, df = first_run
+    local = screen(CFG, models.oracle(), models.gan())
+    assert len(df) > 20
+    assert df.equals(local)  # every column, every row, the order too
+    assert df.attrs["funnel"] == local.attrs["funnel"]
+
+
+def test_a_killed_run_resumes_and_a_damaged_file_is_computed_again(first_run, models):
+    out, before = first_run
+    shards = sorted((out / SHARD_DIR).glob("*.npz"))
+    assert len(shards) == 4 and (out / TOP_FILE).exists()
+    kept = {p: p.stat().st_mtime_ns for p in shards[:2]}
+    shards[2].unlink()  # killed before this shard was written
+    data = bytearray(shards[3].read_bytes())
+    data[len(data) // 2] ^= 0xFF  # damaged on disk: its checksum no longer matches the manifest
+    shards[3].write_bytes(bytes(data))
+    for part in (out / PART_DIR).glob("*.parquet"):
+        part.unlink()  # killed before labelling
+    assert len(list((out / PART_DIR).glob("*.json"))) == 3
+    again = screen_ray(CFG, models.directory, out, **SPLIT)
+    assert again.equals(before)
+    assert {p: p.stat().st_mtime_ns for p in shards[:2]} == kept  # finished shards were not recomputed
+    manifest = json.loads(shards[3].with_suffix(".json").read_text())
+    assert __import__("hashlib").sha256(shards[3].read_bytes()).hexdigest() == manifest["sha256"]
+
+
+def test_a_run_folder_of_other_settings_is_refused(first_run, models):
+    out, _ = first_run
+    with pytest.raises(RayEngineError, match="holds a run with other settings"):
+        screen_ray(ScreenConfig(min_gap=4.0, pool=12_000, seed=3, chunk=3_000), models.directory, out)
+    assert json.loads((out / RUN_FILE).read_text())["config"]["min_gap"] == 3.0  # untouched
+
+
+def test_an_unreachable_address_is_an_error_within_seconds():
+    t = time.perf_counter()
+    with pytest.raises(RayEngineError, match="cannot reach the Ray cluster at 127.0.0.1:9"):
+        check_address("127.0.0.1:9")
+    with pytest.raises(RayEngineError, match="give host:port"):
+        check_address("somewhere")
+    assert time.perf_counter() - t < 10
+
+
+def test_identical_formulas_share_a_partition(bandgaps):
+    from wbg_core.data.loaders import bandgap_counts
+
+    c = bandgap_counts(bandgaps)[bandgaps["encodable"].to_numpy()][:5000]
+    p = partition_of(c, 7)
+    assert (partition_of(c[::-1].copy(), 7) == p[::-1]).all()
+    assert set(p) == set(range(7))  # all partitions used
+
+
+def test_the_cli_keeps_ray_flags_to_the_ray_engine(capsys):
+    from wbg_core.cli import main
+
+    assert main(["screen", "--min-gap", "3", "--address", "127.0.0.1:9"]) == 2
+    assert "--address and --run-dir go with --engine ray" in capsys.readouterr().err
+    assert main(["screen", "--min-gap", "3", "--engine", "ray", "--model", "forest"]) == 2
+    assert "--engine ray screens with the oracle" in capsys.readouterr().err
