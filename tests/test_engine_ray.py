@@ -94,3 +94,30 @@ def test_the_cli_keeps_ray_flags_to_the_ray_engine(capsys):
     assert "--address and --run-dir go with --engine ray" in capsys.readouterr().err
     assert main(["screen", "--min-gap", "3", "--engine", "ray", "--model", "forest"]) == 2
     assert "--engine ray screens with the oracle" in capsys.readouterr().err
+    assert main(["experiment", "exp4", "--repeats", "1", "--address", "127.0.0.1:9"]) == 2
+    assert "--address goes with --engine ray" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_experiment_repeats_on_ray_equal_the_sequential_run(ray_local, models):
+    import torch
+
+    from wbg_core.engine.experiments import ExperimentConfig, run_experiment
+
+    cfg = ExperimentConfig(name="exp4", repeats=2, n_seeds=40, budget=10, batch_size=10, pool=20_000,
+                           models=("rf",), test_limit=200, generator="gan")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray task runs
+    try:
+        seq = run_experiment(cfg, models)
+    finally:
+        torch.set_num_threads(threads)
+    par = run_experiment(cfg, models, engine="ray")
+    import pandas as pd
+
+    def results(res):  # every figure but the seconds each step took (NaN equals NaN here)
+        df = pd.DataFrame(res["repeats"])
+        return df[[c for c in df.columns if not c.endswith("_s")]]
+
+    assert results(par).equals(results(seq)) and list(results(par)["repeat"]) == [0, 1]
+    assert results(seq)["valid_proposals"].gt(0).all()

@@ -83,6 +83,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generator", choices=["gan", "ae"], default="gan",
                    help="pool source: the GAN (paper, default) or decoded points of the autoencoder's latent box")
     p.add_argument("--invalid", choices=["skip", "penalty"], default="skip")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="ray: the repeats as Ray tasks on a local Ray (all cores) or the cluster at --address")
+    p.add_argument("--address", default=None, help="ray: the cluster's head node, host:port")
     p.add_argument("--proposal-rule", choices=["any", "compound"], default="any",
                    help="any: label every decoded formula (the paper; the documented tables); compound: the "
                         "validity rule, as the app's campaigns")
@@ -268,6 +271,10 @@ def _campaign_import_labels(args) -> int:
     return 0
 
 
+def _elements(text: str) -> tuple[str, ...]:
+    return tuple(e.strip() for e in text.split(",") if e.strip())
+
+
 def _experiment(args) -> int:
     import json
 
@@ -285,7 +292,10 @@ def _experiment(args) -> int:
                            roost_steps=ROOST_STEPS if args.roost_steps is None else args.roost_steps)
     try:
         cfg = cfg.resolved()
-        result = run_experiment(cfg, CheckpointSet.shipped(), progress_callback=_progress(args.json))
+        if args.engine == "local" and args.address:
+            raise UserError("--address goes with --engine ray")
+        result = run_experiment(cfg, CheckpointSet.shipped(), progress_callback=_progress(args.json),
+                                engine=args.engine, address=args.address)
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
     if args.output:  # checked by cli.output_file before the runs

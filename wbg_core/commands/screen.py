@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..cli import band_gap, fraction, nonneg_float, nonneg_int, output_file, positive_int, seed, write_output
-from .engine import READ_ONLY, _campaign_dir, _engine_errors, _progress
+from .engine import READ_ONLY, _campaign_dir, _elements, _engine_errors, _progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,10 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=output_file, help="write the ranked candidates as CSV")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_screen)
-
-
-def _elements(text: str) -> tuple[str, ...]:
-    return tuple(e.strip() for e in text.split(",") if e.strip())
 
 
 def _screen(args) -> int:

@@ -231,9 +231,11 @@ def run_repeat(cfg: ExperimentConfig, r: int, ref: dict, pool_counts: np.ndarray
     return row
 
 
-def run_experiment(cfg: ExperimentConfig, models: CheckpointSet, progress_callback: Progress = None) -> dict:
+def run_experiment(cfg: ExperimentConfig, models: CheckpointSet, progress_callback: Progress = None,
+                   engine: str = "local", address: str | None = None) -> dict:
     """All repeats with models' oracle, generator and autoencoder; returns {'config', 'reference',
-    'repeats': [...], 'summary': {metric: (mean, std)}}."""
+    'repeats': [...], 'summary': {metric: (mean, std)}}. engine "ray": the repeats as Ray tasks
+    (engine.ray_repeats) on a local Ray or the cluster at `address`."""
     from ..composition.featurize import featurise
 
     cfg = cfg.resolved()
@@ -253,6 +255,10 @@ def run_experiment(cfg: ExperimentConfig, models: CheckpointSet, progress_callba
         mean, _ = models.oracle().predict_arrays(z[ok], w[ok])
         rows.append({"repeat": 0, "oracle_mae": float(np.abs(mean - test["band_gap"].to_numpy()[ok]).mean()),
                      "list_size": ref["list_size"], "smact_gt5": ref["smact_gt5"]})
+    elif engine == "ray":
+        from .ray_repeats import run_repeats
+
+        rows = run_repeats(cfg, ref, pool_counts, pool_formulas, test, models, cb, address)
     else:
         for r in range(cfg.repeats):
             sub = (lambda f, m, r=r: cb((r + f) / cfg.repeats, m))

@@ -1,0 +1,40 @@
+"""The experiments' repeats as Ray tasks: independent runs, so they spread over cores or nodes.
+
+Each repeat is `experiments.run_repeat` unchanged, with the shared inputs (the fixed pool, the
+reference list, the test split) put in Ray's object store once. A repeat's randomness comes
+from its index alone, so the rows equal the sequential run's (at one torch thread per task,
+as each task runs). A task whose worker dies is retried.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+Progress = Callable[[float, str], None] | None
+
+
+def _repeat_task(cfg, r, ref, pool_counts, pool_formulas, test, models) -> dict:
+    from ..settings import set_torch_threads
+    from .experiments import run_repeat
+
+    set_torch_threads(1)
+    return run_repeat(cfg, r, ref, pool_counts, pool_formulas, test, models)
+
+
+def run_repeats(cfg, ref, pool_counts, pool_formulas, test, models, progress_callback: Progress = None,
+                address: str | None = None) -> list[dict]:
+    """Rows of repeats 0..cfg.repeats-1, in order, computed on a local Ray or the cluster at `address`."""
+    from .ray_screening import start_ray
+
+    cb = progress_callback or (lambda f, m: None)
+    ray = start_ray(address)
+    task = ray.remote(num_cpus=1, max_retries=2)(_repeat_task)
+    shared = [ray.put(x) for x in (ref, pool_counts, pool_formulas, test)]
+    pending = {task.remote(cfg, r, *shared, models): r for r in range(cfg.repeats)}
+    rows: dict[int, dict] = {}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref_ in ready:
+            r = pending.pop(ref_)
+            rows[r] = ray.get(ref_)
+            cb(len(rows) / cfg.repeats, f"{cfg.name}: repeat {r + 1} done ({len(rows)} of {cfg.repeats})")
+    return [rows[r] for r in range(cfg.repeats)]
