@@ -58,7 +58,7 @@ def _screen(n: int, engine: str, run_dir: Path | None, kill_at: float | None = N
             done = len(list((run_dir / "shards").glob("*.json"))) if (run_dir / "shards").exists() else 0
             if done >= kill_at:
                 os.killpg(proc.pid, signal.SIGKILL)
-                subprocess.run(["ray", "stop", "--force"], capture_output=True)
+                subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True)
                 proc.wait()
                 return {"killed_after_s": time.perf_counter() - t0, "shards_done": done}
         time.sleep(0.5)

@@ -301,3 +301,17 @@ def reduced_formula(text: str) -> str:
     if comp is None:
         raise FormulaError(f"{_quote(text)}: {reason}")
     return format_formula(comp)
+
+
+def reduce_each(formulas) -> tuple[list[str | None], list[str | None]]:
+    """(reduced formula or None, error or None) per input: a table of user formulas, row by row."""
+    reduced: list[str | None] = []
+    errors: list[str | None] = []
+    for f in formulas:
+        try:
+            reduced.append(reduced_formula(f))
+            errors.append(None)
+        except FormulaError as exc:
+            reduced.append(None)
+            errors.append(str(exc))
+    return reduced, errors

@@ -10,20 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..composition import FormulaError, compound_valid, reduced_formula
+from ..composition import FormulaError, compound_valid, reduce_each
 from ..models.compound_decoding import decode_preferring_compounds
 
 
 def place_formulas(ae, lmap, formulas: list[str]) -> pd.DataFrame:
     """Map coordinates of formulas: formula, x, y, error (formulas the 87 x 8 matrix cannot hold fail)."""
-    canon, errs = [], []
-    for f in formulas:
-        try:
-            canon.append(reduced_formula(f))
-            errs.append(None)
-        except FormulaError as exc:
-            canon.append(f)
-            errs.append(str(exc))
+    reduced, errs = reduce_each(formulas)
+    canon = [r if r is not None else f for r, f in zip(reduced, formulas)]  # a bad row keeps its input
     z, ok, enc_err = ae.encode_formulas(np.asarray(canon, dtype=object))
     xy = lmap.place_latents(z) if len(z) else np.zeros((0, 2), np.float32)
     out = pd.DataFrame({"formula": canon, "x": xy[:, 0], "y": xy[:, 1]})

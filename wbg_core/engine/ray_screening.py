@@ -79,6 +79,19 @@ def _done(path: Path, manifest: dict | None) -> bool:
     return _sha(path.read_bytes()) == manifest.get("sha256")
 
 
+def _finished(folder: Path, name: str, n: int) -> tuple[dict[int, dict], list[int]]:
+    """({k: manifest} of the files 0..n-1 already done, [k still to compute]): what a restart reuses."""
+    done, todo = {}, []
+    for k in range(n):
+        path = folder / name.format(k)
+        m = _read_manifest(path.with_suffix(".json"))
+        if _done(path, m):
+            done[k] = m
+        else:
+            todo.append(k)
+    return done, todo
+
+
 def _read_manifest(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -209,14 +222,7 @@ def screen_ray(cfg: ScreenConfig, models_dir: Path, out: Path, *, address: str |
     stage: dict[str, float] = {}
 
     t = time.perf_counter()
-    manifests: dict[int, dict] = {}
-    todo = []
-    for k in range(n_shards):
-        m = _read_manifest(out / SHARD_DIR / f"{k:06d}.json")
-        if _done(out / SHARD_DIR / f"{k:06d}.npz", m):
-            manifests[k] = m
-        else:
-            todo.append(k)
+    manifests, todo = _finished(out / SHARD_DIR, "{:06d}.npz", n_shards)
     task = ray.remote(num_cpus=1, max_retries=3)(_shard_task)
     pending = {task.remote(str(models_dir), cfg_dict, k, min(cfg.chunk, cfg.pool - k * cfg.chunk), partitions,
                            str(out)): k for k in todo}
@@ -224,14 +230,7 @@ def screen_ray(cfg: ScreenConfig, models_dir: Path, out: Path, *, address: str |
     stage["generate_shards"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    parts: dict[int, dict] = {}
-    todo = []
-    for p in range(partitions):
-        m = _read_manifest(out / PART_DIR / f"{p:04d}.json")
-        if _done(out / PART_DIR / f"{p:04d}.parquet", m):
-            parts[p] = m
-        else:
-            todo.append(p)
+    parts, todo = _finished(out / PART_DIR, "{:04d}.parquet", partitions)
     if todo:
         from ray.util import ActorPool
 

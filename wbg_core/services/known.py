@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..composition import FormulaError, reduced_formula
+from ..composition import FormulaError, reduce_each, reduced_formula
 from .inputs import MAX_FORMULAS
 
 
@@ -97,15 +97,7 @@ def oracle_report(oracle, formulas: list[str], known: KnownData | None = None) -
     """
     if len(formulas) > MAX_FORMULAS:
         raise ValueError(f"{len(formulas)} formulas: at most {MAX_FORMULAS} per request")
-    reduced: list[str | None] = []
-    errors: list[str | None] = []
-    for f in formulas:
-        try:
-            reduced.append(reduced_formula(f))
-            errors.append(None)
-        except FormulaError as exc:
-            reduced.append(None)
-            errors.append(str(exc))
+    reduced, errors = reduce_each(formulas)
     ok = [r for r in reduced if r is not None]
     pred = oracle.predict(ok).frame()
     rows = []
