@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .inputs import plural
 
-_STABILITY_NOTES = ("not relaxed", "no formation energy", "relaxation stopped", "no CHGNet energy")
+_STABILITY_NOTES = ("not relaxed", "no formation energy", "no energy above the hull", "relaxation stopped",
+                    "no CHGNet energy")
 
 
 def relaxed_provenance(provenance: dict, structure, stability) -> dict:

@@ -307,6 +307,11 @@ def energy_above_hull(formula, formation_energy: float) -> dict:
 
     comp = Composition(reduce(formula) if isinstance(formula, str) else formula)
     entries = mp_hull_entries([el.symbol for el in comp.elements])
+    if len(comp.elements) > 1 and all(e.composition.is_element for e in entries):
+        # the hull of the bare elements: any compound at a negative formation energy would be
+        # "below the hull" by that energy, which says nothing about its stability
+        raise ValueError(f"no Materials Project compound of the {'-'.join(sorted(e.symbol for e in comp.elements))} "
+                         "system in the bundled data: no hull to measure against")
     pd_ = PhaseDiagram(entries)
     cand = PDEntry(comp, formation_energy * comp.num_atoms, name="candidate")
     decomp, e_hull = pd_.get_decomp_and_e_above_hull(cand, allow_negative=True)
@@ -367,10 +372,14 @@ def assess(structure, *, do_relax: bool = True, fmax: float = DEFAULT_FMAX,
     e_form = e_hull = decomp = None
     try:
         e_form = formation_energy_per_atom(final.composition, e_atom)
-        hull = energy_above_hull(formula, e_form)
-        e_hull, decomp = hull["e_above_hull"], hull["decomposition"]
     except (FileNotFoundError, FormulaError, ValueError) as exc:
         notes.append(f"no formation energy: {exc}")
+    if e_form is not None:
+        try:
+            hull = energy_above_hull(formula, e_form)
+            e_hull, decomp = hull["e_above_hull"], hull["decomposition"]
+        except (FileNotFoundError, FormulaError, ValueError) as exc:
+            notes.append(f"no energy above the hull: {exc}")
     verdict = compound_verdict(formula)
     neutral, valid = verdict.charge_neutral, verdict.valid
     if e_hull is not None and not neutral:
