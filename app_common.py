@@ -113,36 +113,40 @@ def model_dir(name: str) -> Path:
     return model_dirs()[name]
 
 
+# Models are cached here once per server and directory, by Streamlit; the loaders below are the
+# uncached ones (the lru_cached wbg_core.models.load_* serve the CLI and the engine).
 @st.cache_resource(show_spinner="Loading the autoencoder…")
 def _autoencoder(directory: str):
-    from wbg_core.models import load_autoencoder
+    from wbg_core.models.autoencoder import load
     from wbg_core.settings import set_torch_threads
 
     set_torch_threads()
-    return load_autoencoder(directory)
+    return load(Path(directory))
 
 
 @st.cache_resource(show_spinner="Loading the band-gap oracle…")
 def _oracle(directory: str):
-    from wbg_core.models import load_oracle
+    from wbg_core.models.oracle import load
     from wbg_core.settings import set_torch_threads
 
     set_torch_threads()
-    return load_oracle(directory)
+    return load(Path(directory))
 
 
 @st.cache_resource(show_spinner="Loading the generator…")
 def _gan(directory: str):
-    from wbg_core.models import load_gan
+    from wbg_core.models.gan import load
+    from wbg_core.settings import set_torch_threads
 
-    return load_gan(directory)
+    set_torch_threads()
+    return load(Path(directory))
 
 
 @st.cache_resource(show_spinner="Loading the latent map…")
 def _latent_map(directory: str):
-    from wbg_core.models.autoencoder import load_latent_map
+    from wbg_core.models.latent_map import LatentMap
 
-    return load_latent_map(directory)
+    return LatentMap.load(Path(directory))
 
 
 @st.cache_resource(show_spinner="Loading the Materials Project data…")
