@@ -121,3 +121,38 @@ def test_experiment_repeats_on_ray_equal_the_sequential_run(ray_local, models):
 
     assert results(par).equals(results(seq)) and list(results(par)["repeat"]) == [0, 1]
     assert results(seq)["valid_proposals"].gt(0).all()
+
+
+def test_oracle_members_trained_as_ray_tasks_assemble_to_the_sequential_ensemble(ray_local, tmp_path):
+    import torch
+
+    from wbg_core.engine.ray_members import train_members
+    from wbg_core.models.oracle import OracleConfig, load
+    from wbg_core.models.oracle_training import train
+    from wbg_core.models.training import pick_device
+
+    cfg = OracleConfig(members=2, epochs=1)
+    kw = {"limit": 300, "nonmetal_members": 1}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray task trains
+    try:
+        whole = train(tmp_path / "whole", cfg, pick_device("cpu"), **kw)
+        done = train_members(tmp_path / "ray", cfg, "cpu", **kw)
+        assert [d["member"] for d in done] == [0, 1, 2] and done[2]["kind"] == "nonmetal_member"
+        assembled = train(tmp_path / "ray", cfg, pick_device("cpu"), **kw)  # finds every member finished
+    finally:
+        torch.set_num_threads(threads)
+    assert assembled["history"] == whole["history"]
+    a, b = load(tmp_path / "whole"), load(tmp_path / "ray")
+    for ma, mb in zip(a.members + a.nonmetal_members, b.members + b.nonmetal_members):
+        for (k, va), (_, vb) in zip(ma.state_dict().items(), mb.state_dict().items()):
+            assert torch.equal(va, vb), k
+
+
+def test_train_keeps_ray_flags_to_the_oracle(capsys):
+    from wbg_core.cli import main
+
+    assert main(["train", "gan", "--engine", "ray"]) == 2
+    assert "--engine ray trains the oracle's members" in capsys.readouterr().err
+    assert main(["train", "oracle", "--address", "127.0.0.1:9"]) == 2
+    assert "--address goes with --engine ray" in capsys.readouterr().err

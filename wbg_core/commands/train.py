@@ -47,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gan-train-on", choices=("compounds", "all"), default="compounds",
                    help="GAN training formulas: those passing the compound rule (default, shipped) or all "
                         "(metals and alloys too; the checkpoints before 2026-12)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="oracle: ray trains the members as Ray tasks (all cores of a local Ray, or the cluster at "
+                        "--address; one GPU per member where there are GPUs), then assembles them here")
+    p.add_argument("--address", default=None, help="with --engine ray: the cluster's head node, host:port")
     p.add_argument("--progress-file", type=Path, default=None,
                    help="append one JSON line per epoch (model, epoch, epochs, seconds, ETA, losses) to this file; "
                         "the app's training jobs read it")
@@ -92,6 +96,10 @@ def _train(args) -> int:
         raise UserError(f"--init-from {args.init_from}: no model.safetensors there")
     if args.nonmetal_members is not None and args.model != "oracle":
         raise UserError("--nonmetal-members applies to the oracle only")
+    if args.engine == "ray" and (args.model != "oracle" or args.member is not None):
+        raise UserError("--engine ray trains the oracle's members (all of them; leave out --member)")
+    if args.address and args.engine != "ray":
+        raise UserError("--address goes with --engine ray")
     set_torch_threads(args.threads)
     if args.progress_file is not None:
         from ..models.progress_log import set_progress_file
@@ -218,9 +226,16 @@ def _train_one(name: str, args, target: Path, device, command: str | None) -> di
         kw = {"epochs": args.epochs} if args.epochs else {}
         if args.members:
             kw["members"] = args.members
-        return train(target, OracleConfig(seed=args.seed, **kw), device, command=command,
-                     limit=args.limit, only_member=args.member, init_from=args.init_from,
-                     nonmetal_members=NONMETAL_MEMBERS if args.nonmetal_members is None else args.nonmetal_members)
+        cfg = OracleConfig(seed=args.seed, **kw)
+        nonmetal = NONMETAL_MEMBERS if args.nonmetal_members is None else args.nonmetal_members
+        if args.engine == "ray":
+            from ..engine.ray_members import train_members
+
+            train_members(target, cfg, args.device, limit=args.limit, nonmetal_members=nonmetal,
+                          init_from=args.init_from, address=args.address,
+                          progress_callback=lambda f, m: print(f"[{100 * f:5.1f}%] {m}", file=sys.stderr))
+        return train(target, cfg, device, command=command, limit=args.limit, only_member=args.member,
+                     init_from=args.init_from, nonmetal_members=nonmetal)
     else:
         from ..models.gan import GANConfig, train
         from ..models.registry import CheckpointSet

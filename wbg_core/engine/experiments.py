@@ -258,7 +258,7 @@ def run_experiment(cfg: ExperimentConfig, models: CheckpointSet, progress_callba
     elif engine == "ray":
         from .ray_repeats import run_repeats
 
-        rows = run_repeats(cfg, ref, pool_counts, pool_formulas, test, models, cb, address)
+        rows = run_repeats(run_repeat, cfg, ref, pool_counts, pool_formulas, test, models, cb, address)
     else:
         for r in range(cfg.repeats):
             sub = (lambda f, m, r=r: cb((r + f) / cfg.repeats, m))

@@ -12,24 +12,24 @@ from typing import Callable
 Progress = Callable[[float, str], None] | None
 
 
-def _repeat_task(cfg, r, ref, pool_counts, pool_formulas, test, models) -> dict:
+def _repeat_task(run_repeat, cfg, r, ref, pool_counts, pool_formulas, test, models) -> dict:
     from ..settings import set_torch_threads
-    from .experiments import run_repeat
 
     set_torch_threads(1)
     return run_repeat(cfg, r, ref, pool_counts, pool_formulas, test, models)
 
 
-def run_repeats(cfg, ref, pool_counts, pool_formulas, test, models, progress_callback: Progress = None,
+def run_repeats(run_repeat, cfg, ref, pool_counts, pool_formulas, test, models, progress_callback: Progress = None,
                 address: str | None = None) -> list[dict]:
-    """Rows of repeats 0..cfg.repeats-1, in order, computed on a local Ray or the cluster at `address`."""
+    """Rows of run_repeat(cfg, r, ...) for r in 0..cfg.repeats-1, in order, on a local Ray or the
+    cluster at `address` (the function is passed in: this module imports nothing of the experiments)."""
     from .ray_screening import start_ray
 
     cb = progress_callback or (lambda f, m: None)
     ray = start_ray(address)
     task = ray.remote(num_cpus=1, max_retries=2)(_repeat_task)
     shared = [ray.put(x) for x in (ref, pool_counts, pool_formulas, test)]
-    pending = {task.remote(cfg, r, *shared, models): r for r in range(cfg.repeats)}
+    pending = {task.remote(run_repeat, cfg, r, *shared, models): r for r in range(cfg.repeats)}
     rows: dict[int, dict] = {}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
