@@ -101,6 +101,22 @@ positive_float = float_in(0.0, lo_open=True)
 fraction = float_in(0.0, 1.0)
 
 
+def add_engine_flags(p: argparse.ArgumentParser, ray_does: str) -> None:
+    """--engine {local,ray} and --address, the same on every command that can run on Ray."""
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help=f"local: this process (default); ray: {ray_does}, on a local Ray (all cores) or the "
+                        "cluster at --address / RAY_ADDRESS (docs/scale.md)")
+    p.add_argument("--address", default=None,
+                   help="with --engine ray: the cluster's head node, host:port (default: a local Ray)")
+
+
+def check_engine_flags(args, ray_only: tuple[str, ...] = ("--address",)) -> None:
+    """Flags that only mean something on Ray are refused without --engine ray."""
+    if args.engine != "ray" and any(getattr(args, f[2:].replace("-", "_")) for f in ray_only):
+        verb = "goes" if len(ray_only) == 1 else "go"
+        raise UserError(f"{' and '.join(ray_only)} {verb} with --engine ray")
+
+
 def output_file(text: str) -> Path:
     """An --output file, checked before the work: a long run must not end in a write that cannot happen."""
     path = Path(text)

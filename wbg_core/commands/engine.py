@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import band_gap, output_file, positive_float, positive_int, seed, write_output
+from ..cli import (add_engine_flags, band_gap, check_engine_flags, output_file, positive_float, positive_int,
+                   seed, write_output)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -83,9 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generator", choices=["gan", "ae"], default="gan",
                    help="pool source: the GAN (paper, default) or decoded points of the autoencoder's latent box")
     p.add_argument("--invalid", choices=["skip", "penalty"], default="skip")
-    p.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="ray: the repeats as Ray tasks on a local Ray (all cores) or the cluster at --address")
-    p.add_argument("--address", default=None, help="ray: the cluster's head node, host:port")
+    add_engine_flags(p, "the repeats as Ray tasks")
     p.add_argument("--proposal-rule", choices=["any", "compound"], default="any",
                    help="any: label every decoded formula (the paper; the documented tables); compound: the "
                         "validity rule, as the app's campaigns")
@@ -292,8 +291,7 @@ def _experiment(args) -> int:
                            roost_steps=ROOST_STEPS if args.roost_steps is None else args.roost_steps)
     try:
         cfg = cfg.resolved()
-        if args.engine == "local" and args.address:
-            raise UserError("--address goes with --engine ray")
+        check_engine_flags(args)
         result = run_experiment(cfg, CheckpointSet.shipped(), progress_callback=_progress(args.json),
                                 engine=args.engine, address=args.address)
     except _engine_errors() as exc:

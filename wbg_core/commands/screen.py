@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import band_gap, fraction, nonneg_float, nonneg_int, output_file, positive_int, seed, write_output
+from ..cli import (add_engine_flags, band_gap, check_engine_flags, fraction, nonneg_float, nonneg_int, output_file,
+                   positive_int, seed, write_output)
 from .engine import READ_ONLY, _campaign_dir, _elements, _engine_errors, _progress
 
 
@@ -35,10 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="nats: read a sample that is not a compound as its most likely compound reading within "
                         "this drop (default: the generator's setting, 4 for the shipped GAN; 0: plain decode, faster)")
     p.add_argument("--top", type=positive_int, default=None, help="keep the N best candidates")
-    p.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="local: this process (default); ray: shards on a local Ray (all cores) or the cluster "
-                        "at --address / RAY_ADDRESS, resumable in --run-dir (docs/scale.md)")
-    p.add_argument("--address", default=None, help="ray: the cluster's head node, host:port (default: a local Ray)")
+    add_engine_flags(p, "shards as Ray tasks, resumable in --run-dir")
     p.add_argument("--run-dir", type=Path, default=None,
                    help="ray: where shards, partitions and top.csv go; the same command resumes a killed run "
                         "(default runs/screen_<seed>_<pool>)")
@@ -67,8 +65,7 @@ def _screen(args) -> int:
         cfg.validate()
         if args.campaign and args.model != "forest":
             raise UserError("--campaign needs --model forest (the oracle is not retrained)")
-        if args.engine == "local" and (args.address or args.run_dir):
-            raise UserError("--address and --run-dir go with --engine ray")
+        check_engine_flags(args, ("--address", "--run-dir"))
         models = CheckpointSet.shipped()
         if args.engine == "ray":
             if args.model != "oracle":

@@ -6,7 +6,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..cli import fraction, int_in, nonneg_float, nonneg_int, output_dir, positive_float, positive_int, seed
+from ..cli import (add_engine_flags, check_engine_flags, fraction, int_in, nonneg_float, nonneg_int, output_dir,
+                   positive_float, positive_int, seed)
 from ..models.config_bounds import MAX_MEMBERS
 from ..models.registry import MODEL_NAMES as MODELS
 
@@ -47,10 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gan-train-on", choices=("compounds", "all"), default="compounds",
                    help="GAN training formulas: those passing the compound rule (default, shipped) or all "
                         "(metals and alloys too; the checkpoints before 2026-12)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="oracle: ray trains the members as Ray tasks (all cores of a local Ray, or the cluster at "
-                        "--address; one GPU per member where there are GPUs), then assembles them here")
-    p.add_argument("--address", default=None, help="with --engine ray: the cluster's head node, host:port")
+    add_engine_flags(p, "oracle only: its members as Ray tasks (one GPU each where there are GPUs), "
+                        "then assembled here")
     p.add_argument("--progress-file", type=Path, default=None,
                    help="append one JSON line per epoch (model, epoch, epochs, seconds, ETA, losses) to this file; "
                         "the app's training jobs read it")
@@ -98,8 +97,7 @@ def _train(args) -> int:
         raise UserError("--nonmetal-members applies to the oracle only")
     if args.engine == "ray" and (args.model != "oracle" or args.member is not None):
         raise UserError("--engine ray trains the oracle's members (all of them; leave out --member)")
-    if args.address and args.engine != "ray":
-        raise UserError("--address goes with --engine ray")
+    check_engine_flags(args)
     set_torch_threads(args.threads)
     if args.progress_file is not None:
         from ..models.progress_log import set_progress_file

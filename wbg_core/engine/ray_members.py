@@ -31,9 +31,8 @@ def train_members(out: Path, cfg, device_name: str = "auto", *, limit: int | Non
                   progress_callback: Progress = None) -> list[dict]:
     """Train every member still to train (the full ones unless init_from gives them) as Ray tasks;
     returns each task's summary in member order."""
-    from .ray_screening import start_ray
+    from .ray_screening import gather, start_ray
 
-    cb = progress_callback or (lambda f, m: None)
     ray = start_ray(address)
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0
     gpus = 1 if device_name == "cuda" or (device_name == "auto" and has_gpu) else 0
@@ -42,11 +41,5 @@ def train_members(out: Path, cfg, device_name: str = "auto", *, limit: int | Non
     members = range(first, cfg.members + nonmetal_members)
     pending = {task.remote(str(out), cfg, "cuda" if gpus else "cpu", limit, k, nonmetal_members,
                            str(init_from) if init_from is not None else None): k for k in members}
-    done: dict[int, dict] = {}
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            k = pending.pop(ref)
-            done[k] = ray.get(ref)
-            cb(len(done) / len(members), f"member {k} done ({len(done)} of {len(members)})")
+    done = gather(ray, pending, progress_callback, "member")
     return [done[k] for k in members]

@@ -23,18 +23,11 @@ def run_repeats(run_repeat, cfg, ref, pool_counts, pool_formulas, test, models, 
                 address: str | None = None) -> list[dict]:
     """Rows of run_repeat(cfg, r, ...) for r in 0..cfg.repeats-1, in order, on a local Ray or the
     cluster at `address` (the function is passed in: this module imports nothing of the experiments)."""
-    from .ray_screening import start_ray
+    from .ray_screening import gather, start_ray
 
-    cb = progress_callback or (lambda f, m: None)
     ray = start_ray(address)
     task = ray.remote(num_cpus=1, max_retries=2)(_repeat_task)
     shared = [ray.put(x) for x in (ref, pool_counts, pool_formulas, test)]
     pending = {task.remote(run_repeat, cfg, r, *shared, models): r for r in range(cfg.repeats)}
-    rows: dict[int, dict] = {}
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref_ in ready:
-            r = pending.pop(ref_)
-            rows[r] = ray.get(ref_)
-            cb(len(rows) / cfg.repeats, f"{cfg.name}: repeat {r + 1} done ({len(rows)} of {cfg.repeats})")
+    rows = gather(ray, pending, progress_callback, f"{cfg.name} repeat")
     return [rows[r] for r in range(cfg.repeats)]

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..files import atomic_write_bytes, atomic_write_text
-from .screening import ScreenConfig, ScreenError, generate_chunk, label_pool, rank_candidates
+from .screening import ScreenConfig, ScreenError, first_occurrences, generate_chunk, label_pool, rank_candidates
 
 RUN_FILE = "run.json"
 SHARD_DIR, PART_DIR = "shards", "parts"
@@ -142,7 +142,7 @@ class _Labeller:
         first = np.concatenate(first) if first else np.zeros(0, np.int64)
         order = np.argsort(first, kind="stable")
         rows, first = rows[order], first[order]
-        idx = _first_occurrences(rows)  # each formula's first appearance, in stream order
+        idx = first_occurrences(rows)  # each formula's first appearance, in stream order
         pool, keep_first = rows[idx], first[idx]
         funnel: dict[str, int] = {}
         df = label_pool(pool, self.model, cfg, funnel=funnel)
@@ -157,15 +157,6 @@ class _Labeller:
                     "unique": int(len(pool)), **funnel}
         atomic_write_text(path.with_suffix(".json"), json.dumps(manifest))
         return manifest
-
-
-def _first_occurrences(rows: np.ndarray) -> np.ndarray:
-    """Sorted indices of each distinct row's first occurrence (screening._unique_rows' choice)."""
-    if len(rows) == 0:
-        return np.zeros(0, np.int64)
-    v = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.shape[1])))[:, 0]
-    _, idx = np.unique(v, return_index=True)
-    return np.sort(idx)
 
 
 def check_address(address: str, timeout: float = 3.0) -> None:
@@ -226,7 +217,8 @@ def screen_ray(cfg: ScreenConfig, models_dir: Path, out: Path, *, address: str |
     task = ray.remote(num_cpus=1, max_retries=3)(_shard_task)
     pending = {task.remote(str(models_dir), cfg_dict, k, min(cfg.chunk, cfg.pool - k * cfg.chunk), partitions,
                            str(out)): k for k in todo}
-    _collect(ray, pending, manifests, len(manifests), n_shards, cb, 0.0, 0.6, "shards")
+    manifests.update(gather(ray, pending, lambda f, m: cb(0.6 * f, m), "shard"))
+    print(f"shards: {len(todo)} computed, {n_shards - len(todo)} reused", file=sys.stderr)
     stage["generate_shards"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -264,19 +256,17 @@ def screen_ray(cfg: ScreenConfig, models_dir: Path, out: Path, *, address: str |
     return df
 
 
-def _collect(ray, pending: dict, done: dict, start: int, total: int, cb, lo: float, hi: float, what: str) -> None:
-    """Wait for tasks as they finish, reporting progress with an ETA."""
-    t0, finished = time.perf_counter(), 0
+def gather(ray, pending: dict, progress_callback: Progress = None, what: str = "tasks") -> dict:
+    """{key: result} of Ray tasks given as {ref: key}, taken as they finish, with progress and an
+    ETA after each; the one wait loop of the shards, the experiments' repeats and the members."""
+    cb = progress_callback or (lambda f, m: None)
+    done: dict = {}
+    total, t0 = len(pending), time.perf_counter()
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
-            pending.pop(ref)
-            m = ray.get(ref)
-            done[m["shard"]] = m
-            finished += 1
-        rate = (time.perf_counter() - t0) / finished
-        eta = rate * (total - len(done))
-        cb(lo + (hi - lo) * len(done) / total, f"{what} {len(done)} of {total} · ETA {eta:.0f} s")
-    if not total:
-        return
-    print(f"{what}: {total - start} computed, {start} reused", file=sys.stderr)
+            key = pending.pop(ref)
+            done[key] = ray.get(ref)
+            eta = (time.perf_counter() - t0) / len(done) * (total - len(done))
+            cb(len(done) / total, f"{what}: {key} done, {len(done)} of {total} · ETA {eta:.0f} s")
+    return done

@@ -158,12 +158,18 @@ def _reduce_rows(counts: np.ndarray) -> np.ndarray:
     return (counts // np.maximum(np.gcd.reduce(counts, axis=1, keepdims=True), 1)).astype(np.int8)
 
 
-def _unique_rows(counts: np.ndarray) -> np.ndarray:
+def first_occurrences(counts: np.ndarray) -> np.ndarray:
+    """Sorted indices of each distinct row's first occurrence: the one de-duplication rule of
+    every engine (the local one and each Ray partition), so they keep the same rows in the same order."""
     if len(counts) == 0:
-        return counts
+        return np.zeros(0, np.int64)
     v = np.ascontiguousarray(counts).view(np.dtype((np.void, counts.shape[1])))[:, 0]
     _, idx = np.unique(v, return_index=True)
-    return counts[np.sort(idx)]
+    return np.sort(idx)
+
+
+def _unique_rows(counts: np.ndarray) -> np.ndarray:
+    return counts[first_occurrences(counts)]
 
 
 def generate_chunk(gan: CompositionSampler, cfg: ScreenConfig | None, seed: int, k: int, m: int,

@@ -80,7 +80,8 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
               "kwargs": kwargs, "train": asdict(cfg)}
     oracle = Oracle(members, config, {}, nonmetal_members=trained["nonmetal_member"])
     # The fallback σ scale (a checkpoint without its head), fitted on the validation split.
-    vz, vw, vy = _split_features(df, replace(cfg, train_on="full"), limit)["val"]
+    full = feats.get("full") or _split_features(df, replace(cfg, train_on="full"), limit)  # featurised once
+    vz, vw, vy = full["val"]
     vmean, vstd = oracle.predict_arrays(vz, vw)
     oracle.std_scale = _fit_std_scale(vmean - vy, vstd)
     config["std_scale"] = oracle.std_scale

@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -148,5 +148,3 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterato
     for s in range(0, n, batch_size):
         yield idx[s : s + batch_size]
 
-
-EpochFn = Callable[[int], dict]
