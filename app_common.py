@@ -185,6 +185,14 @@ def gan(show: bool = True):
     return _get(_gan, "gan", show)
 
 
+@st.cache_resource(show_spinner="Loading the interatomic potential…")
+def potential(name: str):
+    """A pretrained potential (wbg_core.structures.potentials), loaded once per server."""
+    from wbg_core.structures.potentials import make_potential
+
+    return make_potential(name)
+
+
 @st.cache_resource(show_spinner="Loading the latent sampler…")
 def _latent_sampler(directory: str):
     from wbg_core.models.autoencoder import LatentSampler

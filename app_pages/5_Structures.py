@@ -1,4 +1,5 @@
-"""Structures: EMD template alternatives, the structure in 3D, CHGNet, symmetry, simulated XRD, CIF/DFT downloads."""
+"""Structures: EMD template alternatives ranked by a potential's energy, the structure in 3D, the hull, symmetry,
+simulated XRD, CIF/DFT downloads."""
 from __future__ import annotations
 
 import pandas as pd
@@ -9,12 +10,15 @@ from wbg_core.services.inputs import plural
 from wbg_core.services.structures_view import relax_summary, relaxed_provenance
 from wbg_core.composition import FormulaError, reduced_formula
 from wbg_core.composition.validity import RULES
+from wbg_core.settings import get_settings
+from wbg_core.structures.potentials import POTENTIALS
 
 ac.page("Structures", "🧊")
 st.caption("The paper's template step: the Materials Project structure whose composition is nearest by "
-           "Element Mover's Distance (same stoichiometric coefficients) gets the new elements; CHGNet "
-           "gives the energy, the formation energy against fitted elemental references and the energy "
-           "above the MP hull. Candidate structures are hypotheses to check with DFT.")
+           "Element Mover's Distance (same stoichiometric coefficients) gets the new elements; an interatomic "
+           "potential (CHGNet or SevenNet) gives the energy, the formation energy against fitted elemental "
+           "references and the energy above the MP hull, and can relax the top templates and rank them by "
+           "energy. Candidate structures are hypotheses to check with DFT.")
 
 cands = ac.selected_candidates()
 c1, c2 = st.columns([2, 1])
@@ -29,6 +33,10 @@ with c1:
     text = st.text_input("Formula", key="struct_formula")
 with c2:
     top_k = st.slider("Template alternatives", 1, 8, 3, key="top_k")
+    pot_name = st.selectbox("Potential", list(POTENTIALS), index=list(POTENTIALS).index(get_settings().potential),
+                            format_func=lambda k: POTENTIALS[k].label, key="potential",
+                            help="relaxes the structures and gives their energies; "
+                                 + "; ".join(p.description for p in POTENTIALS.values()))
 
 try:
     formula = reduced_formula(text)
@@ -38,16 +46,20 @@ except FormulaError as exc:
 ac.set_qp(formula=formula)
 
 
-@st.cache_resource(show_spinner="Searching templates and computing CHGNet energies…", max_entries=32)
-def _candidates(formula: str, top_k: int, oracle_dir: str):
+@st.cache_resource(show_spinner="Searching templates and computing their energies…", max_entries=32)
+def _candidates(formula: str, top_k: int, oracle_dir: str, pot_name: str):
     """Keyed by the oracle's directory: the gap comes from the checkpoint set the app uses."""
     from wbg_core.structures.pipeline import predict_structures
 
-    return predict_structures(formula, top_k=top_k, relax=False, oracle=ac.oracle(show=False))
+    return predict_structures(formula, top_k=top_k, potential=ac.potential(pot_name), relax=False,
+                              oracle=ac.oracle(show=False))
 
 
+pot = ac.potential(pot_name)
+oracle_dir = str(ac.model_dir("oracle"))
+ranked_runs = st.session_state.setdefault("ranked", {})  # "formula|potential" -> candidates relaxed and ranked
 try:
-    found = _candidates(formula, top_k, str(ac.model_dir("oracle")))
+    found = ranked_runs.get(f"{formula}|{pot_name}") or _candidates(formula, top_k, oracle_dir, pot_name)
 except FormulaError as exc:  # NoTemplateError is one
     st.error(f"No structure for {formula}: {exc}")
     st.stop()
@@ -55,22 +67,53 @@ except Exception as exc:  # noqa: BLE001 - the data or CHGNet failed: say so, ke
     st.error(f"The structure search failed: {type(exc).__name__}: {exc}")
     st.stop()
 
-relaxed = st.session_state.setdefault("relaxed", {})  # "formula|template" -> (structure, provenance) after CHGNet
+relaxed = st.session_state.setdefault("relaxed", {})  # "formula|template|potential" -> (structure, provenance)
+is_ranked = f"{formula}|{pot_name}" in ranked_runs
 
 
-def _current(c):
+def _current(c, f: str = formula):
     """(structure, provenance) of a template candidate: the relaxed one once relaxed in this session."""
-    return relaxed.get(f"{formula}|{c.provenance['template_id']}", (c.structure, c.provenance))
+    return relaxed.get(f"{f}|{c.provenance['template_id']}|{pot_name}", (c.structure, c.provenance))
 
 
-cols = ["rank", "template_id", "template_formula", "template_spacegroup", "emd", "formula", "spacegroup_symbol",
+r1, r2 = st.columns([1, 2], vertical_alignment="bottom")
+n_rank = r1.number_input("Relax the top N templates", min_value=2, max_value=30, value=10, step=1, key="rank_n",
+                         help="each is relaxed (FIRE, cell and positions, fmax 0.1 eV/Å, at most 200 steps) and the "
+                              "candidates are ordered by energy per atom, lowest first; usually 1-30 s per template")
+if r2.button(f"Relax {n_rank} and rank by {pot.label} energy", key="rank"):
+    from wbg_core.structures.pipeline import predict_structures
+
+    with st.status(f"Relaxing the {n_rank} nearest templates of {formula} with {pot.label}…", expanded=True) as stt:
+        bar = st.progress(0.0)
+        try:
+            ranked_runs[f"{formula}|{pot_name}"] = predict_structures(
+                formula, n_rank, potential=pot, relax=True, rank_by_energy=True, oracle=ac.oracle(show=False),
+                progress=lambda d, t: bar.progress(d / t, text=f"{d} of {t} templates relaxed"))
+            st.rerun()
+        except Exception as exc:  # noqa: BLE001 - keep the page, say what failed
+            stt.update(label="Ranking failed", state="error")
+            st.error(f"Could not relax and rank the templates: {type(exc).__name__}: {exc}")
+if is_ranked:
+    st.caption(f"Ranked by {pot.label} energy per atom after relaxation (lowest first) over the "
+               f"{plural(len(found), 'nearest template')}; the EMD rank stays beside it. Change the formula or "
+               "the potential to leave the ranking.")
+
+cols = ["energy_rank", "energy_above_lowest", "same_structure_as", "rank", "template_id", "template_formula", "template_spacegroup", "emd", "formula", "spacegroup_symbol",
         "relaxed", "formation_energy_per_atom", "e_above_hull", "band_gap_mean", "compound_valid", "passes_paper_rule"]
+if not is_ranked:
+    cols = cols[3:]
 table = pd.DataFrame([{k: _current(c)[1].get(k) for k in cols} for c in found])
 st.dataframe(table, hide_index=True, width="stretch",
-             column_config={"formation_energy_per_atom": st.column_config.NumberColumn("E_f (eV/atom)", format="%.3f"),
+             column_config={"energy_rank": st.column_config.NumberColumn("energy rank", help="1: lowest energy per atom"),
+                            "energy_above_lowest": st.column_config.NumberColumn(
+                                "ΔE (eV/atom)", format="%.3f", help="above the lowest-energy relaxed template"),
+                            "same_structure_as": st.column_config.NumberColumn(
+                                "same as", help="relaxed into the same structure as this energy rank "
+                                                "(pymatgen StructureMatcher)"),
+                            "rank": st.column_config.NumberColumn("EMD rank", help="by Element Mover's Distance"),"formation_energy_per_atom": st.column_config.NumberColumn("E_f (eV/atom)", format="%.3f"),
                             "e_above_hull": st.column_config.NumberColumn("E_hull (eV/atom)", format="%.3f"),
                             "band_gap_mean": st.column_config.NumberColumn("gap (eV)", format="%.2f"),
-                            "relaxed": st.column_config.CheckboxColumn("relaxed", help="relaxed with CHGNet here"),
+                            "relaxed": st.column_config.CheckboxColumn("relaxed", help=f"relaxed with {pot.label}"),
                             "compound_valid": st.column_config.CheckboxColumn("compound", help=RULES["compound"]),
                             "passes_paper_rule": st.column_config.CheckboxColumn(
                                 "paper rule", help=found[0].provenance.get("paper_rule"))})
@@ -81,7 +124,7 @@ choice = st.radio("Show", ids, index=ids.index(want) if want in ids else 0, hori
                   format_func=lambda i: f"{i} ({found[ids.index(i)].provenance['template_formula']})")
 ac.set_qp(template=choice)
 cand = found[ids.index(choice)]
-key = f"{formula}|{choice}"
+key = f"{formula}|{choice}|{pot_name}"
 structure, prov = _current(cand)
 hull_note = [w for w in prov.get("warnings", []) if "not charge-balanced" in w]  # shown by E_hull
 for w in prov.get("warnings", []):
@@ -105,19 +148,20 @@ with right:
     else:
         st.warning(f"Not a valid compound: {prov.get('validity_reason') or 'fails the compound rule'}")
     st.caption(f"Compound rule: {RULES['compound'].split(': ', 1)[-1]} (the CIF header says the same).")
-    if st.button("Relax with CHGNet", disabled=key in relaxed, key="relax"):
+    if st.button(f"Relax with {pot.label}", disabled=key in relaxed or bool(prov.get("relaxed")), key="relax"):
         from wbg_core.structures.stability import assess
 
-        with st.status(f"Relaxing {prov['formula']} with CHGNet (FIRE, cell and positions)…", expanded=True) as stt:
+        with st.status(f"Relaxing {prov['formula']} with {pot.label} (FIRE, cell and positions)…",
+                       expanded=True) as stt:
             try:
-                final, stab = assess(cand.structure, do_relax=True)
-                new = relaxed_provenance(cand.provenance, final, stab)
+                final, stab = assess(cand.structure, pot, do_relax=True)
+                new = relaxed_provenance(cand.provenance, final, stab, pot)
                 relaxed[key] = (final, new)
                 stt.update(label=f"Relaxed in {stab.relax_steps} steps ({stab.relax_seconds:.1f} s)", state="complete")
                 st.rerun()
             except Exception as exc:  # noqa: BLE001
                 stt.update(label="Relaxation failed", state="error")
-                st.error(f"CHGNet could not relax this structure: {exc}")
+                st.error(f"{pot.label} could not relax this structure: {exc}")
 with left:
     try:
         from wbg_core.structures.scene import structure_figure
@@ -189,7 +233,7 @@ kdens = w3.number_input("k-points per reciprocal atom (DFT inputs)", min_value=1
                         value=DEFAULT_KPOINT_DENSITY, step=100.0, format="%.0f", key="kdens",
                         help="pymatgen's Kpoints.automatic_density; the VASP and Quantum ESPRESSO inputs "
                              "share the grid")
-state = f"{key}|{'relaxed' if key in relaxed else 'template'}"  # what `structure` is, for the caches below
+state = f"{key}|{'relaxed' if key in relaxed else 'ranked' if is_ranked else 'template'}"  # what `structure` is
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -237,8 +281,9 @@ with s_right:
         items, bar = [], st.progress(0.0, text="Building structures…")
         for i, f in enumerate(batch):
             try:
-                c = _candidates(f, 1)[0] if f != formula else found[ids.index(choice)]
-                s_, p_ = relaxed.get(f"{f}|{c.provenance['template_id']}", (c.structure, c.provenance))
+                c = found[ids.index(choice)] if f == formula else (
+                    (ranked_runs.get(f"{f}|{pot_name}") or _candidates(f, 1, oracle_dir, pot_name))[0])
+                s_, p_ = _current(c, f)
                 items.append((s_, p_))
             except Exception as exc:  # noqa: BLE001
                 st.error(f"{f}: {exc}")

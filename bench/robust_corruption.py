@@ -220,7 +220,9 @@ def _run_all(tmp: str, only: list[str] | None = None) -> dict:
     return {"counts": counts, "cases_run": len(cases), "failures": failures, "passed": not failures,
             "verify_checksums": settings.verify_checksums, "cases": cases,
             "not_covered": {"data/SOURCES.md": "documentation: no loader reads it",
-                            "models/chgnet_element_refs.json": "not a checkpoint (structures.stability reads it)"},
+                            "models/chgnet_element_refs.json": "not a checkpoint (structures.stability reads it; "
+                                                               "a damaged one is named: tests/test_structures_stability.py)",
+                            "models/sevennet-0_element_refs.json": "the same, for SevenNet-0"},
             "child_seconds": round(time.perf_counter() - t0, 1)}
 
 

@@ -100,7 +100,7 @@ def test_relaxation_updates_table_and_stays_on_screen():
     assert ef == f"{row['formation_energy_per_atom']:.3f} eV/atom"  # metric and table agree
     at.toggle(key="bonds").set_value(False).run()  # any later rerun keeps the relaxation's summary
     no_exception(at)
-    assert "relaxed with CHGNet:" in texts(at) and " step" in texts(at)
+    assert "relaxed with CHGNet 0.3.0:" in texts(at) and " step" in texts(at)
     assert any("Valid compound" in s.value for s in at.success)
 
 
@@ -124,3 +124,33 @@ def test_element_colours_are_pymatgens_vesta_table():
     table = element_colors()
     assert colours == {el: "#{:02x}{:02x}{:02x}".format(*table[el]) for el in ("Ba", "Ca", "F")}
     assert colours["Ba"] != colours["Ca"]
+
+
+def test_rank_the_nearest_templates_by_relaxed_energy():
+    at = app("5_Structures", {"formula": "NaKF2"}).run()
+    no_exception(at)
+    assert "energy_rank" not in at.dataframe[0].value.columns
+    at.number_input(key="rank_n").set_value(2)
+    at.button(key="rank").click().run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert list(table["energy_rank"]) == [1, 2] and table["relaxed"].all()
+    assert table["energy_above_lowest"].iloc[0] == 0 and table["energy_above_lowest"].iloc[1] > 0
+    assert sorted(table["rank"]) == [1, 2]  # the EMD ranks kept beside
+    assert table["same_structure_as"].isna().all()  # KNaCl2 (R-3m) and KNaH2 (P4/mmm) stay distinct
+    assert "Ranked by CHGNet 0.3.0 energy per atom after relaxation" in texts(at)
+    assert at.button(key="relax").disabled  # the shown structure is already relaxed
+
+
+def test_sevennet_is_a_choice_of_potential():
+    at = app("5_Structures", {"formula": "GaN"}).run()
+    at.selectbox(key="potential").set_value("sevennet-0").run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert at.button(key="relax").proto.label == "Relax with SevenNet-0 (11Jul2024)"
+    at.button(key="relax").click().run()
+    no_exception(at)
+    assert "relaxed with SevenNet-0 (11Jul2024):" in texts(at)
+    ef = next(m.value for m in at.metric if m.label == "Formation energy")
+    assert ef.endswith("eV/atom") and float(ef.split()[0]) < 0

@@ -69,6 +69,8 @@ def test_symprec_wavelength_and_kpoint_density_reach_the_files(tmp_path, capsys)
     (["structure", "NaCl", "--symprec", "nan", "--output", "{tmp}"], "--symprec"),
     (["structure", "NaCl", "--wavelength", "CuKz", "--output", "{tmp}"], "invalid choice: 'CuKz'"),
     (["structure", "NaCl", "--kpoint-density", "-1", "--output", "{tmp}"], "--kpoint-density must be"),
+    (["structure", "NaCl", "--potential", "mace", "--output", "{tmp}"], "invalid choice: 'mace'"),
+    (["structure", "NaCl", "--rank", "1", "--output", "{tmp}"], "--rank"),
 ])
 def test_bad_input_is_one_line(argv, message, tmp_path, capsys):
     f = tmp_path / "a_file"
@@ -102,3 +104,27 @@ def test_fallback_is_explained(tmp_path, capsys):
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov[0]["exact_stoichiometry"] is False and prov[0]["requested_formula"] == "Na11Cl13"
     assert prov[0]["band_gap_mean"] is None  # the oracle's gap is for the request, not the analogue
+
+
+def test_rank_relaxes_the_nearest_templates_and_orders_them_by_energy(tmp_path, capsys):
+    assert main(["structure", "GaN", "--rank", "2", "--steps", "60", "--potential", "chgnet",
+                 "--output", str(tmp_path), "--json"]) == 0
+    cands = json.loads(capsys.readouterr().out)["candidates"]
+    assert [c["energy_rank"] for c in cands] == [1, 2] and all(c["relaxed"] for c in cands)
+    assert cands[0]["energy_per_atom"] < cands[1]["energy_per_atom"]
+    assert {c["rank"] for c in cands} == {1, 2}
+    readme = next(tmp_path.glob("*/dft/README.md")).read_text()
+    assert "Relaxation: CHGNet 0.3.0 (ASE FIRE" in readme and "Energy ranking: " in readme
+
+
+def test_unknown_potential_setting_is_one_line(tmp_path, capsys, monkeypatch):
+    from wbg_core import settings
+
+    monkeypatch.setenv("WBG_POTENTIAL", "mace")
+    settings.get_settings.cache_clear()
+    try:
+        assert main(["structure", "NaCl", "--output", str(tmp_path)]) == 2
+    finally:
+        settings.get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert "Unknown potential 'mace'" in err and "WBG_POTENTIAL" in err and "Traceback" not in err

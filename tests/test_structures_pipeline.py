@@ -1,4 +1,4 @@
-"""The whole chain for one formula: template, substitution, CHGNet relaxation, provenance."""
+"""The whole chain for one formula: template, substitution, relaxation with a potential, energy ranking, provenance."""
 import pytest
 
 from wbg_core.structures import pipeline
@@ -8,7 +8,10 @@ def test_relaxed_candidate_with_provenance():
     import torch
 
     torch.set_num_threads(1)
-    cands = pipeline.predict_structures("GaN", 1, relax=True, steps=100, exclude_formulas={"GaN"})
+    from wbg_core.structures.potentials import load_potential
+
+    cands = pipeline.predict_structures("GaN", 1, potential=load_potential("chgnet"), relax=True, steps=100,
+                                        exclude_formulas={"GaN"})
     (c,) = cands
     p = c.provenance
     assert p["template_formula"] == "AlN" and p["relaxed"] and p["relax_converged"]
@@ -16,6 +19,7 @@ def test_relaxed_candidate_with_provenance():
     assert p["spacegroup"] == 186  # wurtzite kept through substitution and relaxation
     assert p["formation_energy_per_atom"] < 0 and p["passes_paper_rule"]
     assert c.structure.composition.reduced_formula == "GaN"
+    assert p["potential"] == "chgnet" and p["potential_label"] == "CHGNet 0.3.0"
 
 
 def test_the_gap_comes_from_the_oracle_the_caller_gives():
@@ -41,3 +45,53 @@ def test_no_oracle_or_an_oracle_error_is_a_note_not_a_crash():
     assert mean is None and std is None and "no band-gap model" in note
     mean, std, note = pipeline.oracle_gap("Xx2", load_oracle())
     assert mean is None and std is None and note.startswith("oracle:")
+
+
+def test_templates_ranked_by_relaxed_energy_keep_their_emd_rank():
+    """GaN's nearest templates (GaN itself held out), relaxed and ordered by CHGNet energy per
+    atom: energy ranks 1..k in energy order, the EMD rank kept, the gaps to the lowest >= 0."""
+    import torch
+
+    from wbg_core.structures.potentials import load_potential
+
+    torch.set_num_threads(1)
+    steps = []
+    ranked = pipeline.predict_structures("GaN", 3, potential=load_potential("chgnet"), relax=True,
+                                         rank_by_energy=True, steps=60, exclude_formulas={"GaN"},
+                                         progress=lambda d, t: steps.append((d, t)))
+    assert steps == [(1, 3), (2, 3), (3, 3)]
+    prov = [c.provenance for c in ranked]
+    assert [p["energy_rank"] for p in prov] == [1, 2, 3]
+    energies = [p["energy_per_atom"] for p in prov]
+    assert energies == sorted(energies) and len(set(energies)) == 3
+    assert sorted(p["rank"] for p in prov) == [1, 2, 3]  # the EMD ranks, now in energy order
+    assert prov[0]["energy_above_lowest"] == 0 and all(p["energy_above_lowest"] > 0 for p in prov[1:])
+    assert all(p["relaxed"] for p in prov)
+
+
+def test_relaxing_or_ranking_needs_a_potential():
+    with pytest.raises(ValueError, match="needs a potential"):
+        pipeline.predict_structures("GaN", 2, rank_by_energy=True)
+    (c,) = pipeline.predict_structures("GaN", 1)  # templates only: fast, no energies, and it says so
+    assert c.provenance["energy_per_atom"] is None and "no potential chosen: no energies" in c.provenance["warnings"]
+
+
+def test_ranking_marks_templates_that_relax_into_one_structure():
+    """A candidate that is the same structure as a better-ranked one says so (StructureMatcher),
+    energies in energy order, other compositions after the ranked ones."""
+    import copy
+
+    cands = pipeline.predict_structures("NaKF2", 2)  # KNaCl2 (R-3m), then KNaH2 (P4/mmm)
+    twin = copy.deepcopy(cands[0])
+    twin.structure.scale_lattice(twin.structure.volume * 1.02)  # the same structure, a little strained
+    twin.provenance["rank"] = 3
+    other = copy.deepcopy(cands[1])
+    other.provenance["formula"] = "K2NaF3"  # a fallback analogue: another composition, not ranked
+    for c, e in zip((cands[0], cands[1], twin), (-6.20, -6.30, -6.19)):
+        c.provenance["energy_per_atom"] = e
+    ranked = pipeline.rank_candidates([cands[0], cands[1], twin, other], "NaKF2")
+    assert [c.provenance["energy_rank"] for c in ranked] == [1, 2, 3, None]
+    assert [c.provenance["rank"] for c in ranked] == [2, 1, 3, 2]
+    assert [c.provenance["same_structure_as"] for c in ranked[:3]] == [None, None, 2]
+    assert ranked[2].provenance["energy_above_lowest"] == pytest.approx(0.11)
+    assert any("another composition than KNaF2" in w for w in ranked[3].provenance["warnings"])

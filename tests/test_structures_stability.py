@@ -1,4 +1,4 @@
-"""CHGNet relaxation, fitted elemental references, formation energy, energy above hull."""
+"""Relaxation with a potential, fitted elemental references, formation energy, energy above hull."""
 import json
 
 import numpy as np
@@ -6,6 +6,7 @@ import pytest
 
 from wbg_core.data import load_structures
 from wbg_core.structures import stability
+from wbg_core.structures.potentials import load_potential
 from wbg_core.structures.substitute import substitute
 from wbg_core.structures.templates import find_templates
 
@@ -29,15 +30,15 @@ def test_reference_file_is_committed_and_complete():
     pool_elements = {Element.from_Z(int(z)).symbol for z in np.unique(pool.numbers)}
     # He occurs only in compounds without an MP formation energy: no reference can be fitted
     assert pool_elements - set(refs["elements"]) <= {"He"}
-    with pytest.raises(stability.FormulaError, match="reference"):
-        stability.formation_energy_per_atom({"He": 1, "Na": 2}, -1.0)
+    with pytest.raises(stability.FormulaError, match="CHGNet 0.3.0 reference energy for \\['He'\\]"):
+        stability.formation_energy_per_atom({"He": 1, "Na": 2}, -1.0, refs)
     assert all(v["n_compounds"] >= 1 for v in refs["elements"].values())
 
 
 def test_relax_small_structure_in_seconds():
     template = find_templates("GaN", 1, exclude_formulas={"GaN"})[0]  # wurtzite AlN
     sub = substitute(template, "GaN")
-    rel = stability.relax(sub.structure, fmax=0.1, steps=100)
+    rel = load_potential("chgnet").relax(sub.structure, fmax=0.1, steps=100)
     assert rel.converged and 0 < rel.steps <= 100
     assert rel.seconds < 20
     assert rel.energy_per_atom <= rel.initial_energy_per_atom + 1e-6
@@ -52,8 +53,8 @@ def test_formation_energy_of_mp_structures_matches_mp(mp_id):
     pool = load_structures()
     i = pool.index_of(mp_id)
     s = pool.structure(i)
-    e = stability.chgnet_energies(s)[0]
-    ef = stability.formation_energy_per_atom(s.composition, e)
+    e = load_potential("chgnet").energies(s)[0]
+    ef = stability.formation_energy_per_atom(s.composition, e, stability.element_references("chgnet"))
     mp = pool.meta["formation_energy_per_atom"].iloc[i]
     assert ef == pytest.approx(mp, abs=0.15)
 
@@ -74,7 +75,7 @@ def test_hull_of_a_known_stable_compound():
 
 def test_assess_applies_the_papers_rule():
     template = find_templates("GaN", 1, exclude_formulas={"GaN"})[0]
-    final, st = stability.assess(substitute(template, "GaN").structure, do_relax=False)
+    final, st = stability.assess(substitute(template, "GaN").structure, load_potential("chgnet"), do_relax=False)
     assert st.formation_energy_per_atom < 0 and st.charge_neutral and st.compound_valid
     assert st.passes_paper_rule
     assert st.e_above_hull is None and any(n.startswith("no energy above the hull: no Materials Project compound")
@@ -86,9 +87,12 @@ def test_isolated_atoms_give_nan_not_a_crash():
     from pymatgen.core import Lattice, Structure
 
     s = Structure(Lattice.cubic(20.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    assert np.isnan(stability.chgnet_energies(s)[0])
+    chgnet = load_potential("chgnet")
+    assert np.isnan(chgnet.energies(s)[0])
     with pytest.raises(ValueError, match="no neighbour"):
-        stability.relax(s)
+        chgnet.relax(s)
+    with pytest.raises(ValueError, match="CHGNet 0.3.0 cannot compute this structure's energy"):
+        stability.assess(s, chgnet, do_relax=False)
 
 
 def test_disordered_structure_cannot_be_relaxed():
@@ -96,7 +100,7 @@ def test_disordered_structure_cannot_be_relaxed():
 
     s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.6), [{"Na": 0.5, "K": 0.5}, "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     with pytest.raises(ValueError, match="disordered"):
-        stability.relax(s)
+        load_potential("chgnet").relax(s)
 
 
 @pytest.mark.parametrize("content", ["", "{not json", "[]"])
@@ -114,3 +118,8 @@ def test_damaged_reference_file_is_named(content, tmp_path, monkeypatch):
     finally:
         settings.get_settings.cache_clear()
         stability.element_references.cache_clear()
+
+
+def test_unknown_potential_is_named():
+    with pytest.raises(ValueError, match=r"Unknown potential 'mace'.*chgnet, sevennet-0"):
+        load_potential("mace")

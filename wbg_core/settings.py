@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     cache_dir: str = Field(str(_ROOT / ".cache"),
                            description="derived data (parsed formulas, count matrices) kept between processes; '' turns it off")
     torch_threads: int = Field(2, ge=1, description="torch CPU threads: more threads than cores slows torch 5-30x")
+    potential: str = Field("chgnet", description="the interatomic potential that relaxes structures and gives their energies "
+                                                 "unless a command or the page picks another: a key of "
+                                                 "wbg_core.structures.potentials.POTENTIALS (chgnet, sevennet-0)")
     split_seed: int = Field(0, description="seed of the train/val/test split every model and benchmark shares")
     verify_checksums: bool = Field(True, description="check data files and weights against their recorded sha256 on load")
     public: bool = Field(False, description="public mode (WBG_PUBLIC=1) for a shared server: retraining and "

@@ -7,6 +7,7 @@ import sys
 from ..cli import float_in, int_in, output_dir
 from ..structures.dft import DEFAULT_KPOINT_DENSITY, MAX_KPOINT_DENSITY
 from ..structures.export import DEFAULT_SYMPREC
+from ..structures.potentials import POTENTIALS
 
 # pymatgen's X-ray sources (pymatgen.analysis.diffraction.xrd.WAVELENGTHS), read lazily would cost the
 # whole CLI pymatgen's import; the xrd module checks this list against pymatgen's (tested)
@@ -18,17 +19,24 @@ WAVELENGTHS = ("CuKa", "CuKa2", "CuKa1", "CuKb1", "MoKa", "MoKa2", "MoKa1", "MoK
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "structure",
-        help="predict crystal structures for a formula: EMD template, substitution, CHGNet; "
+        help="predict crystal structures for a formula: EMD template, substitution, CHGNet or SevenNet; "
              "writes CIFs, XRD peaks, DFT inputs",
         description="Template (smallest Element Mover's Distance among MP structures with the same "
-                    "coefficient multiset), element substitution, optional CHGNet relaxation, formation "
-                    "energy and energy above the MP hull. Writes per candidate NAME.cif (symmetrised at "
+                    "coefficient multiset), element substitution, optional relaxation with an interatomic "
+                    "potential (--potential), optionally of the top N templates ranked by energy (--rank N), "
+                    "formation energy and energy above the MP hull. Writes per candidate NAME.cif (symmetrised at "
                     "--symprec), NAME/xrd_SOURCE.csv (simulated powder XRD peaks) and NAME/dft/ (VASP "
                     "MPRelaxSet and Quantum ESPRESSO inputs with a README), and provenance.json.",
     )
     p.add_argument("formula", nargs="?", metavar="FORMULA", help="e.g. SrYF5")
     p.add_argument("--top-k", type=int_in(1, 50), default=3, help="number of alternative templates (default 3)")
-    p.add_argument("--relax", action="store_true", help="relax cell and positions with CHGNet")
+    p.add_argument("--relax", action="store_true", help="relax cell and positions with the potential")
+    p.add_argument("--rank", type=int_in(2, 50), nargs="?", const=10, default=None, metavar="N",
+                   help="relax the N nearest templates (default 10) and order them by energy per atom, lowest "
+                        "first; the EMD rank stays in the provenance (replaces --top-k, implies --relax)")
+    p.add_argument("--potential", choices=list(POTENTIALS), default=None,
+                   help="interatomic potential for energies and relaxations (default: the setting "
+                        "WBG_POTENTIAL, chgnet)")
     p.add_argument("--steps", type=int_in(1, 5000), default=200, help="maximum relaxation steps (default 200)")
     p.add_argument("--fmax", type=float_in(0.0, 10.0, lo_open=True, note=" eV/A"), default=0.1,
                    help="force threshold in eV/A (default 0.1)")
@@ -51,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", type=output_dir, help="output folder (created if missing, inside an existing one)")
     p.add_argument("--json", action="store_true", help="print the provenance as JSON")
     p.add_argument("--fit-references", action="store_true",
-                   help="(maintainers) refit models/chgnet_element_refs.json and exit")
+                   help="(maintainers) refit models/<potential>_element_refs.json and exit")
     p.set_defaults(handler=_structure)
 
 
@@ -61,7 +69,9 @@ def _structure(args) -> int:
     if args.fit_references:
         from ..structures.stability import fit_element_references
 
-        r = fit_element_references()
+        r = fit_element_references(_potential(args), progress=lambda d, t: print(
+            f"\r{d}/{t} compounds", end="", file=sys.stderr, flush=True))
+        print(file=sys.stderr)
         print(f"fitted references for {len(r['elements'])} elements from {r['n_compounds']} compounds; "
               f"fit MAE {r['fit_mae_eV_per_atom']} eV/atom")
         return 0
@@ -79,7 +89,8 @@ def _structure(args) -> int:
 
     try:
         candidates = predict_structures(
-            args.formula, args.top_k, relax=args.relax, fmax=args.fmax, steps=args.steps,
+            args.formula, args.rank or args.top_k, potential=_potential(args), relax=args.relax or bool(args.rank),
+            rank_by_energy=bool(args.rank), fmax=args.fmax, steps=args.steps,
             max_per_formula=None if args.polymorphs else 1, fallback=not args.no_fallback,
             oracle=_oracle_or_none(),
         )
@@ -105,6 +116,8 @@ def _structure(args) -> int:
         eh = p["e_above_hull"]
         gap = p["band_gap_mean"]
         sg = row.get("spacegroup_symbol") or "P1 (no symmetry found)"
+        if p.get("energy_rank") is not None:
+            print(f"energy rank {p['energy_rank']} (+{p['energy_above_lowest']:.3f} eV/atom), EMD rank {p['rank']}:")
         print(f"{name}: {p['formula']} from {p['template_id']} ({p['template_formula']}, EMD {p['emd']:.3f}), "
               f"{sg} at symprec {args.symprec:g}; E_f {'%.3f' % ef if ef is not None else '-'} eV/atom, "
               f"E_hull {'%.3f' % eh if eh is not None else '-'} eV/atom, "
@@ -118,6 +131,18 @@ def _structure(args) -> int:
             print(f"  note: {row['notes']}")
     print(f"wrote {len(written['files'])} files and folders to {written['output']}")
     return 0
+
+
+def _potential(args):
+    """The potential of --potential, else of the setting (WBG_POTENTIAL), loaded once."""
+    from ..cli import UserError
+    from ..settings import get_settings
+    from ..structures.potentials import load_potential
+
+    try:
+        return load_potential(args.potential or get_settings().potential)
+    except ValueError as exc:  # only an unknown WBG_POTENTIAL gets here: --potential has choices
+        raise UserError(f"{exc} (WBG_POTENTIAL)") from exc
 
 
 def _oracle_or_none():

@@ -1,15 +1,15 @@
-"""The structures page's provenance of a template candidate after a CHGNet relaxation, and
+"""The structures page's provenance of a template candidate after a relaxation, and
 the one-line summary of it."""
 from __future__ import annotations
 
 from .inputs import plural
 
 _STABILITY_NOTES = ("not relaxed", "no formation energy", "no energy above the hull", "relaxation stopped",
-                    "no CHGNet energy")
+                    "no CHGNet", "no SevenNet", "no potential chosen")
 
 
-def relaxed_provenance(provenance: dict, structure, stability) -> dict:
-    """The provenance of a template candidate after a CHGNet relaxation (wbg_core.structures.stability
+def relaxed_provenance(provenance: dict, structure, stability, potential) -> dict:
+    """The provenance of a template candidate after a relaxation with `potential` (wbg_core.structures.stability
     .assess): its energies, hull distance, the compound rule's verdict, the step count and
     convergence, the relaxed cell's space group; the template's notes kept, the old energy notes
     replaced by the relaxation's."""
@@ -17,6 +17,7 @@ def relaxed_provenance(provenance: dict, structure, stability) -> dict:
     new = {**provenance, **{k: stab[k] for k in ("energy_per_atom", "formation_energy_per_atom", "e_above_hull",
                                                  "decomposition", "passes_paper_rule", "charge_neutral",
                                                  "compound_valid") if k in stab}}
+    new.update(potential=potential.name, potential_label=potential.label)
     new.update(relaxed=True, relax_steps=stability.relax_steps, relax_converged=stability.relax_converged,
                relax_seconds=stability.relax_seconds, n_sites=len(structure))
     try:
@@ -33,11 +34,11 @@ def relaxed_provenance(provenance: dict, structure, stability) -> dict:
 
 
 def relax_summary(provenance: dict) -> str:
-    """'relaxed with CHGNet: 57 steps, converged, 12.3 s' or 'template geometry, not relaxed'."""
+    """'relaxed with CHGNet 0.3.0: 57 steps, converged, 12.3 s' or 'template geometry, not relaxed'."""
     if not provenance.get("relaxed"):
         return "template geometry, not relaxed"
     steps, conv, secs = (provenance.get(k) for k in ("relax_steps", "relax_converged", "relax_seconds"))
     parts = [plural(int(steps), "step") if steps is not None else None,
              None if conv is None else ("converged" if conv else "not converged"),
              f"{secs:.1f} s" if secs is not None else None]
-    return "relaxed with CHGNet: " + ", ".join(p for p in parts if p)
+    return f"relaxed with {provenance.get('potential_label') or 'CHGNet 0.3.0'}: " + ", ".join(p for p in parts if p)

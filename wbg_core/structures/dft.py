@@ -209,14 +209,20 @@ def _made_lines(p: Mapping) -> list[str]:
         bits = [f"{steps} steps" if steps is not None else None,
                 None if conv is None else ("converged" if conv else "NOT converged"),
                 f"{_num(secs, '.1f')} s" if secs is not None else None]
-        lines.append("Relaxation: CHGNet 0.3.0 (FIRE, cell and positions): " + ", ".join(b for b in bits if b))
+        pot = p.get("potential_label") or "CHGNet 0.3.0"
+        lines.append(f"Relaxation: {pot} (ASE FIRE, cell and positions): " + ", ".join(b for b in bits if b))
     elif "relaxed" in p:
         lines.append("Relaxation: none (the template's geometry in the scaled cell); DFT relaxes it from here")
     energies = [(k, label) for k, label in (("energy_per_atom", "energy"), ("formation_energy_per_atom", "formation energy"),
                                             ("e_above_hull", "energy above the MP hull")) if p.get(k) is not None]
     if energies:
-        lines.append("Energies (CHGNet 0.3.0 potential, eV/atom): "
+        lines.append(f"Energies ({p.get('potential_label') or 'CHGNet 0.3.0'} potential, eV/atom): "
                      + "; ".join(f"{label} {_num(p[k])}" for k, label in energies))
+    if p.get("energy_rank") is not None:
+        lines.append(f"Energy ranking: {p['energy_rank']} of the relaxed templates by energy per atom "
+                     f"({_num(p.get('energy_above_lowest'))} eV/atom above the lowest); EMD rank {p.get('rank')}"
+                     + (f"; relaxes into the same structure as energy rank {p['same_structure_as']}"
+                        if p.get("same_structure_as") else ""))
     if isinstance(p.get("decomposition"), Mapping) and p["decomposition"]:
         lines.append("Hull decomposition: " + ", ".join(f"{k} {v}" for k, v in p["decomposition"].items()))
     if p.get("band_gap_mean") is not None:

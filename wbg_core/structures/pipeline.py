@@ -1,4 +1,4 @@
-"""Formula -> candidate structures with provenance: templates, substitution, CHGNet, the oracle's gap.
+"""Formula -> candidate structures with provenance: templates, substitution, a potential, the oracle's gap.
 
 `predict_structures` is what the CLI (`wbg structure`) and the web app call; `write_outputs`
 writes a result to a folder: per candidate its CIF, simulated XRD peaks and DFT inputs, and
@@ -14,7 +14,8 @@ from pathlib import Path
 from ..composition.parse import format_formula
 from ..composition.validity import RULES
 from .export import DEFAULT_SYMPREC
-from .stability import DEFAULT_FMAX, DEFAULT_STEPS, assess
+from .potentials import DEFAULT_FMAX, DEFAULT_STEPS
+from .stability import assess
 from .substitute import substitute
 from .templates import find_templates, reduce
 
@@ -43,19 +44,27 @@ def oracle_gap(formula: str, oracle) -> tuple[float | None, float | None, str | 
     return (mean if math.isfinite(mean) else None), (std if math.isfinite(std) else None), None
 
 
-def predict_structures(formula: str, top_k: int = 3, *, relax: bool = False,
-                       fmax: float = DEFAULT_FMAX, steps: int = DEFAULT_STEPS,
+def predict_structures(formula: str, top_k: int = 3, *, potential=None, relax: bool = False,
+                       rank_by_energy: bool = False, fmax: float = DEFAULT_FMAX, steps: int = DEFAULT_STEPS,
                        exclude_formulas=(), max_per_formula: int | None = 1,
-                       fallback: bool = True, oracle=None) -> list[Candidate]:
+                       fallback: bool = True, oracle=None, progress=None) -> list[Candidate]:
     """Candidate structures for `formula`, best template first.
 
     For each of the top_k templates (by default one polymorph per template formula, the most
     stable, so the alternatives are different compositions): substitute, optionally relax with
-    CHGNet, compute formation energy and energy above the MP hull, and collect provenance.
+    the potential, compute formation energy and energy above the MP hull, and collect provenance.
+    potential: a structures.potentials.Potential; None leaves the energies out (fast: templates only).
+    rank_by_energy: order the candidates by the potential's energy per atom (relaxed when `relax`),
+    lowest first, instead of by EMD; the EMD rank stays in provenance["rank"], the energy rank in
+    "energy_rank". Only candidates of the requested composition are ranked (a fallback analogue
+    has another composition, whose energy per atom compares nothing); they follow, by EMD.
     oracle: the band-gap model whose prediction goes in the provenance (the caller's choice, e.g.
     the checkpoint set the app uses); None leaves the gap out.
+    progress: called as progress(done, total) after each template.
     Raises FormulaError for bad formulas and NoTemplateError when no template exists.
     """
+    if (relax or rank_by_energy) and potential is None:
+        raise ValueError("relaxing or ranking by energy needs a potential (structures.potentials.load_potential)")
     query = format_formula(reduce(formula))
     templates = find_templates(query, top_k, exclude_formulas=exclude_formulas,
                                max_per_formula=max_per_formula, fallback=fallback)
@@ -67,13 +76,16 @@ def predict_structures(formula: str, top_k: int = 3, *, relax: bool = False,
     for rank, t in enumerate(templates, 1):
         sub = substitute(t, query)
         notes = list(sub.warnings)
-        try:
-            final, st = assess(sub.structure, do_relax=relax, fmax=fmax, steps=steps)
-            notes += st.warnings
-            stab = st.to_dict()
-        except ValueError as exc:  # CHGNet refuses the structure (isolated atoms, ...)
-            final, stab = sub.structure, {}
-            notes.append(f"no CHGNet energy: {exc}")
+        final, stab = sub.structure, {}
+        if potential is None:
+            notes.append("no potential chosen: no energies")
+        else:
+            try:
+                final, st = assess(sub.structure, potential, do_relax=relax, fmax=fmax, steps=steps)
+                notes += st.warnings
+                stab = st.to_dict()
+            except ValueError as exc:  # the potential refuses the structure (isolated atoms, an element, ...)
+                notes.append(f"no {potential.label} energy: {exc}")
         if gap_note:
             notes.append(gap_note)
         sg_symbol = sg_number = None
@@ -88,7 +100,10 @@ def predict_structures(formula: str, top_k: int = 3, *, relax: bool = False,
             "name": f"{sub.result_formula}_{rank}_{t.material_id}",
             "formula": sub.result_formula,
             "requested_formula": query,
-            "rank": rank,
+            "rank": rank,  # by EMD
+            "energy_rank": None,
+            "energy_above_lowest": None,
+            "same_structure_as": None,
             "template_id": t.material_id,
             "template_formula": t.formula,
             "template_spacegroup": t.spacegroup,
@@ -101,6 +116,8 @@ def predict_structures(formula: str, top_k: int = 3, *, relax: bool = False,
             "n_sites": len(final),
             "band_gap_mean": gap_mean if sub.exact else None,
             "band_gap_std": gap_std if sub.exact else None,
+            "potential": potential.name if potential is not None else None,
+            "potential_label": potential.label if potential is not None else None,
             "energy_per_atom": stab.get("energy_per_atom"),
             "formation_energy_per_atom": stab.get("formation_energy_per_atom"),
             "e_above_hull": stab.get("e_above_hull"),
@@ -118,7 +135,42 @@ def predict_structures(formula: str, top_k: int = 3, *, relax: bool = False,
             "warnings": notes,
         }
         out.append(Candidate(structure=final, provenance=prov))
-    return out
+        if progress:
+            progress(rank, len(templates))
+    return rank_candidates(out, query) if rank_by_energy else out
+
+
+def rank_candidates(candidates: list[Candidate], formula: str) -> list[Candidate]:
+    """Lowest energy per atom first among the candidates of `formula`'s composition; the others
+    (other compositions, or no energy) after them in their EMD order. Sets energy_rank,
+    energy_above_lowest (eV/atom) and same_structure_as: the energy rank of a better-ranked
+    candidate that is the same structure (pymatgen StructureMatcher, default tolerances), since
+    several templates often relax into one structure."""
+    target = format_formula(reduce(formula))
+
+    def energy(c):
+        e = c.provenance.get("energy_per_atom")
+        same = c.provenance.get("formula") == target
+        return e if same and e is not None and math.isfinite(e) else None
+
+    ranked = sorted((c for c in candidates if energy(c) is not None), key=lambda c: (energy(c), c.provenance["rank"]))
+    rest = [c for c in candidates if energy(c) is None]
+    if ranked:
+        from pymatgen.analysis.structure_matcher import StructureMatcher
+
+        matcher = StructureMatcher()
+        lowest = energy(ranked[0])
+        for k, c in enumerate(ranked, 1):
+            c.provenance["energy_rank"] = k
+            c.provenance["energy_above_lowest"] = round(energy(c) - lowest, 6)
+            c.provenance["same_structure_as"] = next(
+                (j for j, other in enumerate(ranked[:k - 1], 1)
+                 if other.provenance.get("same_structure_as") is None and matcher.fit(c.structure, other.structure)),
+                None)
+    for c in rest:
+        c.provenance["warnings"].append("not ranked by energy: " + (
+            "no energy" if c.provenance.get("formula") == target else f"another composition than {target}"))
+    return ranked + rest
 
 
 def write_outputs(candidates: list[Candidate], output: str | Path, zip_name: str | None = None, *,

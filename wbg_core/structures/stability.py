@@ -1,31 +1,29 @@
-"""CHGNet relaxation and energies, formation energy, energy above the MP convex hull.
+"""Formation energy from a potential, fitted elemental references, energy above the MP convex hull.
 
-- CHGNet 0.3.0 (weights in its wheel, offline) relaxes cell and positions with FIRE, bounded
-  by `steps` and `fmax`, and gives the total energy.
-- Formation energy per atom: E_f = (E_CHGNet - sum_i n_i mu_i) / N. The bundled pool holds no
+- The potential (structures.potentials: CHGNet or SevenNet, weights in their wheels) relaxes
+  cell and positions and gives the total energy.
+- Formation energy per atom: E_f = (E - sum_i n_i mu_i) / N. The bundled pool holds no
   elemental structures (MP's element entries were not bundled), so the references mu_i cannot
-  be CHGNet energies of elemental ground states. They are *fitted elemental reference
+  be the potential's energies of elemental ground states. They are *fitted elemental reference
   energies* instead (as in FERE, Stevanovic et al., PRB 85, 115104, 2012): least squares of
-  E_CHGNet/N - E_f(MP) = sum_i x_i mu_i over pool compounds with a known MP formation energy.
-  This puts CHGNet formation energies on MP's scale (MP's anion corrections included). The
-  fit is computed once (`fit_element_references`, a few minutes on 1 thread) and stored in
-  models/chgnet_element_refs.json with the material ids it used, which the validation
-  benchmark keeps out of its test set.
+  E/N - E_f(MP) = sum_i x_i mu_i over pool compounds with a known MP formation energy, per
+  potential. This puts each potential's formation energies on MP's scale: CHGNet learned MP's
+  corrected energies, SevenNet-0 the uncorrected ones, and the fitted mu absorb the difference
+  (the anion corrections). The fit is computed once per potential (`fit_element_references`, a
+  few minutes on 1 thread) and stored in models/<name>_element_refs.json with the material ids
+  it used, which the validation benchmark keeps out of its test set.
 - Energy above hull: pymatgen PhaseDiagram of the bundled MP formation energies of the
-  chemical system (elements at 0), with the candidate at its CHGNet formation energy. The
-  two energies come from different methods (DFT hull, CHGNet candidate): treat e_hull as a
+  chemical system (elements at 0), with the candidate at the potential's formation energy. The
+  two energies come from different methods (DFT hull, ML candidate): treat e_hull as a
   screen, not a verdict.
 - The paper's rule: keep candidates with negative formation energy that are charge neutral
   and electronegativity balanced (SMACT).
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,127 +31,37 @@ from pathlib import Path
 import numpy as np
 
 from ..composition.parse import FormulaError, format_formula
+from .potentials import DEFAULT_FMAX, DEFAULT_STEPS
 from .templates import reduce
 
-REFS_FILE = "chgnet_element_refs.json"
-DEFAULT_FMAX = 0.1  # eV/A
-DEFAULT_STEPS = 200
-
-
-@lru_cache(maxsize=1)
-def chgnet_model():
-    """The pretrained CHGNet (0.1 s; weights ship in the wheel)."""
-    from chgnet.model import CHGNet
-
-    from ..settings import set_torch_threads
-
-    set_torch_threads()
-    with contextlib.redirect_stdout(io.StringIO()):
-        return CHGNet.load(verbose=False)
-
-
-def chgnet_energies(structures, batch_size: int = 16) -> np.ndarray:
-    """Static CHGNet energies per atom (eV/atom) of one or several pymatgen Structures.
-
-    A structure CHGNet refuses (an atom with no neighbour within 6 A) gets NaN.
-    """
-    single = not isinstance(structures, (list, tuple))
-    items = [structures] if single else list(structures)
-    if not items:
-        return np.empty(0)
-    model = chgnet_model()
-    model.graph_converter.set_isolated_atom_response("error")  # StructOptimizer sets "warn"
-    try:
-        preds = model.predict_structure(items, task="e", batch_size=batch_size)
-    except ValueError:
-        if len(items) == 1:
-            return np.array([np.nan])
-        return np.concatenate([chgnet_energies([s], batch_size) for s in items])
-    if isinstance(preds, dict):
-        preds = [preds]
-    return np.array([float(p["e"]) for p in preds])
-
-
-@dataclass
-class Relaxation:
-    structure: object  # relaxed pymatgen Structure
-    energy_per_atom: float  # CHGNet, eV/atom, of the relaxed structure
-    initial_energy_per_atom: float
-    steps: int
-    converged: bool  # max force below fmax within the step budget
-    max_force: float  # eV/A at the end
-    volume_change: float  # relaxed / initial volume
-    seconds: float
-
-
-def relax(structure, *, fmax: float = DEFAULT_FMAX, steps: int = DEFAULT_STEPS,
-          relax_cell: bool = True) -> Relaxation:
-    """Relax cell and positions with CHGNet (FIRE), at most `steps` steps."""
-    from chgnet.model import StructOptimizer
-
-    if not structure.is_ordered:
-        raise ValueError("CHGNet cannot relax a disordered structure (partial occupancies)")
-    t0 = time.perf_counter()
-    from threadpoolctl import threadpool_limits
-
-    # One thread for OpenMP and BLAS during the relaxation: between CHGNet calls the cell filter
-    # solves 3x3 systems with scipy while idle OpenMP workers spin-wait; on a busy 2-core machine
-    # that made a 12-step relaxation of 4-atom GaN take 7-25 s instead of 0.5 s.
-    import torch
-
-    model = chgnet_model()
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), threadpool_limits(1):
-            warnings.simplefilter("ignore")  # CHGNet's "tensor with requires_grad" notice
-            opt = StructOptimizer(model=model, on_isolated_atoms="error")
-            result = opt.relax(structure.copy(), fmax=fmax, steps=steps, relax_cell=relax_cell, verbose=False)
-    except ValueError as exc:
-        if "isolated" in str(exc):
-            raise ValueError("CHGNet cannot relax this structure: an atom has no neighbour within 6 A") from exc
-        raise
-    finally:
-        torch.set_num_threads(torch_threads)
-    traj = result["trajectory"]
-    final = result["final_structure"]
-    n = len(final)
-    forces = np.asarray(traj.forces[-1]) if len(traj.forces) else np.zeros((n, 3))
-    max_force = float(np.linalg.norm(forces, axis=1).max()) if len(forces) else 0.0
-    return Relaxation(
-        structure=final,
-        energy_per_atom=float(traj.energies[-1]) / n,
-        initial_energy_per_atom=float(traj.energies[0]) / n,
-        steps=max(len(traj.energies) - 1, 0),
-        converged=max_force <= fmax,
-        max_force=max_force,
-        volume_change=float(final.volume / structure.volume),
-        seconds=time.perf_counter() - t0,
-    )
+REFS_FILE = "chgnet_element_refs.json"  # CHGNet's; every potential has its own: refs_file(name)
 
 
 # ---------------------------------------------------------------- elemental references
 
-def refs_path() -> Path:
+def refs_file(potential_name: str) -> str:
+    return f"{potential_name}_element_refs.json"
+
+
+def refs_path(potential_name: str = "chgnet") -> Path:
     from ..settings import get_settings
 
-    return Path(get_settings().models_dir) / REFS_FILE
+    return Path(get_settings().models_dir) / refs_file(potential_name)
 
 
-@lru_cache(maxsize=1)
-def element_references() -> dict:
-    """The fitted CHGNet elemental references (models/chgnet_element_refs.json)."""
-    path = refs_path()
+@lru_cache(maxsize=None)
+def element_references(potential_name: str = "chgnet") -> dict:
+    """The fitted elemental references of a potential (models/<name>_element_refs.json)."""
+    path = refs_path(potential_name)
+    refit = f"`python -m wbg_core structure --fit-references --potential {potential_name}`"
     if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: run `python -m wbg_core structure --fit-references` once to compute it"
-        )
+        raise FileNotFoundError(f"{path} is missing: run {refit} once to compute it")
     try:
         refs = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is corrupt ({exc}): rerun `python -m wbg_core structure --fit-references`") from exc
-    if not isinstance(refs, dict) or not refs:
-        raise ValueError(f"{path} holds no element references: rerun `python -m wbg_core structure --fit-references`")
+        raise ValueError(f"{path} is corrupt ({exc}): rerun {refit}") from exc
+    if not isinstance(refs, dict) or not isinstance(refs.get("elements"), dict) or not refs["elements"]:
+        raise ValueError(f"{path} holds no element references: rerun {refit}")
     return refs
 
 
@@ -180,9 +88,12 @@ def _fit_set(per_element: int, max_atoms: int, seed: int) -> np.ndarray:
     return np.array(sorted(chosen))
 
 
-def fit_element_references(per_element: int = 40, max_atoms: int = 24, seed: int = 0,
+def fit_element_references(potential, per_element: int = 40, max_atoms: int = 24, seed: int = 0,
                            write: bool = True, progress=None) -> dict:
-    """Fit mu_i by least squares over pool compounds (see module doc); writes models/... json."""
+    """Fit mu_i by least squares over pool compounds (see module doc); writes models/<name>_element_refs.json.
+
+    The fit set depends on the pool and the seed only, so every potential is fitted on the same
+    compounds and the validation benchmark keeps the same ones out."""
     from pymatgen.core import Element
 
     from ..data import load_structures
@@ -196,7 +107,7 @@ def fit_element_references(per_element: int = 40, max_atoms: int = 24, seed: int
     batch = 64
     for start in range(0, len(rows), batch):
         part = rows[start:start + batch]
-        energies[start:start + batch] = chgnet_energies([pool.structure(i) for i in part])
+        energies[start:start + batch] = potential.energies([pool.structure(i) for i in part])
         if progress:
             progress(start + len(part), len(rows))
     keep = np.isfinite(energies)
@@ -218,9 +129,10 @@ def fit_element_references(per_element: int = 40, max_atoms: int = 24, seed: int
         per_el[sym] = {"mu_eV_per_atom": round(float(mu[k]), 6), "n_compounds": int(has.sum()),
                        "mae_eV_per_atom": round(float(np.abs(resid[has]).mean()), 4)}
     out = {
-        "method": "fitted elemental reference energies: least squares of CHGNet E/atom - MP E_form/atom "
-                  "= sum_i x_i mu_i over pool compounds (the pool holds no elemental structures)",
-        "model": "CHGNet 0.3.0 (static energies at the MP geometries)",
+        "method": f"fitted elemental reference energies: least squares of {potential.label} E/atom - MP "
+                  "E_form/atom = sum_i x_i mu_i over pool compounds (the pool holds no elemental structures)",
+        "model": f"{potential.label} (static energies at the MP geometries)",
+        "potential": potential.name,
         "per_element": per_element, "max_atoms": max_atoms, "seed": seed,
         "n_compounds": int(len(rows)),
         "fit_mae_eV_per_atom": round(float(np.abs(resid).mean()), 4),
@@ -229,16 +141,15 @@ def fit_element_references(per_element: int = 40, max_atoms: int = 24, seed: int
         "material_ids": [str(ix.material_ids[i]) for i in rows],
     }
     if write:
-        path = refs_path()
+        path = refs_path(potential.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out, indent=1) + "\n")
         element_references.cache_clear()
     return out
 
 
-def formation_energy_per_atom(composition, energy_per_atom: float, refs: dict | None = None) -> float:
-    """E_f per atom from a CHGNet energy per atom and the fitted references."""
-    refs = refs or element_references()
+def formation_energy_per_atom(composition, energy_per_atom: float, refs: dict) -> float:
+    """E_f per atom from a potential's energy per atom and that potential's fitted references."""
     if hasattr(composition, "element_composition"):  # a pymatgen Composition
         comp = {el.symbol: float(n) for el, n in composition.element_composition.items()}
     elif isinstance(composition, str):
@@ -248,7 +159,8 @@ def formation_energy_per_atom(composition, energy_per_atom: float, refs: dict | 
     total = float(sum(comp.values()))
     missing = [el for el in comp if el not in refs["elements"]]
     if missing:
-        raise FormulaError(f"no CHGNet reference energy for {missing}: the pool has no compound of them")
+        raise FormulaError(f"no {refs.get('model', 'potential').split(' (')[0]} reference energy for {missing}: "
+                           "the pool has no compound of them with an MP formation energy")
     mu = sum(n / total * refs["elements"][el]["mu_eV_per_atom"] for el, n in comp.items())
     return float(energy_per_atom - mu)
 
@@ -327,7 +239,8 @@ def energy_above_hull(formula, formation_energy: float) -> dict:
 @dataclass
 class Stability:
     formula: str
-    energy_per_atom: float  # CHGNet eV/atom (relaxed if relaxed)
+    potential: str  # the potential's name (POTENTIALS)
+    energy_per_atom: float  # the potential's eV/atom (relaxed if relaxed)
     formation_energy_per_atom: float | None
     e_above_hull: float | None
     decomposition: dict[str, float] | None
@@ -349,16 +262,18 @@ class Stability:
         return d
 
 
-def assess(structure, *, do_relax: bool = True, fmax: float = DEFAULT_FMAX,
+def assess(structure, potential, *, do_relax: bool = True, fmax: float = DEFAULT_FMAX,
            steps: int = DEFAULT_STEPS) -> tuple[object, Stability]:
-    """Relax (optionally) and judge one structure; returns (final structure, Stability)."""
+    """Relax (optionally) with `potential` (structures.potentials) and judge one structure;
+    returns (final structure, Stability). An element the potential lacks raises
+    UnsupportedElementError."""
     from ..composition import compound_verdict
 
     notes: list[str] = []
     comp = structure.composition.element_composition
     formula = format_formula(reduce({el.symbol: n for el, n in comp.items()}))
     if do_relax:
-        rel = relax(structure, fmax=fmax, steps=steps)
+        rel = potential.relax(structure, fmax=fmax, steps=steps)
         final, e_atom = rel.structure, rel.energy_per_atom
         if not rel.converged:
             notes.append(f"relaxation stopped after {rel.steps} steps with max force {rel.max_force:.3f} eV/A "
@@ -366,12 +281,15 @@ def assess(structure, *, do_relax: bool = True, fmax: float = DEFAULT_FMAX,
         steps_done, conv, secs, dv = rel.steps, rel.converged, rel.seconds, rel.volume_change
     else:
         t0 = time.perf_counter()
-        final, e_atom = structure, float(chgnet_energies(structure)[0])
+        final, e_atom = structure, float(potential.energies(structure)[0])
+        if not math.isfinite(e_atom):
+            raise ValueError(f"{potential.label} cannot compute this structure's energy: an atom has no neighbour "
+                             "within the cutoff")
         steps_done, conv, secs, dv = 0, None, time.perf_counter() - t0, None
         notes.append("not relaxed: energies are of the substituted template geometry")
     e_form = e_hull = decomp = None
     try:
-        e_form = formation_energy_per_atom(final.composition, e_atom)
+        e_form = formation_energy_per_atom(final.composition, e_atom, element_references(potential.name))
     except (FileNotFoundError, FormulaError, ValueError) as exc:
         notes.append(f"no formation energy: {exc}")
     if e_form is not None:
@@ -387,7 +305,7 @@ def assess(structure, *, do_relax: bool = True, fmax: float = DEFAULT_FMAX,
                      "compares a composition no ionic crystal holds and means little")
     passes = bool(e_form is not None and e_form < 0 and valid)
     return final, Stability(
-        formula=formula, energy_per_atom=float(e_atom), formation_energy_per_atom=e_form,
+        formula=formula, potential=potential.name, energy_per_atom=float(e_atom), formation_energy_per_atom=e_form,
         e_above_hull=e_hull, decomposition=decomp, relaxed=do_relax, relax_steps=steps_done,
         relax_converged=conv, relax_seconds=round(secs, 3), volume_change=dv,
         charge_neutral=bool(neutral), compound_valid=bool(valid), passes_paper_rule=passes, warnings=notes,
