@@ -13,7 +13,8 @@ import streamlit as st
 
 import app_common as ac
 from wbg_core.services.inputs import plural
-from wbg_core.services.window import forest_on, screen_window
+from wbg_core.services import window_jobs
+from wbg_core.services.window import screen_window, window_model
 from wbg_core.services.window_query import (
     GAP_LIMITS, METAL_GAP, WINDOW_GENERATORS, WINDOW_MODELS, WINDOW_POOLS, WindowQuery, split_elements)
 from wbg_core.composition.validity import RULES
@@ -86,7 +87,9 @@ with st.form("screen"):
                     help="keep only candidates that pass the project's compound rule")
         st.checkbox("Allow single elements and alloys", key="allow_elements_and_alloys",
                     help="count one-element and all-metal compositions as valid (they are rarely wide-gap)")
-        st.select_slider("Generator samples", list(WINDOW_POOLS), key="pool")
+        st.select_slider("Generator samples", list(WINDOW_POOLS), key="pool", format_func=lambda n: f"{n:,}",
+                         help=f"above {window_jobs.BACKGROUND_POOL:,} the screening runs in the background "
+                              "(1,000,000: about 1.5 min on 2 cores); the page stays usable")
         st.selectbox("Screening model", list(WINDOW_MODELS), format_func=WINDOW_MODELS.get, key="model")
         st.selectbox("Generator", list(WINDOW_GENERATORS), format_func=WINDOW_GENERATORS.get, key="generator")
         st.number_input("Seed", 0, 10_000, key="seed")
@@ -110,39 +113,34 @@ def _results() -> OrderedDict:
     return OrderedDict()
 
 
+def _model_inputs(q: WindowQuery) -> tuple[str, tuple | None]:
+    """(generator folder, (campaign folder, rounds done) or None): with the query, what a result depends on."""
+    gen_key = str(ac.model_dir("gan" if q.generator == "gan" else "autoencoder"))
+    if q.model != "rf_al":
+        return gen_key, None
+    cdir = st.session_state.get("campaign")
+    if not cdir:
+        raise ValueError("no active-learning campaign open in this browser: start or open one on the "
+                         "Active learning page (a shared link does not carry the sender's campaign)")
+    from wbg_core.engine.campaign import Campaign
+
+    camp = Campaign.load(cdir, autoencoder=None, labeller=None)  # read only: its labels train the forest
+    return gen_key, (cdir, camp.state["rounds_done"])
+
+
 def _screen(q: WindowQuery, bar) -> dict:
     gen = GENERATORS[q.generator](show=False)
     if gen is None:
         raise ValueError(f"the {WINDOW_GENERATORS[q.generator]} checkpoint cannot be loaded (see the Models page)")
-    gen_key = str(ac.model_dir("gan" if q.generator == "gan" else "autoencoder"))
-    camp_key = None
-    if q.model == "rf_al":
-        cdir = st.session_state.get("campaign")
-        if not cdir:
-            raise ValueError("no active-learning campaign open in this browser: start or open one on the "
-                             "Active learning page (a shared link does not carry the sender's campaign)")
-        from wbg_core.engine.campaign import Campaign
-
-        camp = Campaign.load(cdir, autoencoder=None, labeller=None)  # read only: its labels train the forest
-        camp_key = (cdir, camp.state["rounds_done"])
+    gen_key, camp_key = _model_inputs(q)
     key = (q, gen_key, str(ac.model_dir("oracle")), camp_key)
     cache = _results()
     if key in cache:
         cache.move_to_end(key)
         return cache[key]
-    if q.model == "oracle":
-        model = ac.oracle(show=False)
-        if model is None:
-            raise ValueError("the oracle checkpoint cannot be loaded (see the Models page)")
-    elif q.model == "rf_mp":
-        from wbg_core.engine.campaign import pick_seeds
-
-        bar.progress(0.0, text="fitting a random forest on 1,000 random MP formulas")
-        train = pick_seeds(1000, seed=q.seed, subset="full")
-        model = forest_on(train["formula"], train["band_gap"], seed=q.seed)
-    else:
-        lab = camp.labelled()
-        model = forest_on(lab["formula"], lab["band_gap"], seed=q.seed)
+    model = window_model(q, oracle=ac.oracle(show=False) if q.model == "oracle" else None,
+                         campaign_dir=camp_key[0] if camp_key else None,
+                         progress=lambda f, m: bar.progress(f, text=m))
     cand, pool_df, funnel = screen_window(
         gen, model, min_gap=q.gap_min, max_gap=q.gap_max, pool=q.pool, seed=q.seed, p_threshold=q.p_min,
         max_atoms=q.max_atoms, max_elements=q.max_elements, require=q.require, exclude=q.exclude,
@@ -156,16 +154,63 @@ def _screen(q: WindowQuery, bar) -> dict:
     return res
 
 
-if run_query is not None:
+def _result_of(run, q: WindowQuery) -> dict:
+    cand, pool_df, funnel = window_jobs.load_result(run)
+    return {"cand": cand, "pool": pool_df, "funnel": funnel, "window": (q.gap_min, q.gap_max),
+            "model": WINDOW_MODELS[q.model], "query": q}
+
+
+if run_query is not None and run_query.pool > window_jobs.BACKGROUND_POOL:
+    try:
+        gen_key, camp_key = _model_inputs(run_query)
+        run = window_jobs.start(run_query, generator_dir=gen_key, oracle_dir=str(ac.model_dir("oracle")),
+                                campaign=camp_key)
+        st.session_state["window_job"] = (str(run), run_query)
+        st.session_state.pop("screen_result", None)
+    except ValueError as err:  # WindowJobError, no campaign
+        st.error(f"Screening failed: {err}")
+elif run_query is not None:
     bar = st.progress(0.0, text="starting…")
     try:
         st.session_state["screen_result"] = _screen(run_query, bar)
         st.session_state["screen_query"] = run_query
+        st.session_state.pop("window_job", None)
     except ValueError as err:  # ScreenError and bad inputs
         st.error(f"Screening failed: {err}")
     except Exception as err:  # noqa: BLE001
         st.error(f"Screening failed: {type(err).__name__}: {err}")
     bar.empty()
+
+
+@st.fragment(run_every=2)
+def _background_job() -> None:
+    """The running large screening: its progress every 2 s; the page opens its result when it is done."""
+    run, q = st.session_state["window_job"]
+    state = window_jobs.status(run)
+    if state.state == "running":
+        eta = "" if state.eta_s is None else (f" · about {state.eta_s / 60:.0f} min left" if state.eta_s >= 90
+                                              else f" · about {state.eta_s:.0f} s left")
+        st.progress(state.fraction, text=f"{q.pool:,} samples: {state.message}{eta}")
+        st.caption("This screening runs in the background on the server: use other pages meanwhile and come back, "
+                   "or keep this window's link; its result opens here when it is done.")
+        return
+    st.session_state.pop("window_job", None)
+    if state.state == "finished":
+        try:
+            st.session_state["screen_result"] = _result_of(run, q)
+            st.session_state["screen_query"] = q
+        except window_jobs.WindowJobError as err:
+            st.session_state["_window_job_error"] = str(err)
+    else:
+        st.session_state["_window_job_error"] = state.message
+    st.rerun()
+
+
+if st.session_state.get("_window_job_error"):
+    st.error(f"Screening failed: {st.session_state.pop('_window_job_error')}")
+if st.session_state.get("window_job"):
+    _background_job()
+    st.stop()
 
 res = st.session_state.get("screen_result")
 if not res:

@@ -66,3 +66,26 @@ def forest_on(formulas, gaps, seed: int = 0):
     if len(formulas) < 10:
         raise ValueError(f"{len(formulas)} labelled formulas: a screening forest needs at least 10")
     return ForestRegressor(ForestConfig(seed=seed, n_jobs=2)).fit(list(formulas), np.asarray(gaps, np.float64))
+
+
+def window_model(query, *, oracle=None, campaign_dir: str | None = None, progress=None):
+    """The screening model a window query names: the given oracle, a forest on 1,000 random MP
+    formulas, or a forest on an active-learning campaign's labels (read only)."""
+    if query.model == "oracle":
+        if oracle is None:
+            raise ValueError("the oracle checkpoint cannot be loaded (see the Models page)")
+        return oracle
+    if query.model == "rf_mp":
+        from ..engine.campaign import pick_seeds
+
+        if progress:
+            progress(0.0, "fitting a random forest on 1,000 random MP formulas")
+        train = pick_seeds(1000, seed=query.seed, subset="full")
+        return forest_on(train["formula"], train["band_gap"], seed=query.seed)
+    if not campaign_dir:
+        raise ValueError("no active-learning campaign open in this browser: start or open one on the "
+                         "Active learning page (a shared link does not carry the sender's campaign)")
+    from ..engine.campaign import Campaign
+
+    lab = Campaign.load(campaign_dir, autoencoder=None, labeller=None).labelled()
+    return forest_on(lab["formula"], lab["band_gap"], seed=query.seed)

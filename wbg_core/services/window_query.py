@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-WINDOW_POOLS = (2_000, 10_000, 50_000, 200_000)
+WINDOW_POOLS = (2_000, 10_000, 50_000, 200_000, 1_000_000, 5_000_000)  # above 200,000: a background job
 WINDOW_MODELS = {"oracle": "oracle (Roost ensemble)", "rf_mp": "random forest on random MP data",
                  "rf_al": "random forest on my AL campaign"}
 WINDOW_GENERATORS = {"gan": "GAN (the paper's MATGAN route)",
