@@ -121,6 +121,8 @@ def test_train_rejects_bad_arguments(capsys):
     (["train", "gan", "--nonmetal-members", "2"], "--nonmetal-members applies to the oracle only"),
     (["train", "gan", "--init-from", "models/oracle"], "--init-from: autoencoder or oracle only"),
     (["train", "gan", "--substitute-oxidation"], "--substitute-oxidation: autoencoder only"),
+    (["train", "autoencoder", "--gan-arch", "conv"], "--gan-arch: gan only"),
+    (["train", "gan", "--gan-train-on", "metals"], "invalid choice: 'metals'"),
 ])
 def test_train_names_the_bad_option(capsys, argv, message):
     assert main(argv) == 2
@@ -176,3 +178,23 @@ def test_tables_print_blanks_not_nan(capsys):
     assert main(["predict", "NaCl", "Xx"]) == 0
     out = capsys.readouterr().out
     assert "NaN" not in out and "<NA>" not in out and "not an element" in out
+
+
+def test_model_config_flags_come_from_the_config_dataclasses():
+    """Every config field with a "help" is a flag of `wbg train`, and a given flag reaches the config
+    under the field's name; flags not given leave the dataclass defaults."""
+    import dataclasses
+
+    from wbg_core.cli import build_parser, config_flags, config_overrides
+    from wbg_core.models.configs import AEConfig, GANConfig
+
+    assert set(config_flags(AEConfig)) == {"--lr", "--substitute", "--substitute-within", "--substitute-oxidation"}
+    assert set(config_flags(GANConfig)) == {"--gan-arch", "--gan-train-on"}
+    args = build_parser().parse_args(["train", "autoencoder", "--substitute", "0.3", "--substitute-within", "2",
+                                      "--substitute-oxidation"])
+    assert config_overrides(args, AEConfig) == {"substitute": 0.3, "substitute_within": 2, "substitute_oxidation": True}
+    assert config_overrides(args, GANConfig) == {}
+    cfg = AEConfig(**config_overrides(args, AEConfig))
+    assert cfg.lr == AEConfig().lr and cfg.substitute == 0.3
+    args = build_parser().parse_args(["train", "gan", "--gan-arch", "conv"])
+    assert dataclasses.asdict(GANConfig(**config_overrides(args, GANConfig)))["arch"] == "conv"

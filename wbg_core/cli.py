@@ -101,6 +101,42 @@ positive_float = float_in(0.0, lo_open=True)
 fraction = float_in(0.0, 1.0)
 
 
+_CHECKS = {"fraction": fraction, "nonneg_int": nonneg_int, "positive_int": positive_int,
+           "positive_float": positive_float, "nonneg_float": nonneg_float}
+
+
+def config_flags(config_cls) -> dict[str, object]:
+    """{flag: dataclass field} of a model config's fields that carry a "help" in their metadata."""
+    import dataclasses
+
+    return {"--" + f.metadata.get("flag", f.name.replace("_", "-")): f
+            for f in dataclasses.fields(config_cls) if "help" in f.metadata}
+
+
+def add_config_flags(p: argparse.ArgumentParser, config_cls, applies_to: str) -> None:
+    """One flag per config field with a "help" (see config_flags): the check named by metadata["cli"],
+    the choices of metadata["choices"], a store_true for a bool; default None, so the dataclass's own
+    default applies and `config_overrides` hands on only what was given."""
+    for flag, f in config_flags(config_cls).items():
+        text = f"{applies_to}: {f.metadata['help']} (default {f.default!r})"
+        if isinstance(f.default, bool):
+            p.add_argument(flag, action="store_true", default=None, help=text)
+        elif "choices" in f.metadata:
+            p.add_argument(flag, choices=f.metadata["choices"], default=None, help=text)
+        else:
+            p.add_argument(flag, type=_CHECKS[f.metadata["cli"]], default=None, help=text)
+
+
+def config_overrides(args, config_cls) -> dict:
+    """{field: value} of the config flags given on the command line."""
+    out = {}
+    for flag, f in config_flags(config_cls).items():
+        v = getattr(args, flag[2:].replace("-", "_"), None)
+        if v is not None:
+            out[f.name] = v
+    return out
+
+
 def add_engine_flags(p: argparse.ArgumentParser, ray_does: str) -> None:
     """--engine {local,ray} and --address, the same on every command that can run on Ray."""
     p.add_argument("--engine", choices=("local", "ray"), default="local",

@@ -6,9 +6,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..cli import (add_engine_flags, check_engine_flags, fraction, int_in, nonneg_float, nonneg_int, output_dir,
-                   positive_float, positive_int, seed)
+from ..cli import (add_config_flags, add_engine_flags, check_engine_flags, config_flags, config_overrides, int_in,
+                   nonneg_float, nonneg_int, output_dir, positive_int, seed)
 from ..models.config_bounds import MAX_MEMBERS
+from ..models.configs import AEConfig, GANConfig
 from ..models.registry import MODEL_NAMES as MODELS
 
 
@@ -25,15 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=positive_int, default=None, help="train on the first N rows only (smoke tests)")
     p.add_argument("--members", type=int_in(1, MAX_MEMBERS), default=None,
                    help=f"oracle ensemble size (default 5, at most {MAX_MEMBERS}: what a checkpoint may hold)")
-    p.add_argument("--substitute", type=fraction, default=None,
-                   help="autoencoder: fraction of each batch with elements swapped for random others "
-                        "(default 0, the paper's training; see docs/models.md)")
-    p.add_argument("--substitute-within", type=nonneg_int, default=None,
-                   help="autoencoder: substitutes only among the K nearest elements on Pettifor's scale (default 0: any)")
-    p.add_argument("--substitute-oxidation", action="store_true",
-                   help="autoencoder: substitutes share a common oxidation state with the element they replace")
-    p.add_argument("--lr", type=positive_float, default=None,
-                   help="autoencoder: Adam learning rate (default 1e-3, the paper's)")
+    add_config_flags(p, AEConfig, "autoencoder")
+    add_config_flags(p, GANConfig, "gan")
     p.add_argument("--init-from", type=Path, default=None,
                    help="autoencoder: start from this checkpoint directory's weights; oracle: take the full "
                         "members from this checkpoint and train only the non-metal ones (cited in the card)")
@@ -43,11 +37,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--member", type=nonneg_int, default=None,
                    help="oracle: train only this ensemble member's resume state (run members in parallel "
                         "processes, then once without --member to assemble the ensemble)")
-    p.add_argument("--gan-arch", choices=("dense", "conv"), default="dense",
-                   help="generator architecture: dense (shipped) or conv (MATGAN's layers); see docs/models.md")
-    p.add_argument("--gan-train-on", choices=("compounds", "all"), default="compounds",
-                   help="GAN training formulas: those passing the compound rule (default, shipped) or all "
-                        "(metals and alloys too; the checkpoints before 2026-12)")
     add_engine_flags(p, "oracle only: its members as Ray tasks (one GPU each where there are GPUs), "
                         "then assembled here")
     p.add_argument("--progress-file", type=Path, default=None,
@@ -85,10 +74,10 @@ def _train(args) -> int:
 
     if args.member is not None and args.model != "oracle":
         raise UserError("--member applies to the oracle's ensemble only")
-    ae_only = {"--substitute": args.substitute is not None, "--substitute-within": args.substitute_within is not None,
-               "--substitute-oxidation": args.substitute_oxidation, "--lr": args.lr is not None}
-    if any(ae_only.values()) and args.model != "autoencoder":
-        raise UserError(f"{', '.join(k for k, v in ae_only.items() if v)}: autoencoder only")
+    for model, cls in (("autoencoder", AEConfig), ("gan", GANConfig)):
+        given = [flag for flag, f in config_flags(cls).items() if f.name in config_overrides(args, cls)]
+        if given and args.model != model:
+            raise UserError(f"{', '.join(given)}: {model} only")
     if args.init_from is not None and args.model not in ("autoencoder", "oracle"):
         raise UserError("--init-from: autoencoder or oracle only")
     if args.init_from is not None and not (args.init_from / "model.safetensors").exists():
@@ -201,18 +190,10 @@ def _calibrate(args) -> int:
 
 def _train_one(name: str, args, target: Path, device, command: str | None) -> dict:
     if name == "autoencoder":
-        from ..models.autoencoder import AEConfig
         from ..models.autoencoder_training import train
 
         kw = {"epochs": args.epochs} if args.epochs else {}
-        if args.lr is not None:
-            kw["lr"] = args.lr
-        if args.substitute is not None:
-            kw["substitute"] = args.substitute
-        if args.substitute_within is not None:
-            kw["substitute_within"] = args.substitute_within
-        if args.substitute_oxidation:
-            kw["substitute_oxidation"] = True
+        kw.update(config_overrides(args, AEConfig))
         if args.init_from is not None:
             kw["init_from"] = str(args.init_from)
         cfg = AEConfig(seed=args.seed, **kw)
@@ -235,9 +216,10 @@ def _train_one(name: str, args, target: Path, device, command: str | None) -> di
         return train(target, cfg, device, command=command, limit=args.limit, only_member=args.member,
                      init_from=args.init_from, nonmetal_members=nonmetal)
     else:
-        from ..models.gan import GANConfig, train
+        from ..models.gan import train
         from ..models.registry import CheckpointSet
 
-        cfg = GANConfig(seed=args.seed, arch=args.gan_arch, train_on=args.gan_train_on, **({"epochs": args.epochs} if args.epochs else {}))
+        cfg = GANConfig(seed=args.seed, **config_overrides(args, GANConfig),
+                        **({"epochs": args.epochs} if args.epochs else {}))
         # the card's gap histogram: the models directory's oracle, loaded after the training (as before)
         return train(target, cfg, device, command=command, limit=args.limit, oracle=CheckpointSet.shipped().oracle)

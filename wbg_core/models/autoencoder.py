@@ -16,7 +16,6 @@ never pulls them in.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from torch import nn
 
 from ..composition import N_COUNTS, N_ELEMENTS, counts_to_formulas, counts_to_onehot, encode_counts, onehot_to_counts
 from .checkpoint import build_module, load_checkpoint, require_finite
+from .configs import AEConfig  # noqa: F401 (its home before configs.py)
 from .sampling import CompositionSampler
 
 NAME = "autoencoder"
@@ -34,32 +34,6 @@ REFINE_STEPS = 200
 REFINE_LR = 0.05
 REFINE_MARGIN = 1.0
 SMOKE_REFINE_STEPS = 10  # for `limit` runs: a barely trained model misses most formulas
-
-
-@dataclass
-class AEConfig:
-    latent_dim: int = 128
-    # The paper's widths are (32, 128); the shipped model uses (16, 64) so that it trains on
-    # 2 CPU cores in minutes (same layers, strides, latent size, loss and optimiser).
-    channels: tuple[int, int] = (16, 64)
-    latent_noise: float = 0.1
-    lr: float = 1e-3
-    batch_size: int = 256  # the paper's 128; 256 halves the CPU time per epoch
-    epochs: int = 30
-    seed: int = 0
-    # Fraction of each batch whose elements are swapped for random other elements (counts
-    # kept): the decoder then has to read each element from the code instead of recalling
-    # the training formulas it co-occurred with, which is why unseen test formulas lost an
-    # element (docs/models.md). 0 is the paper's training.
-    substitute: float = 0.0
-    # 0: a substitute may be any element; k > 0: only one of the k nearest on Pettifor's
-    # chemical scale (Mendeleev number) either side, so substituted formulas stay chemical.
-    substitute_within: int = 0
-    # Substitutes share a common oxidation state with the element they replace (pymatgen's
-    # common_oxidation_states), so charge-balanced formulas mostly stay charge-balanced.
-    substitute_oxidation: bool = False
-    # Warm start: a checkpoint directory whose weights begin this run (its card is cited).
-    init_from: str | None = None
 
 
 class ConvAutoencoder(nn.Module):

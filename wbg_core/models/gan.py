@@ -32,7 +32,7 @@ likely reading is often one step from a compound. The card reports both decodes.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Union
@@ -46,33 +46,15 @@ from ..composition import N_COUNTS, N_ELEMENTS, VOCAB, counts_to_formulas, count
 from .base import GapModel
 from .checkpoint import build_module, load_checkpoint, require_finite, save_checkpoint
 from . import compound_decoding
+from .configs import NOISE, GANConfig  # noqa: F401 (their home before configs.py)
 from .sampling import CompositionSampler
 
 NAME = "gan"
-NOISE = 128
 # nats: a compound reading at least e^-4 (1.8%) as likely as the plain decode. docs/models.md
 # has the sweep (2, 4, 8 nats); distinctness and novelty do not change over it.
 COMPOUND_MAX_DROP = 4.0
 # what the evaluation predicts the gap histogram with: a model, a loader of one, or None (no histogram)
 OracleSource = Union[GapModel, Callable[[], GapModel], None]
-
-
-@dataclass
-class GANConfig:
-    noise_dim: int = NOISE
-    lr_g: float = 1e-4
-    lr_d: float = 1e-4
-    betas: tuple[float, float] = (0.5, 0.9)
-    gp_weight: float = 10.0
-    n_critic: int = 5
-    batch_size: int = 128
-    epochs: int = 200  # one epoch = critic steps covering the training set once (290 at batch 128)
-    seed: int = 0
-    arch: str = "dense"  # or "conv" (MATGAN's layers; see the module docstring)
-    # "compounds": learn from the training formulas that pass the compound rule (what the
-    # screen is for: MATGAN learned from ICSD, whose entries are charge-balanced compounds);
-    # "all": every training formula, metals and alloys included (the checkpoints before 2026-12)
-    train_on: str = "compounds"
 
 
 class Generator(nn.Module):
