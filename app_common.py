@@ -54,12 +54,6 @@ def page(title: str, icon: str = "🔬") -> None:
 
 # ---------------------------------------------------------------- server-wide state
 
-@st.cache_resource
-def _active() -> dict:
-    """Which checkpoint set the whole server uses (switched on the Models page, never in public mode)."""
-    return {"label": "shipped", "dir": str(get_settings().models_dir)}
-
-
 def public() -> bool:
     """Public mode (WBG_PUBLIC=1): no retraining, no checkpoint switching."""
     return bool(get_settings().public)
@@ -71,7 +65,10 @@ def runs_dir() -> Path:
 
 
 def active_label() -> str:
-    return "shipped" if public() else _active()["label"]
+    """The checkpoint set the whole server uses (switched on the Models page; shipped in public mode)."""
+    from wbg_core.services.status import active_set
+
+    return active_set(get_settings().models_dir, runs_dir())[0]
 
 
 def checkpoint_sets() -> dict[str, Path]:
@@ -84,19 +81,17 @@ def checkpoint_sets() -> dict[str, Path]:
 def set_active(label: str) -> None:
     """Switch the whole server to an offered set; the service refuses it in public mode and for
     a set nobody confirmed, whatever the session state says."""
-    from wbg_core.services.status import choose_set
+    from wbg_core.services.status import switch_set
 
-    directory = choose_set(label, get_settings().models_dir, runs_dir())
-    a = _active()
-    a["label"], a["dir"] = label, str(directory)
+    switch_set(label, get_settings().models_dir, runs_dir())
 
 
 def model_dirs() -> dict[str, Path]:
     """Directory of each model in the active set (shipped ones fill what a trained set lacks)."""
-    from wbg_core.services.status import complete_set
+    from wbg_core.services.status import active_set, complete_set
 
     shipped = get_settings().models_dir
-    return complete_set(Path(shipped if public() else _active()["dir"]), shipped)
+    return complete_set(active_set(shipped, runs_dir())[1], shipped)
 
 
 def shown_path(path: Path) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from wbg_core.services import jobs
 from wbg_core.services.jobs import JobError, PublicModeError
-from wbg_core.services.status import checkpoint_sets, choose_set
+from wbg_core.services.status import active_set, checkpoint_sets, choose_set, switch_set
 from wbg_core.settings import get_settings
 
 SLEEPER = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
@@ -168,6 +168,16 @@ def test_a_finished_job_is_not_switched_in_until_confirmed(runs, tmp_path):
     assert list(checkpoint_sets(tmp_path, runs[0])) == ["shipped", job.id]
     assert choose_set(job.id, tmp_path, runs[0]) == job.out
     assert jobs.progress_bar(jobs.job_log(job)[1], status.state) == (1.0, "finished")
+    # the switch is recorded on disk: every server process (and a restarted one) reads the same set
+    assert active_set(tmp_path, runs[0]) == ("shipped", tmp_path)
+    assert switch_set(job.id, tmp_path, runs[0]) == job.out
+    assert active_set(tmp_path, runs[0]) == (job.id, job.out)
+    import shutil
+
+    shutil.rmtree(job.out)  # the chosen set deleted by hand: back to the shipped one, no error
+    assert active_set(tmp_path, runs[0]) == ("shipped", tmp_path)
+    (runs[0] / "active_set.json").write_text("{damaged")
+    assert active_set(tmp_path, runs[0]) == ("shipped", tmp_path)
 
 
 def test_status_without_the_popen_reads_the_marker_and_the_pid(runs, tmp_path):

@@ -122,6 +122,36 @@ def choose_set(label: str, shipped: Path, runs_dir: Path) -> Path:
     return sets[label]
 
 
+ACTIVE_FILE = "active_set.json"  # in the app's runs folder: which set the whole server uses
+
+
+def active_set(shipped: Path, runs_dir: Path) -> tuple[str, Path]:
+    """(label, directory) of the set the whole server uses, as switch_set recorded it in a file, so
+    every server process reads the same choice and a restart keeps it. The shipped set in public
+    mode, when nothing was chosen, or when the chosen set is no longer offered (its folder gone)."""
+    from ..settings import get_settings
+
+    if get_settings().public:
+        return "shipped", Path(shipped)
+    try:
+        label = json.loads((Path(runs_dir) / ACTIVE_FILE).read_text()).get("label")
+    except (OSError, ValueError, AttributeError):
+        label = None
+    sets = checkpoint_sets(shipped, runs_dir) if label and label != "shipped" else {}
+    return (label, sets[label]) if label in sets else ("shipped", Path(shipped))
+
+
+def switch_set(label: str, shipped: Path, runs_dir: Path) -> Path:
+    """Make an offered set the whole server's (choose_set's checks), recorded for every process."""
+    from ..files import atomic_write_text
+
+    directory = choose_set(label, shipped, runs_dir)
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(runs_dir) / ACTIVE_FILE, json.dumps(
+        {"label": label, "chosen": dt.datetime.now().isoformat(timespec="seconds")}) + "\n")
+    return directory
+
+
 def complete_set(directory: Path, fallback: Path) -> dict[str, Path]:
     """Directory of each model: from `directory` when it holds that model, else from `fallback`."""
     return {m: (Path(directory) / m if (Path(directory) / m / "card.json").exists() else Path(fallback) / m)
