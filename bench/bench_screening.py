@@ -30,10 +30,10 @@ def _child(n: int, queue) -> None:
 
     load_bandgaps()
     load_s = time.perf_counter() - t
-    df = screen(ScreenConfig(min_gap=5.0, pool=n, seed=0), oracle, gan)
+    res = screen(ScreenConfig(min_gap=5.0, pool=n, seed=0), oracle, gan)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
-    queue.put({"stage_s": df.attrs["stage_s"], "funnel": df.attrs["funnel"], "peak_gb": peak_gb, "load_s": load_s,
-               "passed": len(df), "top": df.head(5)[["formula", "band_gap_mean"]].to_dict(orient="records")})
+    queue.put({"stage_s": res.stage_s, "funnel": res.funnel, "peak_gb": peak_gb, "load_s": load_s,
+               "passed": len(res), "top": res.candidates.head(5)[["formula", "band_gap_mean"]].to_dict(orient="records")})
 
 
 def _naive(n: int) -> float:

@@ -36,11 +36,11 @@ def first_run(ray_local, models, tmp_path_factory):
 
 
 def test_same_candidates_in_the_same_order_as_the_local_engine(first_run, models):
-    _, df = first_run
+    _, res = first_run
     local = screen(CFG, models.oracle(), models.gan())
-    assert len(df) > 20
-    assert df.equals(local)  # every column, every row, the order too
-    assert df.attrs["funnel"] == local.attrs["funnel"]
+    assert len(res) > 20 and res.engine == "ray" and local.engine == "local"
+    assert res.candidates.equals(local.candidates)  # every column, every row, the order too
+    assert res.funnel == local.funnel
 
 
 def test_a_killed_run_resumes_and_a_damaged_file_is_computed_again(first_run, models):
@@ -56,7 +56,7 @@ def test_a_killed_run_resumes_and_a_damaged_file_is_computed_again(first_run, mo
         part.unlink()  # killed before labelling
     assert len(list((out / PART_DIR).glob("*.json"))) == 3
     again = screen_ray(CFG, models.directory, out, **SPLIT)
-    assert again.equals(before)
+    assert again.candidates.equals(before.candidates)
     assert {p: p.stat().st_mtime_ns for p in shards[:2]} == kept  # finished shards were not recomputed
     manifest = json.loads(shards[3].with_suffix(".json").read_text())
     assert __import__("hashlib").sha256(shards[3].read_bytes()).hexdigest() == manifest["sha256"]

@@ -7,7 +7,7 @@ import pytest
 
 from wbg_core.data.loaders import bandgap_counts
 from wbg_core.models.registry import CheckpointSet
-from wbg_core.engine.screening import (COLUMNS, ScreenConfig, ScreenError, describe_empty, filter_counts,
+from wbg_core.engine.screening import (COLUMNS, ScreenConfig, ScreenError, filter_counts,
                                        oracle_features_from_counts, p_in_window, screen)
 
 
@@ -65,7 +65,8 @@ def test_counts_features_match_the_oracle_on_formulas(data_pool):
 def test_screening_a_small_pool(data_pool, oracle, window, extra):
     cfg = ScreenConfig(min_gap=window[0], max_gap=window[1], **extra)
     seen = []
-    df = screen(cfg, oracle, pool_counts=data_pool, progress_callback=lambda f, m: seen.append(f))
+    res = screen(cfg, oracle, pool_counts=data_pool, progress_callback=lambda f, m: seen.append(f))
+    df = res.candidates
     assert list(df.columns) == COLUMNS
     assert len(df) > 0 and seen[-1] == 1.0
     assert (df["p_in_window"] >= cfg.p_threshold).all()
@@ -76,14 +77,15 @@ def test_screening_a_small_pool(data_pool, oracle, window, extra):
         assert df["formula"].str.contains(el).all()
     if cfg.valid_only:
         assert df["compound_valid"].all()
-    assert df.attrs["funnel"]["passed"] == len(df)
-    assert set(df.attrs["stage_s"]) >= {"model", "window", "validity", "total"}
+    assert res.funnel["passed"] == len(df) == len(res)
+    assert set(res.stage_s) >= {"model", "window", "validity", "total"}
+    assert res.config["min_gap"] == window[0] and res.model == "Oracle" and res.engine == "local"
 
 
 def test_nothing_passes_gives_an_empty_frame_and_a_reason(data_pool, oracle):
-    df = screen(ScreenConfig(min_gap=40.0), oracle, pool_counts=data_pool)
-    assert len(df) == 0 and list(df.columns) == COLUMNS
-    assert "no candidate passed" in describe_empty(df)
+    res = screen(ScreenConfig(min_gap=40.0), oracle, pool_counts=data_pool)
+    assert len(res) == 0 and list(res.candidates.columns) == COLUMNS
+    assert "no candidate passed" in res.describe_empty() and "in_window 0" in res.describe_empty()
 
 
 def test_structure_filter():
@@ -138,11 +140,12 @@ def test_given_pool_rows_are_reduced_before_novelty_and_deduplication(oracle):
     from wbg_core.composition import encode_counts
 
     rows = encode_counts(["S2O4", "SO2", "H4Cl2"]).counts  # S2O4 is SO2 (in MP); H4Cl2 is H2Cl
-    df = screen(ScreenConfig(min_gap=0.0, p_threshold=0.0, max_atoms=None, max_elements=None, valid_only=False),
-                oracle, pool_counts=rows)  # H2Cl is not charge-balanced: keep it to see the reduction
+    res = screen(ScreenConfig(min_gap=0.0, p_threshold=0.0, max_atoms=None, max_elements=None, valid_only=False),
+                 oracle, pool_counts=rows)  # H2Cl is not charge-balanced: keep it to see the reduction
+    df = res.candidates
     assert sorted(df["formula"]) == ["H2Cl", "SO2"]
     assert not df.set_index("formula").loc["SO2", "novel"]
-    assert df.attrs["funnel"]["unique"] == 2
+    assert res.funnel["unique"] == 2
 
 
 def test_compound_reading_grows_the_screened_pool_of_compounds():

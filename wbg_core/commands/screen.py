@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _screen(args) -> int:
     from ..cli import UserError, print_json
-    from ..engine.screening import ScreenConfig, describe_empty, screen
+    from ..engine.screening import ScreenConfig, screen
     from ..models.registry import CheckpointSet
     from ..settings import set_torch_threads
 
@@ -74,26 +74,28 @@ def _screen(args) -> int:
             from ..settings import get_settings
 
             run_dir = args.run_dir or get_settings().runs_dir / f"screen_{cfg.seed}_{cfg.pool}"
-            df = screen_ray(cfg, models.directory, run_dir, address=args.address, progress_callback=_progress(args.json))
+            res = screen_ray(cfg, models.directory, run_dir, address=args.address,
+                             progress_callback=_progress(args.json))
             print(f"shards, partitions and top.csv in {run_dir}", file=sys.stderr)
         else:
             model = _forest(args.campaign) if args.model == "forest" else models.oracle()
-            df = screen(cfg, model, models.generator(cfg.generator), progress_callback=_progress(args.json))
+            res = screen(cfg, model, models.generator(cfg.generator), progress_callback=_progress(args.json))
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
+    df = res.candidates
     if args.output:  # checked by cli.output_file before the screening
         write_output(args.output, lambda path: df.to_csv(path, index=False))
         print(f"wrote {len(df)} candidates to {args.output}", file=sys.stderr)
     if len(df) == 0:
-        print(describe_empty(df), file=sys.stderr)
+        print(res.describe_empty(), file=sys.stderr)
     if args.json:
-        print_json({"candidates": df.to_dict(orient="records"), "stage_s": df.attrs["stage_s"],
-                    "funnel": df.attrs["funnel"], "model": df.attrs["model"]})
+        print_json({"candidates": df.to_dict(orient="records"), "stage_s": res.stage_s,
+                    "funnel": res.funnel, "model": res.model})
     else:
         if len(df) and not args.output:
             print(df.head(50).to_string(index=False))
-        print("funnel: " + ", ".join(f"{k} {v:,}" for k, v in df.attrs["funnel"].items()), file=sys.stderr)
-        print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in df.attrs["stage_s"].items()), file=sys.stderr)
+        print("funnel: " + ", ".join(f"{k} {v:,}" for k, v in res.funnel.items()), file=sys.stderr)
+        print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in res.stage_s.items()), file=sys.stderr)
     return 0
 
 

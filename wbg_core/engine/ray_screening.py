@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 
 from ..files import atomic_write_bytes, atomic_write_text
-from .screening import ScreenConfig, ScreenError, first_occurrences, generate_chunk, label_pool, rank_candidates
+from .screening import (ScreenConfig, ScreenError, ScreenResult, first_occurrences, generate_chunk, label_pool,
+                        rank_candidates)
 
 RUN_FILE = "run.json"
 SHARD_DIR, PART_DIR = "shards", "parts"
@@ -192,9 +193,9 @@ def start_ray(address: str | None = None, num_cpus: int | None = None):
 
 def screen_ray(cfg: ScreenConfig, models_dir: Path, out: Path, *, address: str | None = None,
                num_cpus: int | None = None, progress_callback: Progress = None,
-               rows_per_partition: int = ROWS_PER_PARTITION) -> pd.DataFrame:
+               rows_per_partition: int = ROWS_PER_PARTITION) -> ScreenResult:
     """screen() on Ray: the same candidates in the same order for the same cfg (chunk = shard size),
-    written under `out` and resumable there. df.attrs as screen()'s, plus 'engine' and 'out'."""
+    written under `out` and resumable there; a ScreenResult as screen()'s, with engine 'ray' and out."""
     cfg.validate()
     cb = progress_callback or (lambda f, m: None)
     out = Path(out)
@@ -250,10 +251,9 @@ def screen_ray(cfg: ScreenConfig, models_dir: Path, out: Path, *, address: str |
     funnel["unique"] = int(sum(m["unique"] for m in parts.values()))
     for k in ("after_novelty", "in_window", "passed"):
         funnel[k] = int(sum(m.get(k, 0) for m in parts.values()))
-    df.attrs.update(stage_s={k: round(v, 3) for k, v in stage.items()}, funnel=funnel, config=asdict(cfg),
-                    model="Oracle", engine="ray", out=str(out))
     cb(1.0, f"{len(df):,} candidates pass")
-    return df
+    return ScreenResult(df, funnel, {k: round(v, 3) for k, v in stage.items()}, asdict(cfg), "Oracle",
+                        engine="ray", out=str(out))
 
 
 def gather(ray, pending: dict, progress_callback: Progress = None, what: str = "tasks") -> dict:

@@ -229,10 +229,32 @@ def rank_candidates(df: pd.DataFrame, window: tuple[float, float]) -> pd.DataFra
     return df.sort_values(["p_in_window", "band_gap_mean"], ascending=[False, False])  # open above
 
 
+@dataclass
+class ScreenResult:
+    """What a screening gives: the ranked candidates, and how they were found (a DataFrame's
+    attrs would be lost by the first copy or filter)."""
+
+    candidates: pd.DataFrame  # COLUMNS, ranked
+    funnel: dict[str, int]  # how many survive each stage, in order
+    stage_s: dict[str, float]  # seconds per stage
+    config: dict  # the ScreenConfig, as a dict
+    model: str  # the screening model's class
+    engine: str = "local"
+    out: str | None = None  # the Ray engine's run folder
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def describe_empty(self) -> str:
+        """Why nothing passed, from the funnel: where the candidates were lost."""
+        steps = " -> ".join(f"{k} {v:,}" for k, v in self.funnel.items())
+        return f"no candidate passed the filters ({steps}); widen the window, lower the threshold or grow the pool"
+
+
 def screen(cfg: ScreenConfig, model: GapModel, generator: CompositionSampler | None = None,
-           progress_callback: Progress = None, pool_counts: np.ndarray | None = None) -> pd.DataFrame:
-    """Passing candidates, ranked; df.attrs holds 'stage_s' (seconds per stage), 'funnel'
-    (how many survive each stage) and 'config'. model: any GapModel (the oracle, a forest).
+           progress_callback: Progress = None, pool_counts: np.ndarray | None = None) -> ScreenResult:
+    """The passing candidates, ranked, with the funnel and the seconds per stage (ScreenResult).
+    model: any GapModel (the oracle, a forest).
     generator: what samples the pool (cfg.generator names which kind); pool_counts: screen
     these count rows instead, with no generator."""
     cfg.validate()
@@ -260,12 +282,8 @@ def screen(cfg: ScreenConfig, model: GapModel, generator: CompositionSampler | N
         df = df.head(cfg.top)
     df = df.reset_index(drop=True)
     stage["total"] = time.perf_counter() - t_all
-    df.attrs["stage_s"] = {k: round(v, 3) for k, v in stage.items()}
-    df.attrs["funnel"] = funnel
-    df.attrs["config"] = asdict(cfg)
-    df.attrs["model"] = type(model).__name__
     cb(1.0, f"{len(df):,} candidates pass")
-    return df
+    return ScreenResult(df, funnel, {k: round(v, 3) for k, v in stage.items()}, asdict(cfg), type(model).__name__)
 
 
 def label_pool(pool: np.ndarray, model: GapModel, cfg: ScreenConfig, progress_callback: Progress = None,
@@ -324,10 +342,3 @@ def label_pool(pool: np.ndarray, model: GapModel, cfg: ScreenConfig, progress_ca
         df = df[df["compound_valid"]]
     funnel["passed"] = len(df)
     return df
-
-
-def describe_empty(df: pd.DataFrame) -> str:
-    """Why nothing passed, from the funnel: where the candidates were lost."""
-    f = df.attrs.get("funnel", {})
-    steps = " -> ".join(f"{k} {v:,}" for k, v in f.items())
-    return f"no candidate passed the filters ({steps}); widen the window, lower the threshold or grow the pool"

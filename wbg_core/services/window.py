@@ -39,14 +39,13 @@ def screen_window(gan, model, *, min_gap: float | None, max_gap: float | None, p
     counts, valid = gan.sample_counts(pool, seed=seed, search=reading_search(cfg))
     rows = counts[valid]  # screen() reduces them (S2O4 is SO2, known to MP)
     cb(0.3, f"{int(valid.sum()):,} decoded; screening")
-    allp = screen(cfg, model, progress_callback=lambda f, m: cb(0.3 + 0.7 * f, m), pool_counts=rows)
-    funnel = dict(allp.attrs.get("funnel", {}))
+    labelled = screen(cfg, model, progress_callback=lambda f, m: cb(0.3 + 0.7 * f, m), pool_counts=rows)
+    funnel = dict(labelled.funnel)
     funnel.pop("in_window", None)
     funnel.pop("passed", None)
     funnel["generated"] = pool
     funnel["decoded_valid"] = int(valid.sum())
-    allp = allp.copy()
-    allp.attrs = {}
+    allp = labelled.candidates.copy()
     allp["p_in_window"] = p_in_window(allp["band_gap_mean"].to_numpy(), allp["band_gap_std"].to_numpy(),
                                       target.window).round(4)
     cand = allp[allp["p_in_window"] >= p_threshold]
