@@ -282,7 +282,7 @@ def test_old_campaign_files_load_as_oracle_and_bad_labels_are_damage(ext, tmp_pa
     for labels, match in [([{**lab, "formula": "NaCl"}], r"labels\.0 \(NaCl, round 1\): round 1 proposed no such"),
                           ([{**lab, "round": 5}], r"the campaign has 2 rounds"),
                           ([lab, lab], r"imported twice"),
-                          ([{**lab, "band_gap": -1.0}], r"labels\.0\.band_gap: input should be greater than or equal")]:
+                          ([{**lab, "band_gap": -1.0}], r"labels\.0\.band_gap = -1\.0: Input should be greater than or equal")]:
         (d / "state.json").write_text(json.dumps({**state, "labels": labels}))
         with pytest.raises(CampaignDamaged, match=match):
             Campaign.load(d, **models)

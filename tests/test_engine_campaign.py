@@ -226,7 +226,7 @@ def _remove_round3(d):
 
 
 @pytest.mark.parametrize("damage,match", [
-    (lambda d: _edit_state(d, rounds_done="abc"), r"state\.json: rounds_done: input should be a valid integer"),
+    (lambda d: _edit_state(d, rounds_done="abc"), r'state\.json: rounds_done = "abc": Input should be a valid integer'),
     (lambda d: _edit_state(d, rounds_done=2), r"rounds_done is 2 but its history lists rounds \[1, 2, 3\]"),
     (_shrink_history, r"says 1 rounds are done but rounds/ holds rounds up to 0003"),  # rounds_done below the disk
     (_remove_round3, r"says 3 rounds are done but rounds/0003 is missing"),  # rounds_done above the disk

@@ -29,6 +29,7 @@ import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
 from ..files import atomic_write_text
+from ..validation_text import describe_errors
 from .campaign_schema import CampaignBusy, CampaignConfig, CampaignDamaged, CampaignError, StateFile
 
 LOCK_NAME = ".lock"
@@ -51,16 +52,6 @@ _INTERNAL = [(re.compile(re.escape(LOCK_NAME)), False), (re.compile(rf"\.(?:{_NA
 
 
 _CONFIG = TypeAdapter(CampaignConfig)
-
-
-def _schema_errors(exc: ValidationError, where: str) -> str:
-    parts = []
-    for e in exc.errors(include_url=False)[:3]:
-        loc = ".".join(str(x) for x in e["loc"]) or "(the file)"
-        got = repr(e.get("input"))
-        parts.append(f"{loc}: {e['msg'].lower()}" + (f" (got {got[:40]})" if e["type"] != "missing" else ""))
-    more = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
-    return f"{where}: " + "; ".join(parts) + more
 
 
 # ---- atomic writes --------------------------------------------------------------------------
@@ -226,7 +217,7 @@ def _read_all(d: Path, text: str) -> Snapshot:
     try:
         model = StateFile.model_validate_json(text)
     except ValidationError as exc:
-        raise CampaignDamaged(d, _schema_errors(exc, "state.json")) from None
+        raise CampaignDamaged(d, describe_errors(exc, "state.json")) from None
     state = json.loads(text)
     n = model.rounds_done
     if len(model.history) != n or [h.round for h in model.history] != list(range(1, n + 1)):
@@ -276,7 +267,7 @@ def _read_config(d: Path) -> CampaignConfig:
     try:
         return _CONFIG.validate_json(json.dumps(raw), strict=True).validate()
     except ValidationError as exc:
-        raise CampaignDamaged(d, _schema_errors(exc, "config.json")) from None
+        raise CampaignDamaged(d, describe_errors(exc, "config.json")) from None
     except CampaignError as exc:
         raise CampaignDamaged(d, f"config.json: {exc}") from None
 

@@ -10,12 +10,12 @@ not import torch: the CLI can check a config without paying for it.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from ..validation_text import describe, describe_errors  # noqa: F401 (describe: its home before)
 from .errors import ModelError
 
 HEAD_FILES = ("head_nonmetal.lgb.txt.gz", "head_gap.lgb.txt.gz", "calibration.json",
@@ -128,25 +128,7 @@ def validate_config(kind: str, config: Any, path: Path) -> _Strict:
     try:
         return classes[cls].model_validate(config)
     except ValidationError as exc:
-        problems = [describe(e) for e in exc.errors()]
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise ModelError(f"{path}: {'; '.join(problems[:3])}{more}") from None
-
-
-def describe(err: dict) -> str:
-    """One pydantic error as `key = value is out of range lo..hi`, `key is not a known key`, ..."""
-    loc = ".".join(str(p) for p in err["loc"]) or "the file"
-    if err["type"] == "missing":
-        return f"{loc} is missing"
-    if err["type"] == "extra_forbidden":
-        return f"{loc} is not a known key"
-    msg = err["msg"].removeprefix("Value error, ")
-    try:
-        value = json.dumps(err["input"])
-    except (TypeError, ValueError):
-        value = repr(err["input"])
-    value = value if len(value) <= 60 else value[:57] + "..."
-    return f"{loc} = {value} is {msg}" if msg.startswith("out of range") else f"{loc} = {value}: {msg}"
+        raise ModelError(describe_errors(exc, str(path))) from None
 
 
 def validate_weights_sha256(card: Any, path: Path) -> dict[str, str] | None:
