@@ -7,7 +7,7 @@ import streamlit as st
 
 import app_common as ac
 from wbg_core.services.inputs import plural
-from wbg_core.services.structures_view import relax_summary, relaxed_provenance
+from wbg_core.services.structures_view import ranking_evidence, relax_summary, relaxed_provenance
 from wbg_core.composition import FormulaError, reduced_formula
 from wbg_core.composition.validity import RULES
 from wbg_core.settings import get_settings
@@ -97,6 +97,8 @@ if is_ranked:
     st.caption(f"Ranked by {pot.label} energy per atom after relaxation (lowest first) over the "
                f"{plural(len(found), 'nearest template')}; the EMD rank stays beside it. Change the formula or "
                "the potential to leave the ranking.")
+    if evidence := ranking_evidence():
+        st.caption(f"ℹ️ {evidence}")
 
 cols = ["energy_rank", "energy_above_lowest", "same_structure_as", "rank", "template_id", "template_formula", "template_spacegroup", "emd", "formula", "spacegroup_symbol",
         "relaxed", "formation_energy_per_atom", "e_above_hull", "band_gap_mean", "compound_valid", "passes_paper_rule"]

@@ -75,13 +75,25 @@ def test_set(n: int = N_TEST, seed: int = SEED, max_sites: int = MAX_SITES) -> l
 def _journal() -> Path:
     from wbg_core.settings import get_settings
 
-    key = json.dumps([N_TEST, MAX_SITES, SEED, FMAX, STEPS, N_RANK, POTENTIALS, RANK_POTENTIALS], sort_keys=True)
+    # not RANK_POTENTIALS: ranking with one more potential adds its relaxations to the rows already there
+    key = json.dumps([N_TEST, MAX_SITES, SEED, FMAX, STEPS, N_RANK, POTENTIALS], sort_keys=True)
     tag = hashlib.sha256(key.encode()).hexdigest()[:10]
     return Path(get_settings().runs_dir) / "bench_structure_validation" / f"rows_{tag}.jsonl"
 
 
-def _row(i: int) -> dict:
-    """Everything measured for the test structure at pool row i."""
+def _wanted(row: dict, name: str) -> int:
+    """How many of a row's templates `name` relaxes: all when it ranks, else the first."""
+    return len(row["templates"]) if name in RANK_POTENTIALS else min(1, len(row["templates"]))
+
+
+def _complete(row: dict) -> bool:
+    return all(name in row["potentials"] and len(row["potentials"][name]["relaxations"]) >= _wanted(row, name)
+               for name in POTENTIALS)
+
+
+def _row(i: int, prev: dict | None = None) -> dict:
+    """Everything measured for the test structure at pool row i; what `prev` (an earlier row of it)
+    holds already is kept, only the missing relaxations are computed."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     from wbg_core.data import load_structures
@@ -93,8 +105,8 @@ def _row(i: int) -> dict:
     pool, ix, matcher = load_structures(), template_index(), StructureMatcher()
     formula = str(ix.formulas[ix.structure_formula[i]])
     real = pool.structure(i)
-    row = {"pool_row": i, "material_id": str(ix.material_ids[i]), "formula": formula, "n_sites": len(real),
-           "mp_e_form": float(ix.e_form[i]), "templates": [], "potentials": {}}
+    row = prev or {"pool_row": i, "material_id": str(ix.material_ids[i]), "formula": formula,
+                   "n_sites": len(real), "mp_e_form": float(ix.e_form[i]), "templates": [], "potentials": {}}
     try:
         templates = find_templates(formula, N_RANK, exclude_formulas={formula}, fallback=False, max_per_formula=1)
     except NoTemplateError:
@@ -105,15 +117,19 @@ def _row(i: int) -> dict:
             subs.append((t, substitute(t, formula)))
         except ValueError:
             continue
-    for t, s in subs:
-        row["templates"].append({"template": t.material_id, "template_formula": t.formula, "emd": t.emd,
-                                 "match_unrelaxed": bool(matcher.fit(s.structure, real))})
+    if prev is None:
+        for t, s in subs:
+            row["templates"].append({"template": t.material_id, "template_formula": t.formula, "emd": t.emd,
+                                     "match_unrelaxed": bool(matcher.fit(s.structure, real))})
+    assert [t.material_id for t, _ in subs] == [t["template"] for t in row["templates"]], "templates changed"
     for name in POTENTIALS:
         pot, refs = load_potential(name), element_references(name)
-        e_real = float(pot.energies(real)[0])
-        out = {"e_form_real": formation_energy_per_atom(real.composition, e_real, refs) if np.isfinite(e_real)
-               else None, "relaxations": []}
-        for t, s in subs[:len(subs) if name in RANK_POTENTIALS else 1]:
+        out = row["potentials"].get(name)
+        if out is None:
+            e_real = float(pot.energies(real)[0])
+            out = {"e_form_real": formation_energy_per_atom(real.composition, e_real, refs)
+                   if np.isfinite(e_real) else None, "relaxations": []}
+        for t, s in subs[len(out["relaxations"]):_wanted(row, name)]:
             try:
                 rel = pot.relax(s.structure, fmax=FMAX, steps=STEPS)
             except ValueError as exc:
@@ -132,11 +148,25 @@ def _worker(rows: list[int], journal: str) -> None:
 
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
+    prev = _read_journal(Path(journal))
     for i in rows:
-        row = _row(i)
+        row = _row(i, prev.get(i))
         with open(journal, "a") as fh:  # one line per formula: a killed run loses at most the one in flight
             fh.write(json.dumps(row, default=float) + "\n")
         print(f"validation: {row['formula']} done", file=sys.stderr, flush=True)
+
+
+def _read_journal(journal: Path) -> dict[int, dict]:
+    """{pool row: its newest row} of a journal; a line cut by a kill is measured again."""
+    done = {}
+    if journal.exists():
+        for line in journal.read_text().splitlines():
+            try:
+                r = json.loads(line)
+                done[r["pool_row"]] = r
+            except (json.JSONDecodeError, KeyError):
+                continue
+    return done
 
 
 def collect() -> list[dict]:
@@ -145,15 +175,8 @@ def collect() -> list[dict]:
 
     journal = _journal()
     journal.parent.mkdir(parents=True, exist_ok=True)
-    done = {}
-    if journal.exists():
-        for line in journal.read_text().splitlines():
-            try:
-                r = json.loads(line)
-                done[r["pool_row"]] = r
-            except (json.JSONDecodeError, KeyError):
-                continue  # a line cut by a kill: measured again
-    todo = [i for i in test_set() if i not in done]
+    done = _read_journal(journal)
+    todo = [i for i in test_set() if i not in done or not _complete(done[i])]
     if todo:
         print(f"validation: {len(done)} formulas already measured, {len(todo)} to go ({journal})", file=sys.stderr)
         parts = [todo[k::WORKERS] for k in range(WORKERS)]

@@ -154,3 +154,18 @@ def test_sevennet_is_a_choice_of_potential():
     assert "relaxed with SevenNet-0 (11Jul2024):" in texts(at)
     ef = next(m.value for m in at.metric if m.label == "Formation energy")
     assert ef.endswith("eV/atom") and float(ef.split()[0]) < 0
+
+
+def test_the_ranking_caption_quotes_the_validation_benchmark(tmp_path):
+    from wbg_core.services.structures_view import ranking_evidence
+
+    line = ranking_evidence()  # bench/results/structure_validation.json, as committed
+    res = json.loads((__import__("pathlib").Path(__file__).parents[1] / "bench" / "results"
+                      / "structure_validation.json").read_text())
+    r = res["potentials"]["chgnet"]
+    assert line.startswith(f"On {res['n']} Materials Project ground states held out")
+    assert f"matched the real structure for {r['match_top1_energy_ranked']:.0%}" in line
+    assert f"the nearest-EMD one for {r['match_top1_emd_relaxed']:.0%}" in line
+    assert ranking_evidence(tmp_path / "missing.json") is None
+    (tmp_path / "old.json").write_text(json.dumps({"n": 200, "match_rate_relaxed": 0.6}))  # before the ranking
+    assert ranking_evidence(tmp_path / "old.json") is None

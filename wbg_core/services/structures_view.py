@@ -42,3 +42,26 @@ def relax_summary(provenance: dict) -> str:
              None if conv is None else ("converged" if conv else "not converged"),
              f"{secs:.1f} s" if secs is not None else None]
     return f"relaxed with {provenance.get('potential_label') or 'CHGNet 0.3.0'}: " + ", ".join(p for p in parts if p)
+
+
+def ranking_evidence(results_file=None) -> str | None:
+    """What `wbg bench structure_validation` measured for ranking templates by energy, in one line
+    for the page (None before the benchmark was run): a scientist should know whether the lowest
+    energy or the nearest EMD template is the better first guess."""
+    import json
+    from pathlib import Path
+
+    path = Path(results_file) if results_file else Path(__file__).resolve().parents[2] / "bench" / "results" / \
+        "structure_validation.json"
+    try:
+        res = json.loads(path.read_text())
+        n = int(res["n"])
+        ranked = {k: v for k, v in res["potentials"].items() if "match_top1_energy_ranked" in v}
+        name, r = next(iter(ranked.items()))
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return None
+    k = max(int(key.removeprefix("match_any_of_").removesuffix("_relaxed")) for key in r if key.startswith("match_any_of_"))
+    return (f"On {n} Materials Project ground states held out of the templates, the lowest-energy template "
+            f"({name}) matched the real structure for {r['match_top1_energy_ranked']:.0%}, the nearest-EMD one "
+            f"for {r['match_top1_emd_relaxed']:.0%}; one of the {k} nearest for {r[f'match_any_of_{k}_relaxed']:.0%} "
+            "(`wbg bench structure_validation`). Read the energies as a second opinion on the EMD rank, not a verdict.")
