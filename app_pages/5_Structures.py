@@ -33,7 +33,9 @@ with c1:
     text = st.text_input("Formula", key="struct_formula")
 with c2:
     top_k = st.slider("Template alternatives", 1, 8, 3, key="top_k")
-    pot_name = st.selectbox("Potential", list(POTENTIALS), index=list(POTENTIALS).index(get_settings().potential),
+    default_pot = get_settings().potential
+    pot_name = st.selectbox("Potential", list(POTENTIALS),
+                            index=list(POTENTIALS).index(default_pot) if default_pot in POTENTIALS else 0,
                             format_func=lambda k: POTENTIALS[k].label, key="potential",
                             help="relaxes the structures and gives their energies; "
                                  + "; ".join(p.description for p in POTENTIALS.values()))

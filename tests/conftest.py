@@ -14,6 +14,18 @@ def bandgaps():
     return load_bandgaps()
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's potentials: relaxations are held to one thread anyway, and
+    the static energies then match the benchmarks' (run at one thread)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """A skipped browser test is a test that did not run: say so in a block nobody scrolls past."""
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if "browser" in getattr(r, "keywords", {})]

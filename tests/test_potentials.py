@@ -8,12 +8,7 @@ from wbg_core.structures import stability
 from wbg_core.structures.potentials import POTENTIALS, UnsupportedElementError, load_potential, make_potential
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_weights_are_read_as_weights_only(monkeypatch):

@@ -11,14 +11,7 @@ from wbg_core.structures.substitute import substitute
 from wbg_core.structures.templates import find_templates
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_reference_file_is_committed_and_complete():

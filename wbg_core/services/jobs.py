@@ -89,7 +89,8 @@ def _write_json(path: Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
+    """A JSON object from a file; None when it is missing, damaged or not an object."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
@@ -99,7 +100,7 @@ def _read_json(path: Path) -> dict | None:
 
 def load_job(directory: Path) -> TrainJob | None:
     """The job of a run folder, or None (no job.json, or one written before jobs had ids)."""
-    d = _read_json(Path(directory) / JOB_FILE)
+    d = read_json(Path(directory) / JOB_FILE)
     if not d or "id" not in d:
         return None
     try:
@@ -120,7 +121,8 @@ def find_job(runs_dir: Path, job_id: str) -> TrainJob:
     return job
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this pid exists (another user's counts too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -134,7 +136,7 @@ def job_status(job: TrainJob) -> JobStatus:
     """Live state: from the Popen when this process started the job, else from the exit marker
     and whether the pid is alive."""
     models = tuple(m for m in MODELS if (job.out / m / "card.json").exists())
-    recorded = _read_json(job.out / JOB_FILE) or {}  # job.json is the truth: another session may have cancelled
+    recorded = read_json(job.out / JOB_FILE) or {}  # job.json is the truth: another session may have cancelled
     job.state, job.confirmed = recorded.get("state", job.state), bool(recorded.get("confirmed", job.confirmed))
     if job.state == "cancelled":
         return JobStatus("cancelled", None, models, "cancelled; its partial output is not offered as a checkpoint set")
@@ -142,10 +144,10 @@ def job_status(job: TrainJob) -> JobStatus:
     if proc is not None:
         ended = proc.poll() is not None
     else:
-        ended = (job.out / EXIT_FILE).exists() or not _alive(job.pid)
+        ended = (job.out / EXIT_FILE).exists() or not pid_alive(job.pid)
     if not ended:
         return JobStatus("running", None, models)
-    code = (_read_json(job.out / EXIT_FILE) or {}).get("exit_code")
+    code = (read_json(job.out / EXIT_FILE) or {}).get("exit_code")
     if code is None:
         return JobStatus("failed", None, models, "its process ended without recording an exit code (killed?)")
     if code != 0:
@@ -209,7 +211,7 @@ def data_rows() -> int | None:
     """Rows of the band-gap data (`--limit` absent trains on all of them), from the data registry."""
     from ..settings import get_settings
 
-    reg = _read_json(Path(get_settings().data_dir) / "registry.json") or {}
+    reg = read_json(Path(get_settings().data_dir) / "registry.json") or {}
     rows = (reg.get("files") or {}).get("mp_bandgap.csv", {}).get("rows")
     return int(rows) if isinstance(rows, int) else None
 
@@ -310,7 +312,7 @@ def cancel_job(job: TrainJob, grace: float = 5.0) -> JobStatus:
         except subprocess.TimeoutExpired:
             pass
     else:
-        while _alive(job.pid) and time.monotonic() < deadline:
+        while pid_alive(job.pid) and time.monotonic() < deadline:
             time.sleep(0.1)  # another process's child: no Popen to wait on
     try:  # whatever of the group is left (the training process itself, if it outlived the runner)
         os.killpg(job.pid, signal.SIGKILL)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import atomic_write_text
+from .jobs import pid_alive, read_json
 from .window_query import WindowQuery
 
 BACKGROUND_POOL = 200_000  # pools above this run in the background
@@ -57,40 +58,22 @@ def job_dir(query: WindowQuery, generator_dir: str, oracle_dir: str, campaign: t
     return Path(root or runs_root()) / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _read(path: Path) -> dict | None:
-    try:
-        d = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return d if isinstance(d, dict) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def status(run: Path) -> WindowJobState:
     """Live state from the folder alone, so any server process (a restarted one too) reads it."""
     run = Path(run)
-    done = _read(run / DONE_FILE)
+    done = read_json(run / DONE_FILE)
     if done is not None:
         if done.get("error"):
             return WindowJobState("failed", 0.0, done["error"])
         if all((run / f).exists() for f in RESULT_FILES):
             return WindowJobState("finished", 1.0, f"finished in {done.get('seconds', 0):.0f} s")
         return WindowJobState("failed", 0.0, "the screening ended without its result files")
-    req = _read(run / REQUEST_FILE)
+    req = read_json(run / REQUEST_FILE)
     if req is None:
         return WindowJobState("failed", 0.0, "no screening was started in this folder")
-    if not _alive(int(req.get("pid", -1))):
+    if not pid_alive(int(req.get("pid", -1))):
         return WindowJobState("failed", 0.0, "the screening process ended without a result (killed?); start it again")
-    prog = _read(run / PROGRESS_FILE) or {}
+    prog = read_json(run / PROGRESS_FILE) or {}
     return WindowJobState("running", float(prog.get("fraction", 0.0)), str(prog.get("message", "starting")),
                           prog.get("eta_s"))
 
@@ -115,7 +98,7 @@ def start(query: WindowQuery, *, generator_dir: str, oracle_dir: str, campaign: 
         return run
     busy = [d for d in running_jobs(root) if d != run]
     if busy:
-        req = _read(busy[0] / REQUEST_FILE) or {}
+        req = read_json(busy[0] / REQUEST_FILE) or {}
         raise WindowJobError(f"another large screening ({req.get('pool', '?'):,} samples, started "
                              f"{req.get('started', '?')}) is running on this server; wait for it to end")
     if run.exists():
@@ -155,7 +138,7 @@ def _run(run: Path) -> int:
     from ..settings import set_torch_threads
     from .window import screen_window, window_model
 
-    req = _read(run / REQUEST_FILE) or {}
+    req = read_json(run / REQUEST_FILE) or {}
     t0 = time.perf_counter()
 
     def progress(fraction: float, message: str) -> None:
