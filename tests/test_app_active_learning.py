@@ -190,8 +190,8 @@ def _limits(monkeypatch, **env):
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda z: _rezip(z, {"state.json": _state_abc}), r"^the campaign in the zip is damaged: state\.json: rounds_done: "
-                                                       r"input should be a valid integer"),
+    (lambda z: _rezip(z, {"state.json": _state_abc}), r'^the campaign in the zip is damaged: state\.json: rounds_done = '
+                                                       r'"abc": Input should be a valid integer'),
     (lambda z: _rezip(z, {"rounds/0001/proposals.csv": _no_gap_column}),
      r"damaged: rounds/0001/proposals\.csv has no column band_gap"),
     (lambda z: _rezip(z, {"state.json": None}), "no state.json"),
@@ -245,9 +245,9 @@ def test_uploaded_campaign_zips_open_or_say_why_on_the_page(campaigns, real_zip)
     at.run()
     at.button(key="open_zip").click().run()
     no_exception(at)
-    assert [e.value for e in at.error] == [
-        "Cannot open the upload: the campaign in the zip is damaged: state.json: rounds_done: input should be a "
-        "valid integer (got 'abc')"]
+    assert len(at.error) == 1 and at.error[0].value.startswith(
+        'Cannot open the upload: the campaign in the zip is damaged: state.json: rounds_done = "abc": Input should '
+        'be a valid integer')
     assert not (campaigns / "app").exists() or not any((campaigns / "app").iterdir())
 
     at.file_uploader(key="camp_zip").upload("good.zip", real_zip, "application/zip")
