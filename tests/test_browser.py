@@ -249,7 +249,7 @@ def test_window_candidates_sent_to_structures(page, server):
     samples = page.locator('input[type="range"][aria-label="Generator samples"]')
     samples.focus()
     page.keyboard.press("Home")  # the smallest pool
-    assert samples.get_attribute("aria-valuetext") == "2000"
+    assert samples.get_attribute("aria-valuetext") == "2,000"  # the slider shows thousands separators
     page.get_by_role("button", name="Screen", exact=True).click()
     page.wait_for_selector('text=Funnel: generated 2,000', timeout=LONG)
     wait_idle(page)
