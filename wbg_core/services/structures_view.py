@@ -5,7 +5,7 @@ from __future__ import annotations
 from .inputs import plural
 
 _STABILITY_NOTES = ("not relaxed", "no formation energy", "no energy above the hull", "relaxation stopped",
-                    "no CHGNet", "no SevenNet", "no potential chosen")
+                    "no CHGNet", "no SevenNet", "energies not computed")
 
 
 def relaxed_provenance(provenance: dict, structure, stability, potential) -> dict:

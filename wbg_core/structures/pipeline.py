@@ -78,7 +78,8 @@ def predict_structures(formula: str, top_k: int = 3, *, potential=None, relax: b
         notes = list(sub.warnings)
         final, stab = sub.structure, {}
         if potential is None:
-            notes.append("no potential chosen: no energies")
+            notes.append("energies not computed (no potential was chosen): the structure is the template's "
+                         "geometry in a scaled cell")
         else:
             try:
                 final, st = assess(sub.structure, potential, do_relax=relax, fmax=fmax, steps=steps)
