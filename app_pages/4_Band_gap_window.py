@@ -14,7 +14,7 @@ import streamlit as st
 import app_common as ac
 from wbg_core.services.inputs import plural
 from wbg_core.services import window_jobs
-from wbg_core.services.window import screen_window, window_model
+from wbg_core.services.window import screen_query, window_model
 from wbg_core.services.window_query import (
     GAP_LIMITS, METAL_GAP, WINDOW_GENERATORS, WINDOW_MODELS, WINDOW_POOLS, WindowQuery, split_elements)
 from wbg_core.composition.validity import RULES
@@ -141,21 +141,15 @@ def _screen(q: WindowQuery, bar) -> dict:
     model = window_model(q, oracle=ac.oracle(show=False) if q.model == "oracle" else None,
                          campaign_dir=camp_key[0] if camp_key else None,
                          progress=lambda f, m: bar.progress(f, text=m))
-    cand, pool_df, funnel = screen_window(
-        gen, model, min_gap=q.gap_min, max_gap=q.gap_max, pool=q.pool, seed=q.seed, p_threshold=q.p_min,
-        max_atoms=q.max_atoms, max_elements=q.max_elements, require=q.require, exclude=q.exclude,
-        novel_only=q.novel, valid_only=q.valid_only, allow_elements_and_alloys=q.allow_elements_and_alloys,
-        progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
-    res = {"cand": cand, "pool": pool_df, "funnel": funnel, "window": (q.gap_min, q.gap_max),
-           "model": WINDOW_MODELS[q.model], "query": q}
+    res = _page_result(q, *screen_query(gen, model, q, lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m)))
     cache[key] = res
     while len(cache) > 16:
         cache.popitem(last=False)
     return res
 
 
-def _result_of(run, q: WindowQuery) -> dict:
-    cand, pool_df, funnel = window_jobs.load_result(run)
+def _page_result(q: WindowQuery, cand, pool_df, funnel: dict) -> dict:
+    """What the page shows of a screening, whichever process computed it."""
     return {"cand": cand, "pool": pool_df, "funnel": funnel, "window": (q.gap_min, q.gap_max),
             "model": WINDOW_MODELS[q.model], "query": q}
 
@@ -197,7 +191,7 @@ def _background_job() -> None:
     st.session_state.pop("window_job", None)
     if state.state == "finished":
         try:
-            st.session_state["screen_result"] = _result_of(run, q)
+            st.session_state["screen_result"] = _page_result(q, *window_jobs.load_result(run))
             st.session_state["screen_query"] = q
         except window_jobs.WindowJobError as err:
             st.session_state["_window_job_error"] = str(err)

@@ -102,19 +102,21 @@ if is_ranked:
     if evidence := ranking_evidence():
         st.caption(f"ℹ️ {evidence}")
 
-cols = ["energy_rank", "energy_above_lowest", "same_structure_as", "rank", "template_id", "template_formula", "template_spacegroup", "emd", "formula", "spacegroup_symbol",
-        "relaxed", "formation_energy_per_atom", "e_above_hull", "band_gap_mean", "compound_valid", "passes_paper_rule"]
-if not is_ranked:
-    cols = cols[3:]
+ranking_cols = ["energy_rank", "energy_above_lowest", "same_structure_as"] if is_ranked else []
+cols = ranking_cols + ["rank", "template_id", "template_formula", "template_spacegroup", "emd", "formula",
+                       "spacegroup_symbol", "relaxed", "formation_energy_per_atom", "e_above_hull", "band_gap_mean",
+                       "compound_valid", "passes_paper_rule"]
 table = pd.DataFrame([{k: _current(c)[1].get(k) for k in cols} for c in found])
 st.dataframe(table, hide_index=True, width="stretch",
-             column_config={"energy_rank": st.column_config.NumberColumn("energy rank", help="1: lowest energy per atom"),
+             column_config={"energy_rank": st.column_config.NumberColumn("energy rank",
+                                                                         help="1: lowest energy per atom"),
                             "energy_above_lowest": st.column_config.NumberColumn(
                                 "ΔE (eV/atom)", format="%.3f", help="above the lowest-energy relaxed template"),
                             "same_structure_as": st.column_config.NumberColumn(
                                 "same as", help="relaxed into the same structure as this energy rank "
                                                 "(pymatgen StructureMatcher)"),
-                            "rank": st.column_config.NumberColumn("EMD rank", help="by Element Mover's Distance"),"formation_energy_per_atom": st.column_config.NumberColumn("E_f (eV/atom)", format="%.3f"),
+                            "rank": st.column_config.NumberColumn("EMD rank", help="by Element Mover's Distance"),
+                            "formation_energy_per_atom": st.column_config.NumberColumn("E_f (eV/atom)", format="%.3f"),
                             "e_above_hull": st.column_config.NumberColumn("E_hull (eV/atom)", format="%.3f"),
                             "band_gap_mean": st.column_config.NumberColumn("gap (eV)", format="%.2f"),
                             "relaxed": st.column_config.CheckboxColumn("relaxed", help=f"relaxed with {pot.label}"),

@@ -67,6 +67,17 @@ def forest_on(formulas, gaps, seed: int = 0):
     return ForestRegressor(ForestConfig(seed=seed, n_jobs=2)).fit(list(formulas), np.asarray(gaps, np.float64))
 
 
+def screen_query(generator, model, query, progress=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """screen_window with every input of a window query (services.window_query.WindowQuery): what
+    the page computes in its own process and the background job in another."""
+    q = query
+    return screen_window(
+        generator, model, min_gap=q.gap_min, max_gap=q.gap_max, pool=q.pool, seed=q.seed, p_threshold=q.p_min,
+        max_atoms=q.max_atoms, max_elements=q.max_elements, require=q.require, exclude=q.exclude,
+        novel_only=q.novel, valid_only=q.valid_only, allow_elements_and_alloys=q.allow_elements_and_alloys,
+        progress=progress)
+
+
 def window_model(query, *, oracle=None, campaign_dir: str | None = None, progress=None):
     """The screening model a window query names: the given oracle, a forest on 1,000 random MP
     formulas, or a forest on an active-learning campaign's labels (read only)."""

@@ -136,7 +136,7 @@ def _run(run: Path) -> int:
     """The background process: load the models named in request.json, screen, write the result."""
     from ..models.errors import ModelError
     from ..settings import set_torch_threads
-    from .window import screen_window, window_model
+    from .window import screen_query, window_model
 
     req = read_json(run / REQUEST_FILE) or {}
     t0 = time.perf_counter()
@@ -169,22 +169,17 @@ def _run(run: Path) -> int:
             oracle = load_oracle(Path(req["oracle_dir"]))
         campaign_dir = (req.get("campaign") or [None])[0]
         model = window_model(q, oracle=oracle, campaign_dir=campaign_dir, progress=progress)
-        cand, pool_df, funnel = screen_window(
-            gen, model, min_gap=q.gap_min, max_gap=q.gap_max, pool=q.pool, seed=q.seed, p_threshold=q.p_min,
-            max_atoms=q.max_atoms, max_elements=q.max_elements, require=q.require, exclude=q.exclude,
-            novel_only=q.novel, valid_only=q.valid_only, allow_elements_and_alloys=q.allow_elements_and_alloys,
-            progress=progress)
+        cand, pool_df, funnel = screen_query(gen, model, q, progress)
         cand.to_parquet(run / "candidates.parquet", index=False)
         pool_df.to_parquet(run / "pool.parquet", index=False)
         atomic_write_text(run / "funnel.json", json.dumps(funnel))
         atomic_write_text(run / DONE_FILE, json.dumps({"seconds": round(time.perf_counter() - t0, 1)}))
         return 0
-    except (ValueError, ModelError, OSError) as exc:  # ScreenError, a bad campaign, a missing checkpoint
+    except BaseException as exc:  # the page must learn that it failed, whatever the failure
         atomic_write_text(run / DONE_FILE, json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
-        return 1
-    except BaseException as exc:  # noqa: BLE001 - the page must learn that it failed, then re-raise for the log
-        atomic_write_text(run / DONE_FILE, json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
-        raise
+        if isinstance(exc, (ValueError, ModelError, OSError)):  # ScreenError, a bad campaign, a missing checkpoint
+            return 1
+        raise  # anything else also goes to screen.log with its traceback
 
 
 if __name__ == "__main__":

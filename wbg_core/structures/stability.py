@@ -31,16 +31,16 @@ from pathlib import Path
 import numpy as np
 
 from ..composition.parse import FormulaError, format_formula
-from .potentials import DEFAULT_FMAX, DEFAULT_STEPS
+from .potentials import DEFAULT_FMAX, DEFAULT_STEPS, POTENTIALS
 from .templates import reduce
-
-REFS_FILE = "chgnet_element_refs.json"  # CHGNet's; every potential has its own: refs_file(name)
-
 
 # ---------------------------------------------------------------- elemental references
 
 def refs_file(potential_name: str) -> str:
     return f"{potential_name}_element_refs.json"
+
+
+REFS_FILE = refs_file("chgnet")  # the default potential's
 
 
 def refs_path(potential_name: str = "chgnet") -> Path:
@@ -159,7 +159,8 @@ def formation_energy_per_atom(composition, energy_per_atom: float, refs: dict) -
     total = float(sum(comp.values()))
     missing = [el for el in comp if el not in refs["elements"]]
     if missing:
-        raise FormulaError(f"no {refs.get('model', 'potential').split(' (')[0]} reference energy for {missing}: "
+        info = POTENTIALS.get(refs.get("potential"))
+        raise FormulaError(f"no {info.label if info else 'potential'} reference energy for {missing}: "
                            "the pool has no compound of them with an MP formation energy")
     mu = sum(n / total * refs["elements"][el]["mu_eV_per_atom"] for el, n in comp.items())
     return float(energy_per_atom - mu)
