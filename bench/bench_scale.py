@@ -50,7 +50,10 @@ def _screen(n: int, engine: str, run_dir: Path | None, kill_at: float | None = N
     if run_dir is not None:
         cmd += ["--run-dir", str(run_dir)]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    # stdout to a file, not a pipe: a pipe nobody reads until the end blocks the child once its JSON
+    # outgrows the pipe's buffer (64 KB), and the run hangs in json.dump (seen at 10^7)
+    out_file = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, stdout=out_file, stderr=subprocess.DEVNULL, start_new_session=True)
     peak = 0.0
     while proc.poll() is None:
         peak = max(peak, _rss_gb(proc.pid))
@@ -62,7 +65,8 @@ def _screen(n: int, engine: str, run_dir: Path | None, kill_at: float | None = N
                 proc.wait()
                 return {"killed_after_s": time.perf_counter() - t0, "shards_done": done}
         time.sleep(0.5)
-    out = proc.stdout.read()
+    out_file.seek(0)
+    out = out_file.read()
     if proc.returncode != 0:
         raise RuntimeError(f"wbg screen --engine {engine} failed ({proc.returncode})")
     rows = json.loads(out)["candidates"]
