@@ -198,7 +198,8 @@ def test_a_spreadsheet_csv_is_read_and_an_import_waits_for_the_lock(labelled, tm
     from wbg_core.engine.campaign import CampaignBusy, campaign_lock
 
     t = read_labels("\ufeff Formula , Band_Gap ,note\n Ga2N2 , 3.2 ,pbe\nMgO,7.8e0,\n".encode(), "sheet.csv")
-    assert t[["line", "formula", "reduced", "band_gap"]].values.tolist() == [[2, "Ga2N2", "GaN", 3.2],
+    assert t.name == "sheet.csv" and len(t) == 2
+    assert t.rows[["line", "formula", "reduced", "band_gap"]].values.tolist() == [[2, "Ga2N2", "GaN", 3.2],
                                                                                 [3, "MgO", "MgO", 7.8]]
     d = _copy(labelled, tmp_path)
     camp = Campaign.load(d, **models)

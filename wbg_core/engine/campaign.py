@@ -211,8 +211,8 @@ class Campaign:
             self._refresh()
             return self._step(progress_callback, use_provisional)
 
-    def import_labels(self, table: pd.DataFrame, replace: bool = False) -> dict:
-        """Commit DFT gaps (campaign_labels.read_labels' table) under the lock: all rows or none."""
+    def import_labels(self, table: "labels.LabelFile", replace: bool = False) -> dict:
+        """Commit DFT gaps (campaign_labels.read_labels' result) under the lock: all rows or none."""
         with self._locked():
             self._refresh()
             records, report = labels.plan_import(self, table, replace)

@@ -16,6 +16,7 @@ import io
 import math
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -157,9 +158,20 @@ def export_points(camp, path: str | Path, known: frozenset) -> Path:
 
 
 # ---- import -----------------------------------------------------------------------------------
-def read_labels(source, name: str | None = None) -> pd.DataFrame:
-    """A CSV of formula, band_gap (eV) -> line, formula, reduced, band_gap; CampaignError names
-    the first bad row (and how many more there are)."""
+@dataclass(frozen=True)
+class LabelFile:
+    """A checked labels CSV: its rows and the name that messages and state.json quote."""
+
+    name: str  # the path or the upload's name
+    rows: pd.DataFrame  # line, formula, reduced, band_gap
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def read_labels(source, name: str | None = None) -> LabelFile:
+    """A CSV of formula, band_gap (eV) -> its LabelFile (line, formula, reduced, band_gap);
+    CampaignError names the first bad row (and how many more there are)."""
     if isinstance(source, (bytes, bytearray)):
         name, data = name or "the upload", io.BytesIO(bytes(source))
     else:
@@ -205,9 +217,7 @@ def read_labels(source, name: str | None = None) -> pd.DataFrame:
     if problems:
         more = f" ({len(problems) - 1} more rows have problems)" if len(problems) > 1 else ""
         raise CampaignError(f"{name}: {problems[0]}{more}; nothing was imported")
-    out = pd.DataFrame(rows, columns=["line", "formula", "reduced", "band_gap"])
-    out.attrs["name"] = name
-    return out
+    return LabelFile(name, pd.DataFrame(rows, columns=["line", "formula", "reduced", "band_gap"]))
 
 
 def _reduced(formula: str) -> str | None:
@@ -217,12 +227,12 @@ def _reduced(formula: str) -> str | None:
         return None
 
 
-def plan_import(camp, labels: pd.DataFrame, replace: bool = False) -> tuple[list[dict], dict]:
-    """(state.json's new label list, a report) for `labels` (read_labels' table), matched by
+def plan_import(camp, labels: LabelFile, replace: bool = False) -> tuple[list[dict], dict]:
+    """(state.json's new label list, a report) for `labels` (read_labels' result), matched by
     reduced formula to the campaign's proposals. CampaignError when any row cannot apply: a
     formula the campaign did not propose, one already imported with the same gap, or (without
     replace) with another gap. Nothing is written here."""
-    name = labels.attrs.get("name", "the labels")
+    name = labels.name
     if camp.config.labeller != "external":
         raise CampaignError("this campaign is labelled by the oracle; only a campaign started with the external "
                             "labeller (`campaign new --labeller external`) takes imported DFT labels")
@@ -236,9 +246,9 @@ def plan_import(camp, labels: pd.DataFrame, replace: bool = False) -> tuple[list
     current = {(lab["round"], lab["formula"]): lab for lab in camp.state.get("labels", [])}
     new = dict(current)
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    file = Path(name).name if name != "the labels" else None
+    file = Path(name).name
     problems, n_new, n_rep = [], 0, 0
-    for row in labels.itertuples(index=False):
+    for row in labels.rows.itertuples(index=False):
         keys = targets.get(row.reduced)
         if not keys:
             why = "is a seed of this campaign, not a proposal" if row.reduced in seeds else \
