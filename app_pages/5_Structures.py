@@ -12,6 +12,7 @@ from wbg_core.composition import FormulaError, reduced_formula
 from wbg_core.composition.validity import RULES
 from wbg_core.settings import get_settings
 from wbg_core.structures.potentials import POTENTIALS
+from wbg_core.structures.ranking import energy_tolerance
 
 ac.page("Structures", "🧊")
 st.caption("The paper's template step: the Materials Project structure whose composition is nearest by "
@@ -60,8 +61,15 @@ def _candidates(formula: str, top_k: int, oracle_dir: str, pot_name: str):
 pot = ac.potential(pot_name)
 oracle_dir = str(ac.model_dir("oracle"))
 ranked_runs = st.session_state.setdefault("ranked", {})  # "formula|potential" -> candidates relaxed and ranked
+tie_key = f"rank_tol_{pot_name}"  # each potential keeps its own tolerance
+tolerance = float(st.session_state.get(tie_key, energy_tolerance(pot_name)))
 try:
-    found = ranked_runs.get(f"{formula}|{pot_name}") or _candidates(formula, top_k, oracle_dir, pot_name)
+    if f"{formula}|{pot_name}" in ranked_runs:  # re-ranked at the current tolerance: no new relaxation
+        from wbg_core.structures.pipeline import rank_candidates
+
+        found = rank_candidates(ranked_runs[f"{formula}|{pot_name}"], formula, tolerance)
+    else:
+        found = _candidates(formula, top_k, oracle_dir, pot_name)
 except FormulaError as exc:  # NoTemplateError is one
     st.error(f"No structure for {formula}: {exc}")
     st.stop()
@@ -78,10 +86,16 @@ def _current(c, f: str = formula):
     return relaxed.get(f"{f}|{c.provenance['template_id']}|{pot_name}", (c.structure, c.provenance))
 
 
-r1, r2 = st.columns([1, 2], vertical_alignment="bottom")
+r1, r0, r2 = st.columns([1, 1, 2], vertical_alignment="bottom")
 n_rank = r1.number_input("Relax the top N templates", min_value=2, max_value=30, value=10, step=1, key="rank_n",
                          help="each is relaxed (FIRE, cell and positions, fmax 0.1 eV/Å, at most 200 steps) and the "
                               "candidates are ordered by energy per atom, lowest first; usually 1-30 s per template")
+r0.number_input("Energy tie (eV/atom)", min_value=0.0, max_value=1.0, value=energy_tolerance(pot_name), step=0.005,
+                format="%.3f", key=tie_key,
+                help=f"energies per atom closer than this count as a tie, which the EMD rank breaks: polymorphs are "
+                     f"often closer in energy than {pot.label}'s error. 0 ranks by energy alone. The default was "
+                     "chosen on a tuning set of MP structures (bench structure_tuning). Changing it re-ranks the "
+                     "relaxed templates without relaxing them again.")
 if r2.button(f"Relax {n_rank} and rank by {pot.label} energy", key="rank"):
     from wbg_core.structures.pipeline import predict_structures
 
@@ -89,16 +103,19 @@ if r2.button(f"Relax {n_rank} and rank by {pot.label} energy", key="rank"):
         bar = st.progress(0.0)
         try:
             ranked_runs[f"{formula}|{pot_name}"] = predict_structures(
-                formula, n_rank, potential=pot, relax=True, rank_by_energy=True, oracle=ac.oracle(show=False),
+                formula, n_rank, potential=pot, relax=True, rank_by_energy=True, energy_tolerance=tolerance,
+                oracle=ac.oracle(show=False),
                 progress=lambda d, t: bar.progress(d / t, text=f"{d} of {t} templates relaxed"))
             st.rerun()
         except Exception as exc:  # noqa: BLE001 - keep the page, say what failed
             stt.update(label="Ranking failed", state="error")
             st.error(f"Could not relax and rank the templates: {type(exc).__name__}: {exc}")
 if is_ranked:
-    st.caption(f"Ranked by {pot.label} energy per atom after relaxation (lowest first) over the "
-               f"{plural(len(found), 'nearest template')}; the EMD rank stays beside it. Change the formula or "
-               "the potential to leave the ranking.")
+    how = (f"energy per atom after relaxation (lowest first), energies within {tolerance:g} eV/atom counting as "
+           "a tie that the EMD rank breaks," if tolerance > 0 else "energy per atom alone after relaxation (lowest "
+           "first; an energy tie above 0 lets the EMD rank decide near-ties)")
+    st.caption(f"Ranked by {pot.label} {how} over the {plural(len(found), 'nearest template')}; the EMD rank stays "
+               "beside it. Change the formula or the potential to leave the ranking.")
     if evidence := ranking_evidence():
         st.caption(f"ℹ️ {evidence}")
 

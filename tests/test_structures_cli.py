@@ -71,6 +71,8 @@ def test_symprec_wavelength_and_kpoint_density_reach_the_files(tmp_path, capsys)
     (["structure", "NaCl", "--kpoint-density", "-1", "--output", "{tmp}"], "--kpoint-density must be"),
     (["structure", "NaCl", "--potential", "mace", "--output", "{tmp}"], "invalid choice: 'mace'"),
     (["structure", "NaCl", "--rank", "1", "--output", "{tmp}"], "--rank"),
+    (["structure", "NaCl", "--rank", "--energy-tolerance", "-0.1", "--output", "{tmp}"],
+     "--energy-tolerance must be a finite number in [0, 1] eV/atom"),
 ])
 def test_bad_input_is_one_line(argv, message, tmp_path, capsys):
     f = tmp_path / "a_file"
@@ -108,7 +110,7 @@ def test_fallback_is_explained(tmp_path, capsys):
 
 def test_rank_relaxes_the_nearest_templates_and_orders_them_by_energy(tmp_path, capsys):
     assert main(["structure", "GaN", "--rank", "2", "--steps", "60", "--potential", "chgnet",
-                 "--output", str(tmp_path), "--json"]) == 0
+                 "--energy-tolerance", "0", "--output", str(tmp_path), "--json"]) == 0
     cands = json.loads(capsys.readouterr().out)["candidates"]
     assert [c["energy_rank"] for c in cands] == [1, 2] and all(c["relaxed"] for c in cands)
     assert cands[0]["energy_per_atom"] < cands[1]["energy_per_atom"]

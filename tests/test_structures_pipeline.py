@@ -57,7 +57,8 @@ def test_templates_ranked_by_relaxed_energy_keep_their_emd_rank():
     torch.set_num_threads(1)
     steps = []
     ranked = pipeline.predict_structures("GaN", 3, potential=load_potential("chgnet"), relax=True,
-                                         rank_by_energy=True, steps=60, exclude_formulas={"GaN"},
+                                         rank_by_energy=True, energy_tolerance=0.0, steps=60,
+                                         exclude_formulas={"GaN"},
                                          progress=lambda d, t: steps.append((d, t)))
     assert steps == [(1, 3), (2, 3), (3, 3)]
     prov = [c.provenance for c in ranked]
@@ -96,3 +97,38 @@ def test_ranking_marks_templates_that_relax_into_one_structure():
     assert [c.provenance["same_structure_as"] for c in ranked[:3]] == [None, None, 2]
     assert ranked[2].provenance["energy_above_lowest"] == pytest.approx(0.11)
     assert any("another composition than KNaF2" in w for w in ranked[3].provenance["warnings"])
+
+
+def test_energies_within_the_tolerance_are_a_tie_that_the_emd_order_breaks():
+    """The app's ranking rule (structures.ranking.energy_order): 0 is energy alone; a tolerance
+    wider than a gap keeps the EMD order there; missing energies last; bad settings refused."""
+    from wbg_core.structures.ranking import energy_order, energy_tolerance
+
+    e = [-6.20, -6.30, -6.19, None, float("nan")]
+    assert energy_order(e, 0.0) == [1, 0, 2, 3, 4]
+    assert energy_order(e, 0.05) == [1, 0, 2, 3, 4]  # -6.20 is 0.10 above -6.30: not a tie
+    assert energy_order(e, 0.105) == [0, 1, 2, 3, 4]  # now it is, and EMD rank 1 wins it
+    assert energy_order([-1.0, -1.0], 0.0) == [0, 1]  # an exact tie: EMD order
+    assert energy_order([None], 0.1) == [0] and energy_order([], 0.1) == []
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        energy_order(e, -0.01)
+    with pytest.raises(KeyError, match="no energy tolerance for potential 'mace'"):
+        energy_tolerance("mace")
+    from wbg_core.structures.potentials import POTENTIALS
+
+    assert all(energy_tolerance(name) >= 0 for name in POTENTIALS)  # every selectable potential has one
+
+
+def test_ranking_with_a_tolerance_keeps_the_nearest_template_on_a_near_tie():
+    cands = pipeline.predict_structures("NaKF2", 2)
+    for c, e in zip(cands, (-6.20, -6.23)):
+        c.provenance["energy_per_atom"] = e
+    ranked = pipeline.rank_candidates(cands, "NaKF2", tolerance=0.05)
+    assert [c.provenance["rank"] for c in ranked] == [1, 2]  # 0.03 eV/atom apart: a tie, EMD decides
+    assert [c.provenance["energy_rank"] for c in ranked] == [1, 2]
+    assert ranked[0].provenance["energy_above_lowest"] == pytest.approx(0.03)
+    assert ranked[0].provenance["energy_tolerance"] == 0.05
+    energy_first = pipeline.rank_candidates(cands, "NaKF2", tolerance=0.0)
+    assert [c.provenance["rank"] for c in energy_first] == [2, 1]
+    # re-ranking an energy-ordered list (what the page does on a new tolerance) starts from the EMD order
+    assert [c.provenance["rank"] for c in pipeline.rank_candidates(energy_first, "NaKF2", tolerance=0.05)] == [1, 2]

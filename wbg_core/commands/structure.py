@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rank", type=int_in(2, 50), nargs="?", const=10, default=None, metavar="N",
                    help="relax the N nearest templates (default 10) and order them by energy per atom, lowest "
                         "first; the EMD rank stays in the provenance (replaces --top-k, implies --relax)")
+    p.add_argument("--energy-tolerance", type=float_in(0.0, 1.0, note=" eV/atom"), default=None, metavar="EV",
+                   help="with --rank: energies per atom closer than this are a tie, which the EMD rank breaks "
+                        "(0: energy alone; default: the potential's, chosen on a tuning set, "
+                        "wbg_core/structures/ranking.py)")
     p.add_argument("--potential", choices=list(POTENTIALS), default=None,
                    help="interatomic potential for energies and relaxations (default: the setting "
                         "WBG_POTENTIAL, chgnet)")
@@ -90,7 +94,7 @@ def _structure(args) -> int:
     try:
         candidates = predict_structures(
             args.formula, args.rank or args.top_k, potential=_potential(args), relax=args.relax or bool(args.rank),
-            rank_by_energy=bool(args.rank), fmax=args.fmax, steps=args.steps,
+            rank_by_energy=bool(args.rank), energy_tolerance=args.energy_tolerance, fmax=args.fmax, steps=args.steps,
             max_per_formula=None if args.polymorphs else 1, fallback=not args.no_fallback,
             oracle=_oracle_or_none(),
         )
@@ -117,7 +121,8 @@ def _structure(args) -> int:
         gap = p["band_gap_mean"]
         sg = row.get("spacegroup_symbol") or "P1 (no symmetry found)"
         if p.get("energy_rank") is not None:
-            print(f"energy rank {p['energy_rank']} (+{p['energy_above_lowest']:.3f} eV/atom), EMD rank {p['rank']}:")
+            print(f"energy rank {p['energy_rank']} (+{p['energy_above_lowest']:.3f} eV/atom; ties within "
+                  f"{p['energy_tolerance']:g} go to the nearer EMD), EMD rank {p['rank']}:")
         print(f"{name}: {p['formula']} from {p['template_id']} ({p['template_formula']}, EMD {p['emd']:.3f}), "
               f"{sg} at symprec {args.symprec:g}; E_f {'%.3f' % ef if ef is not None else '-'} eV/atom, "
               f"E_hull {'%.3f' % eh if eh is not None else '-'} eV/atom, "

@@ -220,7 +220,9 @@ def _made_lines(p: Mapping) -> list[str]:
                      + "; ".join(f"{label} {_num(p[k])}" for k, label in energies))
     if p.get("energy_rank") is not None:
         lines.append(f"Energy ranking: {p['energy_rank']} of the relaxed templates by energy per atom "
-                     f"({_num(p.get('energy_above_lowest'))} eV/atom above the lowest); EMD rank {p.get('rank')}"
+                     f"({_num(p.get('energy_above_lowest'))} eV/atom above the lowest"
+                     + (f"; energies within {p['energy_tolerance']:g} eV/atom count as a tie, broken by the EMD rank"
+                        if p.get("energy_tolerance") else "") + f"); EMD rank {p.get('rank')}"
                      + (f"; relaxes into the same structure as energy rank {p['same_structure_as']}"
                         if p.get("same_structure_as") else ""))
     if isinstance(p.get("decomposition"), Mapping) and p["decomposition"]:

@@ -45,7 +45,8 @@ def oracle_gap(formula: str, oracle) -> tuple[float | None, float | None, str | 
 
 
 def predict_structures(formula: str, top_k: int = 3, *, potential=None, relax: bool = False,
-                       rank_by_energy: bool = False, fmax: float = DEFAULT_FMAX, steps: int = DEFAULT_STEPS,
+                       rank_by_energy: bool = False, energy_tolerance: float | None = None,
+                       fmax: float = DEFAULT_FMAX, steps: int = DEFAULT_STEPS,
                        exclude_formulas=(), max_per_formula: int | None = 1,
                        fallback: bool = True, oracle=None, progress=None) -> list[Candidate]:
     """Candidate structures for `formula`, best template first.
@@ -56,7 +57,8 @@ def predict_structures(formula: str, top_k: int = 3, *, potential=None, relax: b
     potential: a structures.potentials.Potential; None leaves the energies out (fast: templates only).
     rank_by_energy: order the candidates by the potential's energy per atom (relaxed when `relax`),
     lowest first, instead of by EMD; the EMD rank stays in provenance["rank"], the energy rank in
-    "energy_rank". Only candidates of the requested composition are ranked (a fallback analogue
+    "energy_rank". Energies within `energy_tolerance` eV/atom of each other are a tie that the
+    EMD order breaks (None: the potential's tolerance, structures.ranking). Only candidates of the requested composition are ranked (a fallback analogue
     has another composition, whose energy per atom compares nothing); they follow, by EMD.
     oracle: the band-gap model whose prediction goes in the provenance (the caller's choice, e.g.
     the checkpoint set the app uses); None leaves the gap out.
@@ -104,6 +106,7 @@ def predict_structures(formula: str, top_k: int = 3, *, potential=None, relax: b
             "rank": rank,  # by EMD
             "energy_rank": None,
             "energy_above_lowest": None,
+            "energy_tolerance": None,
             "same_structure_as": None,
             "template_id": t.material_id,
             "template_formula": t.formula,
@@ -138,39 +141,53 @@ def predict_structures(formula: str, top_k: int = 3, *, potential=None, relax: b
         out.append(Candidate(structure=final, provenance=prov))
         if progress:
             progress(rank, len(templates))
-    return rank_candidates(out, query) if rank_by_energy else out
+    if not rank_by_energy:
+        return out
+    if energy_tolerance is None:
+        from .ranking import energy_tolerance as tolerance_of
+
+        energy_tolerance = tolerance_of(potential.name)
+    return rank_candidates(out, query, energy_tolerance)
 
 
-def rank_candidates(candidates: list[Candidate], formula: str) -> list[Candidate]:
-    """Lowest energy per atom first among the candidates of `formula`'s composition; the others
-    (other compositions, or no energy) after them in their EMD order. Sets energy_rank,
-    energy_above_lowest (eV/atom) and same_structure_as: the energy rank of a better-ranked
-    candidate that is the same structure (pymatgen StructureMatcher, default tolerances), since
-    several templates often relax into one structure."""
+def rank_candidates(candidates: list[Candidate], formula: str, tolerance: float = 0.0) -> list[Candidate]:
+    """The candidates of `formula`'s composition ranked by energy per atom within `tolerance`
+    (structures.ranking.energy_order: energies closer than that are a tie, which the EMD order
+    breaks); the others (other compositions, or no energy) after them in their EMD order. Sets
+    energy_rank, energy_above_lowest (eV/atom), energy_tolerance and same_structure_as: the
+    energy rank of a better-ranked candidate that is the same structure (pymatgen
+    StructureMatcher, default tolerances), since several templates often relax into one structure."""
+    from .ranking import energy_order
+
     target = format_formula(reduce(formula))
+    candidates = sorted(candidates, key=lambda c: c.provenance["rank"])  # EMD order, whatever order they came in
 
     def energy(c):
         e = c.provenance.get("energy_per_atom")
         same = c.provenance.get("formula") == target
         return e if same and e is not None and math.isfinite(e) else None
 
-    ranked = sorted((c for c in candidates if energy(c) is not None), key=lambda c: (energy(c), c.provenance["rank"]))
-    rest = [c for c in candidates if energy(c) is None]
+    energies = [energy(c) for c in candidates]
+    ranked = [candidates[i] for i in energy_order(energies, tolerance) if energies[i] is not None]
+    rest = [c for c, e in zip(candidates, energies) if e is None]
     if ranked:
         from pymatgen.analysis.structure_matcher import StructureMatcher
 
         matcher = StructureMatcher()
-        lowest = energy(ranked[0])
+        lowest = min(e for e in energies if e is not None)
         for k, c in enumerate(ranked, 1):
             c.provenance["energy_rank"] = k
+            c.provenance["energy_tolerance"] = tolerance
             c.provenance["energy_above_lowest"] = round(energy(c) - lowest, 6)
             c.provenance["same_structure_as"] = next(
                 (j for j, other in enumerate(ranked[:k - 1], 1)
                  if other.provenance.get("same_structure_as") is None and matcher.fit(c.structure, other.structure)),
                 None)
-    for c in rest:
-        c.provenance["warnings"].append("not ranked by energy: " + (
-            "no energy" if c.provenance.get("formula") == target else f"another composition than {target}"))
+    for c in rest:  # once, however often the candidates are re-ranked (the page re-ranks on a new tolerance)
+        note = "not ranked by energy: " + (
+            "no energy" if c.provenance.get("formula") == target else f"another composition than {target}")
+        if note not in c.provenance["warnings"]:
+            c.provenance["warnings"].append(note)
     return ranked + rest
 
 
