@@ -44,7 +44,10 @@ from .screening import (ScreenConfig, ScreenError, ScreenResult, first_occurrenc
 RUN_FILE = "run.json"
 SHARD_DIR, PART_DIR = "shards", "parts"
 TOP_FILE = "top.csv"
-ROWS_PER_PARTITION = 2_000_000  # unique rows one labelling call may hold (about 0.5 GB with its predictions)
+# samples per labelling partition, which bound the unique rows one labelling call holds: small
+# enough that two actors are busy from 10^6 samples on and hold the same amount whatever the
+# pool (2,000,000 let the peak grow from 2.5 GB at 10^6 to 3.3 GB at 10^7; docs/scale.md)
+ROWS_PER_PARTITION = 500_000
 _HASH = np.random.default_rng(20211).integers(1, 2 ** 61, size=256, dtype=np.int64).astype(np.uint64)
 
 Progress = Callable[[float, str], None] | None
