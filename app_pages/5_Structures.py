@@ -61,13 +61,15 @@ def _candidates(formula: str, top_k: int, oracle_dir: str, pot_name: str):
 pot = ac.potential(pot_name)
 oracle_dir = str(ac.model_dir("oracle"))
 ranked_runs = st.session_state.setdefault("ranked", {})  # "formula|potential" -> candidates relaxed and ranked
+rank_key = f"{formula}|{pot_name}"
+is_ranked = rank_key in ranked_runs
 tie_key = f"rank_tol_{pot_name}"  # each potential keeps its own tolerance
 tolerance = float(st.session_state.get(tie_key, energy_tolerance(pot_name)))
 try:
-    if f"{formula}|{pot_name}" in ranked_runs:  # re-ranked at the current tolerance: no new relaxation
+    if is_ranked:  # re-ranked at the current tolerance: no new relaxation
         from wbg_core.structures.pipeline import rank_candidates
 
-        found = rank_candidates(ranked_runs[f"{formula}|{pot_name}"], formula, tolerance)
+        found = rank_candidates(ranked_runs[rank_key], formula, tolerance)
     else:
         found = _candidates(formula, top_k, oracle_dir, pot_name)
 except FormulaError as exc:  # NoTemplateError is one
@@ -78,7 +80,6 @@ except Exception as exc:  # noqa: BLE001 - the data or CHGNet failed: say so, ke
     st.stop()
 
 relaxed = st.session_state.setdefault("relaxed", {})  # "formula|template|potential" -> (structure, provenance)
-is_ranked = f"{formula}|{pot_name}" in ranked_runs
 
 
 def _current(c, f: str = formula):
@@ -102,7 +103,7 @@ if r2.button(f"Relax {n_rank} and rank by {pot.label} energy", key="rank"):
     with st.status(f"Relaxing the {n_rank} nearest templates of {formula} with {pot.label}…", expanded=True) as stt:
         bar = st.progress(0.0)
         try:
-            ranked_runs[f"{formula}|{pot_name}"] = predict_structures(
+            ranked_runs[rank_key] = predict_structures(
                 formula, n_rank, potential=pot, relax=True, rank_by_energy=True, energy_tolerance=tolerance,
                 oracle=ac.oracle(show=False),
                 progress=lambda d, t: bar.progress(d / t, text=f"{d} of {t} templates relaxed"))

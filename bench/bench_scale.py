@@ -56,11 +56,6 @@ def _rss_by_role(root_pid: int) -> dict[str, float]:
     return out
 
 
-def _rss_gb(root_pid: int) -> float:
-    """Resident memory of a process tree plus every Ray process on this machine (GB)."""
-    return sum(_rss_by_role(root_pid).values())
-
-
 def _screen(n: int, engine: str, run_dir: Path | None, kill_at: float | None = None) -> dict:
     cmd = [sys.executable, "-m", "wbg_core", "screen", *WINDOW, "--pool", str(n), "--top", "1000", "--json",
            "--engine", engine]

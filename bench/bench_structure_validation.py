@@ -249,22 +249,31 @@ def summarise(rows: list[dict]) -> dict:
             "match_rate_unrelaxed_top5": _rate(any(t["match_unrelaxed"] for t in r["templates"][:5]) for r in rows)}
 
 
-def top1_within(rows: list[dict], name: str, tolerance: float) -> float:
-    """Top-1 match rate when energies within `tolerance` of each other are a tie broken by EMD
-    (the product's rule, structures.ranking.energy_order)."""
+def _energy_order(relaxations: list[dict], tolerance: float) -> tuple[list[int], list[float | None]]:
+    """(the product's ranking of a row's relaxations, structures.ranking.energy_order; their
+    energies, None where refused or not finite, which rank last)."""
     from wbg_core.structures.ranking import energy_order
 
+    energies = [None if "error" in x or not np.isfinite(x["energy_per_atom"]) else x["energy_per_atom"]
+                for x in relaxations]
+    return energy_order(energies, tolerance), energies
+
+
+def top1_within(rows: list[dict], name: str, tolerance: float) -> float:
+    """Top-1 match rate when energies within `tolerance` of each other are a tie broken by EMD
+    (the product's rule)."""
     hits = []
     for r in rows:
         rel = r["potentials"][name]["relaxations"]
-        energies = [None if "error" in x else x["energy_per_atom"] for x in rel]
-        order = energy_order(energies, tolerance)
+        order, energies = _energy_order(rel, tolerance)
         hits.append(bool(order) and energies[order[0]] is not None and bool(rel[order[0]].get("match")))
     return _rate(hits)
 
 
 def _ranking(rows: list[dict], name: str) -> dict:
     """Top-k matches by EMD order and by relaxed energy; per-formula time of the N relaxations."""
+    from wbg_core.structures.ranking import energy_tolerance
+
     top = {}
     secs = []
     for k in (1, 3, 5):
@@ -272,12 +281,10 @@ def _ranking(rows: list[dict], name: str) -> dict:
         for r in rows:
             rel = r["potentials"][name]["relaxations"]
             emd.append(any(x.get("match") for x in rel[:k]))
-            good = sorted((x for x in rel if "error" not in x and np.isfinite(x["energy_per_atom"])),
-                          key=lambda x: x["energy_per_atom"])
-            energy.append(any(x["match"] for x in good[:k]))
+            order, energies = _energy_order(rel, 0.0)
+            energy.append(any(rel[i]["match"] for i in order[:k] if energies[i] is not None))
         top[f"match_top{k}_emd_relaxed"] = _rate(emd)
         top[f"match_top{k}_energy_ranked"] = _rate(energy)
-    from wbg_core.structures.ranking import energy_tolerance
 
     tol = energy_tolerance(name)
     top["energy_tolerance"] = tol

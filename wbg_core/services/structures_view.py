@@ -79,9 +79,10 @@ def ranking_evidence(results_file=None, tuning_file=None) -> str | None:
         tune = json.loads(Path(tuning_file or results / "structure_tuning.json").read_text())
         t = tune["potentials"][name]
         t_energy, t_emd = t["sweep"][str(float(tol))], t["top1_emd"]
+        disagree = (t_energy > t_emd) != (rule > emd)
         line += (f" On {int(tune['n'])} other ground states: {t_energy:.1%} against {t_emd:.1%}"
-                 + (", the other way round" if (t_energy > t_emd) != (rule > emd) else "") + ".")
-        if (t_energy > t_emd) != (rule > emd):
+                 + (", the other way round" if disagree else "") + ".")
+        if disagree:
             return line + " Neither order is reliably the better first guess: relax and compare the top few."
     except (OSError, ValueError, KeyError, TypeError):
         pass

@@ -58,8 +58,9 @@ def predict_structures(formula: str, top_k: int = 3, *, potential=None, relax: b
     rank_by_energy: order the candidates by the potential's energy per atom (relaxed when `relax`),
     lowest first, instead of by EMD; the EMD rank stays in provenance["rank"], the energy rank in
     "energy_rank". Energies within `energy_tolerance` eV/atom of each other are a tie that the
-    EMD order breaks (None: the potential's tolerance, structures.ranking). Only candidates of the requested composition are ranked (a fallback analogue
-    has another composition, whose energy per atom compares nothing); they follow, by EMD.
+    EMD order breaks (None: the potential's tolerance, structures.ranking). Only candidates of
+    the requested composition are ranked (a fallback analogue has another composition, whose
+    energy per atom compares nothing); they follow, by EMD.
     oracle: the band-gap model whose prediction goes in the provenance (the caller's choice, e.g.
     the checkpoint set the app uses); None leaves the gap out.
     progress: called as progress(done, total) after each template.
