@@ -223,7 +223,10 @@ else:
     else:
         with h_right:
             st.markdown(f"**{hull.formula}**: {hull.summary}")
-            st.caption(f"{hull.chemsys}: {plural(hull.n_mp_phases, 'MP compound')} in the bundled data. {CAVEAT}")
+            st.caption(f"{hull.chemsys}: {plural(hull.n_mp_phases, 'MP compound')} with an MP formation energy in "
+                       f"the bundled data. {CAVEAT}")
+            if hull.estimated_text:
+                st.info(hull.estimated_text)
             if hull.missing_text:
                 st.warning(hull.missing_text)
             for w in hull_note:
@@ -234,9 +237,9 @@ else:
             h_left.info(hull.no_figure_reason)
         # st.table, not st.dataframe: a short static list (and the page's dataframe order stays)
         st.table(pd.DataFrame(hull.table).rename(columns={
-            "fraction": "atom fraction", "formation_energy_per_atom": "E_f MP (eV/atom)",
+            "fraction": "atom fraction", "formation_energy_per_atom": "E_f (eV/atom)", "energy_source": "E_f from",
             "distance": "composition distance", "material_id": "MP id"}).style.format(
-            {"atom fraction": "{:.3f}", "E_f MP (eV/atom)": "{:.3f}", "composition distance": "{:.3f}"},
+            {"atom fraction": "{:.3f}", "E_f (eV/atom)": "{:.3f}", "composition distance": "{:.3f}"},
             na_rep="").hide(axis="index"))
 
 from wbg_core.structures.dft import DEFAULT_KPOINT_DENSITY, SSSP_LABEL

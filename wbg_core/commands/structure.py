@@ -64,6 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the provenance as JSON")
     p.add_argument("--fit-references", action="store_true",
                    help="(maintainers) refit models/<potential>_element_refs.json and exit")
+    p.add_argument("--estimate-hull-energies", action="store_true",
+                   help="(maintainers) estimate with the potential the formation energies of the bundled MP "
+                        "compounds that have a pool structure but no MP energy, score the procedure on priced "
+                        "ones, write and register data/ml_formation_energies.csv, and exit")
     p.set_defaults(handler=_structure)
 
 
@@ -78,6 +82,16 @@ def _structure(args) -> int:
         print(file=sys.stderr)
         print(f"fitted references for {len(r['elements'])} elements from {r['n_compounds']} compounds; "
               f"fit MAE {r['fit_mae_eV_per_atom']} eV/atom")
+        return 0
+    if args.estimate_hull_energies:
+        from ..structures.estimated_phases import build
+
+        r = build(_potential(args), progress=lambda what, d, t: print(
+            f"\r{what}: {d}/{t} structures", end="", file=sys.stderr, flush=True))
+        print(file=sys.stderr)
+        print(f"estimated {r['estimated']:,} of {r['formulas']:,} formulas without an MP formation energy in "
+              f"{r['seconds']:.0f} s; on {r['control_formulas']} priced control formulas: MAE "
+              f"{r['mae_eV_per_atom']} eV/atom, mean error {r['mean_error_eV_per_atom']:+} eV/atom")
         return 0
     if not args.formula:
         raise UserError("give a formula, e.g. `wbg structure SrYF5 --output out/`")

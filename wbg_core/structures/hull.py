@@ -1,9 +1,11 @@
 """The candidate on the MP convex hull, as a picture: a pymatgen phase diagram and its decomposition.
 
-`stability.mp_hull_entries` gives the bundled MP phases of the chemical system and
+`stability.hull_entries` gives the known phases of the chemical system (the bundled MP ones,
+plus ML estimates for MP compounds bundled without a formation energy: estimated_phases) and
 `stability.energy_above_hull` the candidate's e_hull and decomposition; this module only adds
 the candidate as a PDEntry to the diagram that is plotted (pymatgen PDPlotter, plotly backend),
-names the products, and lists the nearby phases where no 2-D plot reads well (4+ elements).
+names the products, marks the estimated phases, and lists the nearby phases where no 2-D plot
+reads well (4+ elements).
 """
 from __future__ import annotations
 
@@ -13,12 +15,15 @@ from functools import lru_cache
 import numpy as np
 
 from ..composition.parse import FormulaError
-from .stability import energy_above_hull, mp_hull_entries
+from .estimated_phases import estimate_validation
+from .potentials import POTENTIALS
+from .stability import MP_SOURCE, energy_above_hull, hull_entries
 from .templates import reduce
 
 ON_HULL_TOL = 5e-4  # eV/atom: |e_hull| below this is "on the hull" (MP rounds energies to 1e-6)
 DEFAULT_SHOW_UNSTABLE = 0.1  # eV/atom: MP phases drawn above the hull
-CAVEAT = ("The hull is DFT (Materials Project formation energies, with MP's corrections); the candidate's "
+CAVEAT = ("The hull is DFT (Materials Project formation energies, with MP's corrections), completed by CHGNet "
+          "estimates where the bundled data has an MP structure but no MP energy (marked); the candidate's "
           "energy is a CHGNet (ML potential) estimate put on MP's scale by fitted elemental references. "
           "Treat E_hull as a screen, not a verdict.")
 
@@ -29,28 +34,34 @@ class HullError(FormulaError):
 
 @lru_cache(maxsize=1)
 def _material_ids() -> dict[str, str]:
-    """Bundled formula -> MP material id, for hover labels and the table."""
+    """Hull formula -> MP material id (for an estimate: the polymorph it was computed at)."""
     from ..data import load_bandgaps
+    from .estimated_phases import load_estimates
 
     df = load_bandgaps()
     df = df[df["formation_energy_per_atom"].notna()]
-    return dict(zip(df["formula"].astype(str), df["material_id"].astype(str)))
+    est = load_estimates()
+    return {**dict(zip(est["formula"].astype(str), est["material_id"].astype(str))),
+            **dict(zip(df["formula"].astype(str), df["material_id"].astype(str)))}
 
 
 @lru_cache(maxsize=1)
 def _unpriced() -> tuple[np.ndarray, list[frozenset]]:
-    """Bundled formulas with no formation energy (the matbench_mp_gap_max rows) and their elements."""
+    """Bundled formulas with neither an MP formation energy (the matbench_mp_gap_max rows) nor
+    an estimate (no pool structure), and their elements."""
     from ..data import load_bandgaps
+    from .estimated_phases import load_estimates
 
     df = load_bandgaps()
-    df = df[df["formation_energy_per_atom"].isna()]
+    df = df[df["formation_energy_per_atom"].isna() & ~df["formula"].isin(set(load_estimates()["formula"]))]
     formulas = df["formula"].to_numpy(dtype=object)
     return formulas, [frozenset(reduce(f)) for f in formulas]
 
 
 def phases_missing_from_hull(elements) -> list[str]:
-    """MP compounds of the system that the bundled data holds without a formation energy: the
-    hull is built without them, so a phase it calls stable may not be (e.g. NaCl, MgO, CaF2)."""
+    """MP compounds of the system that the bundled data holds with neither a formation energy
+    nor a structure to estimate one: the hull is built without them, so a phase it calls
+    stable may not be."""
     system = frozenset(elements)
     formulas, sets = _unpriced()
     return sorted(str(f) for f, els in zip(formulas, sets) if len(els) > 1 and els <= system)
@@ -63,7 +74,9 @@ class CandidateHull:
     formation_energy: float  # eV/atom, the candidate's (CHGNet) estimate
     e_above_hull: float  # eV/atom against the MP hull; negative = below it
     products: list[tuple[str, float]]  # decomposition: (reduced formula, atom fraction), largest first
-    n_mp_phases: int  # MP compounds of the system (elements not counted)
+    n_mp_phases: int  # compounds of the system priced by MP (elements not counted)
+    estimated: dict[str, str] = field(default_factory=dict)  # compound -> potential, where the energy is ML
+    estimate_error: dict | None = None  # the estimates' error against MP on a control sample (registry)
     table: list[dict] = field(default_factory=list)  # decomposition products, then the nearest stable phases
     figure: object | None = None  # plotly Figure (binary, ternary)
     no_figure_reason: str | None = None
@@ -80,8 +93,24 @@ class CandidateHull:
                 "state), so the hull is drawn without them: phases it shows as stable, and this E_hull, may be wrong.")
 
     @property
+    def estimated_text(self) -> str | None:
+        """Which phases of the system are priced by an ML estimate, else None."""
+        if not self.estimated:
+            return None
+        names = sorted(self.estimated)
+        shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+        labels = sorted({POTENTIALS[p].label if p in POTENTIALS else p for p in self.estimated.values()})
+        return (f"{len(names)} compound(s) of {self.chemsys} ({shown}) have MP structures but no MP formation energy in "
+                f"the bundled data: their energies are {' and '.join(labels)} estimates at those structures, "
+                "marked [ML]" + (f" (MAE {err['mae_eV_per_atom']:.3f} eV/atom against MP on "
+                                 f"{err['control_formulas']} formulas where both are known)."
+                                 if (err := self.estimate_error) else "."))
+
+    @property
     def products_text(self) -> str:
-        return " + ".join(f"{f} ({x:.2f})" if len(self.products) > 1 else f for f, x in self.products)
+        def name(f):
+            return f"{f} [ML]" if f in self.estimated else f
+        return " + ".join(f"{name(f)} ({x:.2f})" if len(self.products) > 1 else name(f) for f, x in self.products)
 
     @property
     def summary(self) -> str:
@@ -119,14 +148,17 @@ def candidate_hull(formula, formation_energy: float, *, show_unstable: float = D
         raise HullError(f"{name} has no finite formation energy: no hull")
     if len(elements) < 2:
         raise HullError(f"{name} is an element: it is the hull's reference at 0 eV/atom")
-    entries = mp_hull_entries(elements)
+    entries = hull_entries(elements)
     ids = _material_ids()
     compounds = [e for e in entries if not e.composition.is_element]
+    estimated = {e.name: e.attribute for e in compounds if e.attribute != MP_SOURCE}
     if not compounds:
         raise HullError(f"no Materials Project compound of the {chemsys} system in the bundled data: "
                         "the hull would be the bare elements, so E_hull would mean nothing")
     for e in entries:  # PDPlotter's hover text shows entry_id
         e.entry_id = ids.get(e.name, "element, 0 eV/atom" if e.composition.is_element else "MP")
+        if e.name in estimated:
+            e.entry_id += f", E_f {POTENTIALS[e.attribute].label if e.attribute in POTENTIALS else 'ML'} estimate"
 
     hull = energy_above_hull(comp, formation_energy)
     # an MP phase at its own energy is "in" the diagram: pymatgen returns the entry itself ("candidate")
@@ -134,8 +166,10 @@ def candidate_hull(formula, formation_energy: float, *, show_unstable: float = D
                       key=lambda p: -p[1])
     out = CandidateHull(formula=name, chemsys=chemsys, formation_energy=float(formation_energy),
                         e_above_hull=float(hull["e_above_hull"]), products=products,
-                        n_mp_phases=len(compounds), missing=phases_missing_from_hull(elements))
-    out.table = _phase_table(PhaseDiagram(entries), comp, products, ids, n_nearby)
+                        n_mp_phases=len(compounds) - len(estimated), estimated=estimated,
+                        missing=phases_missing_from_hull(elements),
+                        estimate_error=estimate_validation() if estimated else None)
+    out.table = _phase_table(PhaseDiagram(entries), comp, products, ids, n_nearby, estimated)
 
     if len(elements) > 3:
         out.no_figure_reason = (f"{chemsys} has {len(elements)} elements: PDPlotter draws binaries and ternaries "
@@ -159,14 +193,20 @@ def candidate_hull(formula, formation_energy: float, *, show_unstable: float = D
             # PDPlotter leaves 2-D ternary phases unlabelled (hover only): name the compounds on the plot
             trace.update(mode="markers+text", textposition="middle right", textfont={"size": 13, "color": "black"},
                          text=["" if "(element" in h else h.split(" (")[0] for h in trace.hovertext])
-    fig.update_layout(title={"text": f"{chemsys}: MP hull (DFT) with the {name} candidate (CHGNet)", "x": 0.5,
+    hull_kind = f"DFT, {len(estimated)} phase(s) ML-estimated" if estimated else "DFT"
+    fig.update_layout(title={"text": f"{chemsys}: MP hull ({hull_kind}) with the {name} candidate (CHGNet)", "x": 0.5,
                              "xanchor": "center"}, margin={"t": 60})
     out.figure = fig
     return out
 
 
-def _phase_table(pd_mp, comp, products, ids: dict, n_nearby: int) -> list[dict]:
-    """Decomposition products, then the stable MP compounds nearest the candidate's composition."""
+def _source(formula: str, estimated: dict[str, str]) -> str:
+    p = estimated.get(formula)
+    return "MP (DFT)" if p is None else f"ML ({POTENTIALS[p].label if p in POTENTIALS else p})"
+
+
+def _phase_table(pd_mp, comp, products, ids: dict, n_nearby: int, estimated: dict[str, str]) -> list[dict]:
+    """Decomposition products, then the stable compounds nearest the candidate's composition."""
     els = pd_mp.elements
     x = np.array([comp.get_atomic_fraction(el) for el in els])
     by_formula = {e.composition.reduced_formula: e for e in pd_mp.stable_entries}
@@ -175,6 +215,7 @@ def _phase_table(pd_mp, comp, products, ids: dict, n_nearby: int) -> list[dict]:
         e = by_formula.get(f)
         rows.append({"phase": f, "role": "decomposition product", "fraction": frac,
                      "formation_energy_per_atom": pd_mp.get_form_energy_per_atom(e) if e else None,
+                     "energy_source": _source(f, estimated) if e else None,
                      "distance": None, "material_id": ids.get(e.name) if e else None})
     taken = {f for f, _ in products}
     near = []
@@ -185,6 +226,7 @@ def _phase_table(pd_mp, comp, products, ids: dict, n_nearby: int) -> list[dict]:
         near.append((d, f, e))
     for d, f, e in sorted(near, key=lambda t: (t[0], t[1]))[:n_nearby]:
         rows.append({"phase": f, "role": "nearby stable phase", "fraction": None,
-                     "formation_energy_per_atom": pd_mp.get_form_energy_per_atom(e), "distance": round(d, 3),
+                     "formation_energy_per_atom": pd_mp.get_form_energy_per_atom(e),
+                     "energy_source": _source(f, estimated), "distance": round(d, 3),
                      "material_id": ids.get(e.name)})
     return rows

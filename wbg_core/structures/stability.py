@@ -13,9 +13,10 @@
   few minutes on 1 thread) and stored in models/<name>_element_refs.json with the material ids
   it used, which the validation benchmark keeps out of its test set.
 - Energy above hull: pymatgen PhaseDiagram of the bundled MP formation energies of the
-  chemical system (elements at 0), with the candidate at the potential's formation energy. The
-  two energies come from different methods (DFT hull, ML candidate): treat e_hull as a
-  screen, not a verdict.
+  chemical system (elements at 0), completed by CHGNet estimates for the MP compounds bundled
+  without one (estimated_phases), with the candidate at the potential's formation energy. The
+  energies come from different methods (DFT hull, ML candidate): treat e_hull as a screen,
+  not a verdict.
 - The paper's rule: keep candidates with negative formation energy that are charge neutral
   and electronegativity balanced (SMACT).
 """
@@ -168,33 +169,45 @@ def formation_energy_per_atom(composition, energy_per_atom: float, refs: dict) -
 
 # ---------------------------------------------------------------- convex hull
 
+MP_SOURCE = "MP"  # PDEntry.attribute of a phase priced by the bundled MP data
+
+
 @lru_cache(maxsize=1)
 def _hull_table():
-    """Bundled MP formation energies: formulas, compositions and an element-membership matrix."""
+    """Formation energies of the hull: the bundled MP ones, then the ML estimates for MP
+    compounds the data holds without one (estimated_phases); formulas, energies, compositions,
+    sources and an element-membership matrix."""
     from ..composition.elements import VOCAB
     from ..data import load_bandgaps
+    from .estimated_phases import load_estimates
 
     df = load_bandgaps()
     df = df[df["formation_energy_per_atom"].notna()]
-    formulas = df["formula"].to_numpy(dtype=object)
-    ef = df["formation_energy_per_atom"].to_numpy(dtype=np.float64)
+    est = load_estimates()
+    est = est[~est["formula"].isin(set(df["formula"]))]  # MP's value wins wherever there is one
+    formulas = np.concatenate([df["formula"].to_numpy(dtype=object), est["formula"].to_numpy(dtype=object)])
+    ef = np.concatenate([df["formation_energy_per_atom"].to_numpy(dtype=np.float64),
+                         est["formation_energy_per_atom"].to_numpy(dtype=np.float64)])
+    sources = np.array([MP_SOURCE] * len(df) + est["potential"].astype(str).tolist(), dtype=object)
     col = {el: k for k, el in enumerate(VOCAB)}
-    member = np.zeros((len(df), len(VOCAB)), dtype=bool)
+    member = np.zeros((len(formulas), len(VOCAB)), dtype=bool)
     comps = []
     for r, f in enumerate(formulas):
         comp = reduce(f)
         comps.append(comp)
         for el in comp:
             member[r, col[el]] = True
-    return formulas, ef, comps, member, col
+    return formulas, ef, comps, sources, member, col
 
 
-def mp_hull_entries(elements) -> list:
-    """PDEntries (formation energies, elements at 0) of the MP compositions in a chemical system."""
+def hull_entries(elements) -> list:
+    """PDEntries (formation energies, elements at 0) of the known compositions of a chemical
+    system; `attribute` says where the energy comes from: MP_SOURCE, or the potential's name
+    for an ML estimate."""
     from pymatgen.analysis.phase_diagram import PDEntry
     from pymatgen.core import Composition
 
-    formulas, ef, comps, member, col = _hull_table()
+    formulas, ef, comps, sources, member, col = _hull_table()
     elements = sorted(set(elements))
     unknown = [el for el in elements if el not in col]
     if unknown:
@@ -202,10 +215,11 @@ def mp_hull_entries(elements) -> list:
     outside = np.ones(member.shape[1], dtype=bool)
     outside[[col[el] for el in elements]] = False
     rows = np.flatnonzero(~member[:, outside].any(axis=1))
-    entries = [PDEntry(Composition({el: 1}), 0.0, name=el) for el in elements]
+    entries = [PDEntry(Composition({el: 1}), 0.0, name=el, attribute=MP_SOURCE) for el in elements]
     for r in rows:
         comp = Composition(comps[r])
-        entries.append(PDEntry(comp, float(ef[r]) * comp.num_atoms, name=str(formulas[r])))
+        entries.append(PDEntry(comp, float(ef[r]) * comp.num_atoms, name=str(formulas[r]),
+                               attribute=str(sources[r])))
     return entries
 
 
@@ -219,7 +233,7 @@ def energy_above_hull(formula, formation_energy: float) -> dict:
     from pymatgen.core import Composition
 
     comp = Composition(reduce(formula) if isinstance(formula, str) else formula)
-    entries = mp_hull_entries([el.symbol for el in comp.elements])
+    entries = hull_entries([el.symbol for el in comp.elements])
     if len(comp.elements) > 1 and all(e.composition.is_element for e in entries):
         # the hull of the bare elements: any compound at a negative formation energy would be
         # "below the hull" by that energy, which says nothing about its stability
