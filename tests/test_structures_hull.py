@@ -151,3 +151,24 @@ def test_estimates_never_replace_an_mp_energy_and_match_a_fresh_computation():
     assert fresh["formation_energy_per_atom"].to_numpy() == pytest.approx(
         stored["formation_energy_per_atom"].to_numpy(), abs=2e-3)
     assert list(fresh["material_id"]) == list(stored["material_id"])
+
+
+def test_estimates_are_registered_on_write_and_a_damaged_file_is_named(tmp_path):
+    import shutil
+
+    from wbg_core.data.registry import DataError, load_registry
+    from wbg_core.settings import get_settings
+    from wbg_core.structures.estimated_phases import ESTIMATES_FILE, load_estimates, write
+    from wbg_core.structures.potentials import POTENTIALS
+
+    shutil.copy(get_settings().data_dir / "registry.json", tmp_path / "registry.json")
+    rows = load_estimates().head(3)
+    write(rows, type("P", (), {"name": "chgnet", "label": POTENTIALS["chgnet"].label}),
+          {"control_formulas": 3, "mae_eV_per_atom": 0.05}, tmp_path)
+    entry = load_registry(tmp_path)["files"][ESTIMATES_FILE]
+    assert entry["rows"] == 3 and entry["validation"]["mae_eV_per_atom"] == 0.05
+    assert list(load_estimates(tmp_path)["formula"]) == list(rows["formula"])
+    (tmp_path / ESTIMATES_FILE).write_text((tmp_path / ESTIMATES_FILE).read_text()[:-20])
+    load_estimates.cache_clear()
+    with pytest.raises(DataError, match="ml_formation_energies.csv is truncated or corrupt"):
+        load_estimates(tmp_path)
