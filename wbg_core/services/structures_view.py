@@ -2,6 +2,9 @@
 the one-line summary of it."""
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 from .inputs import plural
 
 _STABILITY_NOTES = ("not relaxed", "no formation energy", "no energy above the hull", "relaxation stopped",
@@ -44,18 +47,27 @@ def relax_summary(provenance: dict) -> str:
     return f"relaxed with {provenance.get('potential_label') or 'CHGNet 0.3.0'}: " + ", ".join(p for p in parts if p)
 
 
+@lru_cache(maxsize=8)
+def _json_at(path: str, mtime_ns: int):
+    """A result file's JSON, parsed once per version (a ranked page reruns on every widget change)."""
+    import json
+
+    return json.loads(Path(path).read_text())
+
+
+def _read_result(path: Path):
+    return _json_at(str(path), path.stat().st_mtime_ns)
+
+
 def ranking_evidence(results_file=None, tuning_file=None) -> str | None:
     """What `wbg bench structure_validation` (and, when run, `structure_tuning`) measured for
     ranking templates by energy, in one line for the page (None before the benchmark was run): a
     scientist should know whether the lowest energy or the nearest EMD template is the better
     first guess, and how sure that is."""
-    import json
-    from pathlib import Path
-
     results = Path(__file__).resolve().parents[2] / "bench" / "results"
     path = Path(results_file) if results_file else results / "structure_validation.json"
     try:
-        res = json.loads(path.read_text())
+        res = _read_result(path)
         n = int(res["n"])
         ranked = {k: v for k, v in res["potentials"].items() if "match_top1_energy_ranked" in v}
         name, r = next(iter(ranked.items()))
@@ -76,7 +88,7 @@ def ranking_evidence(results_file=None, tuning_file=None) -> str | None:
             f"for {emd:.1%}; one of the {k} nearest for {r[f'match_any_of_{k}_relaxed']:.1%} "
             "(`wbg bench structure_validation`).")
     try:
-        tune = json.loads(Path(tuning_file or results / "structure_tuning.json").read_text())
+        tune = _read_result(Path(tuning_file or results / "structure_tuning.json"))
         t = tune["potentials"][name]
         t_energy, t_emd = t["sweep"][str(float(tol))], t["top1_emd"]
         disagree = (t_energy > t_emd) != (rule > emd)
