@@ -199,17 +199,17 @@ with left:
 
 
 @st.cache_data(show_spinner="Building the phase diagram…", max_entries=32)
-def _hull(formula: str, e_form: float, show_unstable: float):
+def _hull(formula: str, e_form: float, show_unstable: float, potential: str):
     from wbg_core.structures.hull import candidate_hull
 
-    return candidate_hull(formula, e_form, show_unstable=show_unstable)
+    return candidate_hull(formula, e_form, show_unstable=show_unstable, potential=potential)
 
 
 st.subheader("Energy above the hull")
 if prov.get("formation_energy_per_atom") is None:
     st.info("No formation energy for this structure, so no place on the hull (see the notes above).")
 else:
-    from wbg_core.structures.hull import CAVEAT, DEFAULT_SHOW_UNSTABLE
+    from wbg_core.structures.hull import DEFAULT_SHOW_UNSTABLE, caveat
 
     h_left, h_right = st.columns([3, 2], gap="large")
     show_unstable = h_right.number_input("Draw MP phases up to (eV/atom above the hull)", min_value=0.0,
@@ -217,14 +217,15 @@ else:
                                          key="hull_unstable",
                                          help="PDPlotter's show_unstable; the candidate is drawn wherever it lies")
     try:
-        hull = _hull(prov["formula"], float(prov["formation_energy_per_atom"]), float(show_unstable))
+        hull = _hull(prov["formula"], float(prov["formation_energy_per_atom"]), float(show_unstable),
+                     prov.get("potential") or "chgnet")
     except FormulaError as exc:  # HullError is one
         st.warning(f"No hull for {prov['formula']}: {exc}")
     else:
         with h_right:
             st.markdown(f"**{hull.formula}**: {hull.summary}")
             st.caption(f"{hull.chemsys}: {plural(hull.n_mp_phases, 'MP compound')} with an MP formation energy in "
-                       f"the bundled data. {CAVEAT}")
+                       f"the bundled data. {caveat(prov.get('potential') or 'chgnet')}")
             if hull.estimated_text:
                 st.info(hull.estimated_text)
             if hull.missing_text:

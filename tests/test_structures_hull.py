@@ -57,7 +57,7 @@ def test_binary_and_ternary_figures_show_the_candidate(formula, ef, trace_type):
     cand = [t for t in h.figure.data if t.name == f"{formula} (candidate)"]
     assert len(cand) == 1 and cand[0].type == trace_type
     assert f"{formula} (candidate)" in cand[0].text[0]
-    assert "candidate, CHGNet estimate" in cand[0].hovertext[0]  # drawn even far above the hull
+    assert "candidate, CHGNet 0.3.0 estimate" in cand[0].hovertext[0]  # drawn even far above the hull
     assert "mp-" in _traces_text(h.figure)  # MP phases carry their material ids
 
 
@@ -90,7 +90,7 @@ def test_structures_page_draws_the_candidate_on_its_hull():
     assert not at.error, [e.value for e in at.error]
     e_hull = next(m.value for m in at.metric if m.label == "Energy above hull")
     assert f"**SrYF5**: {e_hull.split()[0]} eV/atom above YF3 (0.57) + SrF2 (0.43)" in texts(at)
-    assert "CHGNet (ML potential) estimate" in texts(at)
+    assert "CHGNet 0.3.0 (ML potential) estimate" in texts(at)
     spec = json.loads(at.get("plotly_chart")[1].proto.spec)  # 3D structure, hull, XRD
     assert any(t.get("name") == "SrYF5 (candidate)" for t in spec["data"])
     assert list(at.table[0].value["phase"][:2]) == ["YF3", "SrF2"]
@@ -172,3 +172,14 @@ def test_estimates_are_registered_on_write_and_a_damaged_file_is_named(tmp_path)
     load_estimates.cache_clear()
     with pytest.raises(DataError, match="ml_formation_energies.csv is truncated or corrupt"):
         load_estimates(tmp_path)
+
+
+def test_the_hull_names_the_potential_that_priced_the_candidate():
+    from wbg_core.structures.hull import caveat
+
+    h = candidate_hull("ScF3", -3.0, potential="sevennet-0")
+    cand = next(t for t in h.figure.data if t.name == "ScF3 (candidate)")
+    assert "candidate, SevenNet-0 (11Jul2024) estimate" in cand.hovertext[0]
+    assert "candidate (SevenNet-0 (11Jul2024))" in h.figure.layout.title.text
+    assert "a SevenNet-0 (11Jul2024) (ML potential) estimate" in caveat("sevennet-0")
+    assert "a CHGNet 0.3.0 (ML potential) estimate" in caveat()

@@ -22,10 +22,14 @@ from .templates import reduce
 
 ON_HULL_TOL = 5e-4  # eV/atom: |e_hull| below this is "on the hull" (MP rounds energies to 1e-6)
 DEFAULT_SHOW_UNSTABLE = 0.1  # eV/atom: MP phases drawn above the hull
-CAVEAT = ("The hull is DFT (Materials Project formation energies, with MP's corrections), completed by CHGNet "
-          "estimates where the bundled data has an MP structure but no MP energy (marked); the candidate's "
-          "energy is a CHGNet (ML potential) estimate put on MP's scale by fitted elemental references. "
-          "Treat E_hull as a screen, not a verdict.")
+def caveat(potential: str = "chgnet") -> str:
+    """What the hull mixes, naming the potential that priced the candidate."""
+    label = POTENTIALS[potential].label if potential in POTENTIALS else potential
+    return ("The hull is DFT (Materials Project formation energies, with MP's corrections), completed by CHGNet "
+            "estimates where the bundled data has an MP structure but no MP energy (marked); the candidate's "
+            f"energy is a {label} (ML potential) estimate put on MP's scale by fitted elemental references. "
+            "Treat E_hull as a screen, not a verdict.")
+
 
 
 class HullError(FormulaError):
@@ -71,7 +75,7 @@ def phases_missing_from_hull(elements) -> list[str]:
 class CandidateHull:
     formula: str  # reduced formula of the candidate
     chemsys: str  # "F-Sr-Y"
-    formation_energy: float  # eV/atom, the candidate's (CHGNet) estimate
+    formation_energy: float  # eV/atom, the candidate's estimate by `potential`
     e_above_hull: float  # eV/atom against the MP hull; negative = below it
     products: list[tuple[str, float]]  # decomposition: (reduced formula, atom fraction), largest first
     n_mp_phases: int  # compounds of the system priced by MP (elements not counted)
@@ -131,7 +135,7 @@ def _reduced(name: str) -> str:
 
 
 def candidate_hull(formula, formation_energy: float, *, show_unstable: float = DEFAULT_SHOW_UNSTABLE,
-                   n_nearby: int = 8) -> CandidateHull:
+                   n_nearby: int = 8, potential: str = "chgnet") -> CandidateHull:
     """E_hull with named products, and the phase diagram with the candidate (binary, ternary).
 
     Raises HullError for an element or a system with no bundled MP compound (the hull would be
@@ -177,7 +181,8 @@ def candidate_hull(formula, formation_energy: float, *, show_unstable: float = D
                                 "cannot be drawn), so the decomposition products and nearest phases are listed.")
         return out
     cand = PDEntry(comp, formation_energy * comp.num_atoms, name=f"{name} (candidate)")
-    cand.entry_id = "candidate, CHGNet estimate"
+    pot_label = POTENTIALS[potential].label if potential in POTENTIALS else potential
+    cand.entry_id = f"candidate, {pot_label} estimate"
 
     # the candidate is drawn only within show_unstable of the hull: widen it to reach the candidate
     show = max(show_unstable, out.e_above_hull + 0.005)
@@ -194,8 +199,8 @@ def candidate_hull(formula, formation_energy: float, *, show_unstable: float = D
             trace.update(mode="markers+text", textposition="middle right", textfont={"size": 13, "color": "black"},
                          text=["" if "(element" in h else h.split(" (")[0] for h in trace.hovertext])
     hull_kind = f"DFT, {len(estimated)} phase(s) ML-estimated" if estimated else "DFT"
-    fig.update_layout(title={"text": f"{chemsys}: MP hull ({hull_kind}) with the {name} candidate (CHGNet)", "x": 0.5,
-                             "xanchor": "center"}, margin={"t": 60})
+    title = f"{chemsys}: MP hull ({hull_kind}) with the {name} candidate ({pot_label})"
+    fig.update_layout(title={"text": title, "x": 0.5, "xanchor": "center"}, margin={"t": 60})
     out.figure = fig
     return out
 
