@@ -17,7 +17,8 @@ so the result does not depend on how many workers there are:
    stream (the local engine's order) and ranks them with screening.rank_candidates; the top rows
    also go to `top.csv`.
 
-Memory per process is one shard or one partition, whatever the pool. A restart with the same
+Memory per process is one shard or one partition, whatever the pool; a shard worker is replaced
+after SHARDS_PER_WORKER shards, so what it caches cannot grow with the pool either. A restart with the same
 command skips every shard and partition whose manifest line matches its file; a file whose rows
 or checksum disagree is computed again. Ray retries a task whose worker died. Disk holds the
 shards (about 1-2 MB per 65,536 samples) until the run is deleted.
@@ -48,6 +49,12 @@ TOP_FILE = "top.csv"
 # enough that two actors are busy from 10^6 samples on and hold the same amount whatever the
 # pool (2,000,000 let the peak grow from 2.5 GB at 10^6 to 3.3 GB at 10^7; docs/scale.md)
 ROWS_PER_PARTITION = 500_000
+# shards one worker process computes before Ray replaces it with a fresh one: a long-lived
+# worker's caches (formula parses, compound verdicts) and heap grew with the pool (1.68 -> 2.14 GB
+# for two workers from 10^6 to 10^7 samples, bench scale_memory), so a worker never does more
+# than it does at 10^6 (16 shards on 2 cores); a fresh worker costs its imports and the
+# generator's load, a few seconds
+SHARDS_PER_WORKER = 8
 _HASH = np.random.default_rng(20211).integers(1, 2 ** 61, size=256, dtype=np.int64).astype(np.uint64)
 
 Progress = Callable[[float, str], None] | None
@@ -218,7 +225,7 @@ def screen_ray(cfg: ScreenConfig, models_dir: Path, out: Path, *, address: str |
 
     t = time.perf_counter()
     manifests, todo = _finished(out / SHARD_DIR, "{:06d}.npz", n_shards)
-    task = ray.remote(num_cpus=1, max_retries=3)(_shard_task)
+    task = ray.remote(num_cpus=1, max_retries=3, max_calls=SHARDS_PER_WORKER)(_shard_task)
     pending = {task.remote(str(models_dir), cfg_dict, k, min(cfg.chunk, cfg.pool - k * cfg.chunk), partitions,
                            str(out)): k for k in todo}
     manifests.update(gather(ray, pending, lambda f, m: cb(0.6 * f, m), "shard"))
