@@ -183,3 +183,14 @@ def test_the_hull_names_the_potential_that_priced_the_candidate():
     assert "candidate (SevenNet-0 (11Jul2024))" in h.figure.layout.title.text
     assert "a SevenNet-0 (11Jul2024) (ML potential) estimate" in caveat("sevennet-0")
     assert "a CHGNet 0.3.0 (ML potential) estimate" in caveat()
+
+
+def test_a_candidate_at_an_estimated_phases_own_energy_is_drawn():
+    """GaN built from MP's own GaN structure gets exactly the estimate's energy; pymatgen calls the
+    two entries equal, which broke PDPlotter's highlight (the Structures page crashed on GaN)."""
+    from wbg_core.structures.estimated_phases import load_estimates
+
+    ef = float(load_estimates().set_index("formula").loc["GaN", "formation_energy_per_atom"])
+    h = candidate_hull("GaN", ef)
+    assert abs(h.e_above_hull) < 1e-6 and h.products == [("GaN", 1.0)]
+    assert any(t.name == "GaN (candidate)" for t in h.figure.data)

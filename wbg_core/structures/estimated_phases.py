@@ -18,14 +18,12 @@ from __future__ import annotations
 import io
 import json
 import time
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-ESTIMATES_FILE = "ml_formation_energies.csv"
-COLUMNS = ["formula", "formation_energy_per_atom", "material_id", "polymorphs", "n_sites", "potential"]
+from ..data.estimates import COLUMNS, ESTIMATES_FILE, estimate_validation, load_estimates  # noqa: F401 (re-exported)
 CONTROL_SIZE = 300  # priced formulas scored by the same procedure, for the stored error
 
 
@@ -166,31 +164,3 @@ def write(est: pd.DataFrame, potential, validation: dict, data_dir: Path | None 
     atomic_write_text(data_dir / REGISTRY_FILE, json.dumps(registry, indent=2) + "\n")
     load_estimates.cache_clear()
     return path
-
-
-@lru_cache(maxsize=2)
-def load_estimates(data_dir: Path | None = None) -> pd.DataFrame:
-    """The registered estimates (COLUMNS); an empty table where the file was never built."""
-    from ..data.registry import DataError, data_path, load_registry
-    from ..settings import get_settings
-
-    if ESTIMATES_FILE not in load_registry(Path(data_dir or get_settings().data_dir))["files"]:
-        return pd.DataFrame(columns=COLUMNS)
-    path = data_path(ESTIMATES_FILE, data_dir)
-    try:
-        df = pd.read_csv(path, keep_default_na=False, na_values={"formation_energy_per_atom": [""]},
-                         dtype={"formula": str, "material_id": str, "potential": str})
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{path} could not be read as CSV: {exc}") from exc
-    if list(df.columns) != COLUMNS:
-        raise DataError(f"{path} has columns {list(df.columns)}, expected {COLUMNS}")
-    return df
-
-
-def estimate_validation(data_dir: Path | None = None) -> dict | None:
-    """The control error stored with the estimates (None where they were never built)."""
-    from ..data.registry import load_registry
-    from ..settings import get_settings
-
-    entry = load_registry(Path(data_dir or get_settings().data_dir))["files"].get(ESTIMATES_FILE)
-    return entry.get("validation") if entry else None

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..composition.parse import FormulaError
-from .estimated_phases import estimate_validation
+from ..data.estimates import estimate_validation
 from .potentials import POTENTIALS
 from .stability import MP_SOURCE, energy_above_hull, hull_entries
 from .templates import reduce
@@ -40,7 +40,7 @@ class HullError(FormulaError):
 def _material_ids() -> dict[str, str]:
     """Hull formula -> MP material id (for an estimate: the polymorph it was computed at)."""
     from ..data import load_bandgaps
-    from .estimated_phases import load_estimates
+    from ..data.estimates import load_estimates
 
     df = load_bandgaps()
     df = df[df["formation_energy_per_atom"].notna()]
@@ -54,7 +54,7 @@ def _unpriced() -> tuple[np.ndarray, list[frozenset]]:
     """Bundled formulas with neither an MP formation energy (the matbench_mp_gap_max rows) nor
     an estimate (no pool structure), and their elements."""
     from ..data import load_bandgaps
-    from .estimated_phases import load_estimates
+    from ..data.estimates import load_estimates
 
     df = load_bandgaps()
     df = df[df["formation_energy_per_atom"].isna() & ~df["formula"].isin(set(load_estimates()["formula"]))]
@@ -186,7 +186,12 @@ def candidate_hull(formula, formation_energy: float, *, show_unstable: float = D
 
     # the candidate is drawn only within show_unstable of the hull: widen it to reach the candidate
     show = max(show_unstable, out.e_above_hull + 0.005)
-    fig = PDPlotter(PhaseDiagram([*entries, cand]), backend="plotly", show_unstable=show).get_plot(
+    # a phase at the candidate's own composition and energy (e.g. an estimate computed at the very MP
+    # structure the candidate was built from) is "equal" to it for pymatgen, and PDPlotter's highlight
+    # then fails: the candidate stands for it in the figure
+    plotted = [e for e in entries if not (e.composition.reduced_composition == comp.reduced_composition
+                                          and np.isclose(e.energy_per_atom, cand.energy_per_atom))]
+    fig = PDPlotter(PhaseDiagram([*plotted, cand]), backend="plotly", show_unstable=show).get_plot(
         highlight_entries=[cand])
     label = f"{name} (candidate)"
     for trace in fig.data:

@@ -179,7 +179,7 @@ def _hull_table():
     sources and an element-membership matrix."""
     from ..composition.elements import VOCAB
     from ..data import load_bandgaps
-    from .estimated_phases import load_estimates
+    from ..data.estimates import load_estimates
 
     df = load_bandgaps()
     df = df[df["formation_energy_per_atom"].notna()]
