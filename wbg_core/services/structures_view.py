@@ -73,10 +73,11 @@ def ranking_evidence(results_file=None, tuning_file=None) -> str | None:
         name, r = next(iter(ranked.items()))
     except (OSError, ValueError, KeyError, TypeError, StopIteration):
         return None
-    from ..structures.potentials import POTENTIALS
+    from ..structures.potentials import potential_label
 
-    label = POTENTIALS[name].label if name in POTENTIALS else name
-    k = max(int(key.removeprefix("match_any_of_").removesuffix("_relaxed")) for key in r if key.startswith("match_any_of_"))
+    label = potential_label(name)
+    k = max(int(key.removeprefix("match_any_of_").removesuffix("_relaxed"))
+            for key in r if key.startswith("match_any_of_"))
     rule, tol, emd = r.get("match_top1_tolerance"), r.get("energy_tolerance") or 0.0, r["match_top1_emd_relaxed"]
     if rule is not None and tol > 0:
         first = (f"the app's ranking ({label} energy, ties within {tol:g} eV/atom to the nearer EMD) put the real "

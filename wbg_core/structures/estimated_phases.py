@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.estimates import COLUMNS, ESTIMATES_FILE, estimate_validation, load_estimates  # noqa: F401 (re-exported)
+from ..data.estimates import COLUMNS, ESTIMATES_FILE, load_estimates
+
 CONTROL_SIZE = 300  # priced formulas scored by the same procedure, for the stored error
 
 
@@ -74,6 +75,7 @@ def estimate(potential, refs: dict, formulas: list[str], *, batch: int = 32, pro
     pool, ix = load_structures(), template_index()
     by_formula = _pool_rows_by_formula(formulas)
     jobs = [(f, int(i)) for f, rows in by_formula.items() for i in rows]
+    sites = np.diff(pool.offsets)
     best: dict[str, tuple[float, int]] = {}
     done = 0
     for start in range(0, len(jobs), batch):
@@ -101,7 +103,7 @@ def estimate(potential, refs: dict, formulas: list[str], *, batch: int = 32, pro
         if progress:
             progress(done, len(jobs))
     rows = [{"formula": f, "formation_energy_per_atom": round(ef, 6), "material_id": str(ix.material_ids[i]),
-             "polymorphs": int(len(by_formula[f])), "n_sites": int(np.diff(pool.offsets)[i]),
+             "polymorphs": int(len(by_formula[f])), "n_sites": int(sites[i]),
              "potential": potential.name} for f, (ef, i) in sorted(best.items())]
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -154,8 +156,8 @@ def write(est: pd.DataFrame, potential, validation: dict, data_dir: Path | None 
                         "static energy at the MP geometry, fitted elemental references, lowest over the formula's "
                         "polymorphs. ML estimates, not DFT: used to complete the convex hull, and marked there"),
         "rows": int(len(est)),
-        "source": (f"computed by `wbg structure --estimate-hull-energies --potential {potential.name}` from mp_structures.npz "
-                   f"and models/{potential.name}_element_refs.json"),
+        "source": (f"computed by `wbg structure --estimate-hull-energies --potential {potential.name}` from "
+                   f"mp_structures.npz and models/{potential.name}_element_refs.json"),
         "licence": "CC-BY 4.0 (derived from Materials Project structures)",
         "validation": validation,
         "bytes": path.stat().st_size,

@@ -16,20 +16,20 @@ import numpy as np
 
 from ..composition.parse import FormulaError
 from ..data.estimates import estimate_validation
-from .potentials import POTENTIALS
+from .potentials import potential_label
 from .stability import MP_SOURCE, energy_above_hull, hull_entries
 from .templates import reduce
 
 ON_HULL_TOL = 5e-4  # eV/atom: |e_hull| below this is "on the hull" (MP rounds energies to 1e-6)
 DEFAULT_SHOW_UNSTABLE = 0.1  # eV/atom: MP phases drawn above the hull
+
+
 def caveat(potential: str = "chgnet") -> str:
     """What the hull mixes, naming the potential that priced the candidate."""
-    label = POTENTIALS[potential].label if potential in POTENTIALS else potential
     return ("The hull is DFT (Materials Project formation energies, with MP's corrections), completed by CHGNet "
             "estimates where the bundled data has an MP structure but no MP energy (marked); the candidate's "
-            f"energy is a {label} (ML potential) estimate put on MP's scale by fitted elemental references. "
-            "Treat E_hull as a screen, not a verdict.")
-
+            f"energy is a {potential_label(potential)} (ML potential) estimate put on MP's scale by fitted "
+            "elemental references. Treat E_hull as a screen, not a verdict.")
 
 
 class HullError(FormulaError):
@@ -103,9 +103,9 @@ class CandidateHull:
             return None
         names = sorted(self.estimated)
         shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
-        labels = sorted({POTENTIALS[p].label if p in POTENTIALS else p for p in self.estimated.values()})
-        return (f"{len(names)} compound(s) of {self.chemsys} ({shown}) have MP structures but no MP formation energy in "
-                f"the bundled data: their energies are {' and '.join(labels)} estimates at those structures, "
+        labels = sorted({potential_label(p) for p in self.estimated.values()})
+        return (f"{len(names)} compound(s) of {self.chemsys} ({shown}) have MP structures but no MP formation "
+                f"energy in the bundled data: their energies are {' and '.join(labels)} estimates at those structures, "
                 "marked [ML]" + (f" (MAE {err['mae_eV_per_atom']:.3f} eV/atom against MP on "
                                  f"{err['control_formulas']} formulas where both are known)."
                                  if (err := self.estimate_error) else "."))
@@ -162,7 +162,7 @@ def candidate_hull(formula, formation_energy: float, *, show_unstable: float = D
     for e in entries:  # PDPlotter's hover text shows entry_id
         e.entry_id = ids.get(e.name, "element, 0 eV/atom" if e.composition.is_element else "MP")
         if e.name in estimated:
-            e.entry_id += f", E_f {POTENTIALS[e.attribute].label if e.attribute in POTENTIALS else 'ML'} estimate"
+            e.entry_id += f", E_f {potential_label(e.attribute)} estimate"
 
     hull = energy_above_hull(comp, formation_energy)
     # an MP phase at its own energy is "in" the diagram: pymatgen returns the entry itself ("candidate")
@@ -181,7 +181,7 @@ def candidate_hull(formula, formation_energy: float, *, show_unstable: float = D
                                 "cannot be drawn), so the decomposition products and nearest phases are listed.")
         return out
     cand = PDEntry(comp, formation_energy * comp.num_atoms, name=f"{name} (candidate)")
-    pot_label = POTENTIALS[potential].label if potential in POTENTIALS else potential
+    pot_label = potential_label(potential)
     cand.entry_id = f"candidate, {pot_label} estimate"
 
     # the candidate is drawn only within show_unstable of the hull: widen it to reach the candidate
@@ -204,15 +204,16 @@ def candidate_hull(formula, formation_energy: float, *, show_unstable: float = D
             trace.update(mode="markers+text", textposition="middle right", textfont={"size": 13, "color": "black"},
                          text=["" if "(element" in h else h.split(" (")[0] for h in trace.hovertext])
     hull_kind = f"DFT, {len(estimated)} phase(s) ML-estimated" if estimated else "DFT"
-    title = f"{chemsys}: MP hull ({hull_kind}) with the {name} candidate ({pot_label})"
-    fig.update_layout(title={"text": title, "x": 0.5, "xanchor": "center"}, margin={"t": 60})
+    # two lines: one did not fit the page's column and was cut at both ends
+    title = f"{chemsys}: the {name} candidate ({pot_label})<br><sup>on the MP hull ({hull_kind})</sup>"
+    fig.update_layout(title={"text": title, "x": 0.5, "xanchor": "center"}, margin={"t": 80})
     out.figure = fig
     return out
 
 
 def _source(formula: str, estimated: dict[str, str]) -> str:
     p = estimated.get(formula)
-    return "MP (DFT)" if p is None else f"ML ({POTENTIALS[p].label if p in POTENTIALS else p})"
+    return "MP (DFT)" if p is None else f"ML ({potential_label(p)})"
 
 
 def _phase_table(pd_mp, comp, products, ids: dict, n_nearby: int, estimated: dict[str, str]) -> list[dict]:

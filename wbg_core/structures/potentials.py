@@ -48,6 +48,12 @@ POTENTIALS: dict[str, PotentialInfo] = {
 }
 
 
+def potential_label(name: str) -> str:
+    """What pages print for a potential's name; a name this version does not know (read from an
+    older file) is printed as it is."""
+    return POTENTIALS[name].label if name in POTENTIALS else name
+
+
 @dataclass
 class Relaxation:
     structure: object  # relaxed pymatgen Structure
