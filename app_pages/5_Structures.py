@@ -7,16 +7,18 @@ import streamlit as st
 
 import app_common as ac
 from wbg_core.services.inputs import plural
-from wbg_core.services.structures_view import ranking_evidence, relax_summary, relaxed_provenance
+from wbg_core.services.structures_view import close_vote_note, ranking_evidence, relax_summary, relaxed_provenance
 from wbg_core.composition import FormulaError, reduced_formula
 from wbg_core.composition.validity import RULES
 from wbg_core.settings import get_settings
+from wbg_core.structures.pipeline import ORDERS
 from wbg_core.structures.potentials import POTENTIALS
 from wbg_core.structures.ranking import energy_tolerance
 
 ac.page("Structures", "🧊")
-st.caption("The paper's template step: the Materials Project structure whose composition is nearest by "
-           "Element Mover's Distance (same stoichiometric coefficients) gets the new elements; an interatomic "
+st.caption("The paper's template step: Materials Project structures whose compositions are nearest by "
+           "Element Mover's Distance (same stoichiometric coefficients) get the new elements, and by default the "
+           "structure type most of the 10 nearest share comes first (a vote weighted by EMD); an interatomic "
            "potential (CHGNet or SevenNet) gives the energy, the formation energy against fitted elemental "
            "references and the energy above the MP hull, and can relax the top templates and rank them by "
            "energy. Candidate structures are hypotheses to check with DFT.")
@@ -34,6 +36,11 @@ with c1:
     text = st.text_input("Formula", key="struct_formula")
 with c2:
     top_k = st.slider("Template alternatives", 1, 8, 3, key="top_k")
+    order = st.radio("Template order", list(ORDERS), horizontal=True, key="order",
+                     format_func={"vote": "prototype vote", "emd": "nearest EMD (paper)"}.get,
+                     help="prototype vote: templates that are one structure type (pymatgen StructureMatcher) pool "
+                          "their weights, exp(-ΔEMD/0.15), over the 10 nearest, and one template of each type is "
+                          "shown, the heaviest first; nearest EMD: the nearest template first, the paper's rule")
     default_pot = get_settings().potential
     pot_name = st.selectbox("Potential", list(POTENTIALS),
                             index=list(POTENTIALS).index(default_pot) if default_pot in POTENTIALS else 0,
@@ -50,18 +57,18 @@ ac.set_qp(formula=formula)
 
 
 @st.cache_resource(show_spinner="Searching templates and computing their energies…", max_entries=32)
-def _candidates(formula: str, top_k: int, oracle_dir: str, pot_name: str):
+def _candidates(formula: str, top_k: int, oracle_dir: str, pot_name: str, order: str):
     """Keyed by the oracle's directory: the gap comes from the checkpoint set the app uses."""
     from wbg_core.structures.pipeline import predict_structures
 
-    return predict_structures(formula, top_k=top_k, potential=ac.potential(pot_name), relax=False,
+    return predict_structures(formula, top_k=top_k, potential=ac.potential(pot_name), relax=False, order=order,
                               oracle=ac.oracle(show=False))
 
 
 pot = ac.potential(pot_name)
 oracle_dir = str(ac.model_dir("oracle"))
 ranked_runs = st.session_state.setdefault("ranked", {})  # "formula|potential" -> candidates relaxed and ranked
-rank_key = f"{formula}|{pot_name}"
+rank_key = f"{formula}|{pot_name}|{order}"
 is_ranked = rank_key in ranked_runs
 tie_key = f"rank_tol_{pot_name}"  # each potential keeps its own tolerance
 tolerance = float(st.session_state.get(tie_key, energy_tolerance(pot_name)))
@@ -71,7 +78,7 @@ try:
 
         found = rank_candidates(ranked_runs[rank_key], formula, tolerance)
     else:
-        found = _candidates(formula, top_k, oracle_dir, pot_name)
+        found = _candidates(formula, top_k, oracle_dir, pot_name, order)
 except FormulaError as exc:  # NoTemplateError is one
     st.error(f"No structure for {formula}: {exc}")
     st.stop()
@@ -93,18 +100,19 @@ n_rank = r1.number_input("Relax the top N templates", min_value=2, max_value=30,
                               "candidates are ordered by energy per atom, lowest first; usually 1-30 s per template")
 r0.number_input("Energy tie (eV/atom)", min_value=0.0, max_value=1.0, value=energy_tolerance(pot_name), step=0.005,
                 format="%.3f", key=tie_key,
-                help=f"energies per atom closer than this count as a tie, which the EMD rank breaks: polymorphs are "
+                help=f"energies per atom closer than this count as a tie, which the template order breaks: polymorphs are "
                      f"often closer in energy than {pot.label}'s error. 0 ranks by energy alone. The default was "
                      "chosen on a tuning set of MP structures (bench structure_tuning). Changing it re-ranks the "
                      "relaxed templates without relaxing them again.")
 if r2.button(f"Relax {n_rank} and rank by {pot.label} energy", key="rank"):
     from wbg_core.structures.pipeline import predict_structures
 
-    with st.status(f"Relaxing the {n_rank} nearest templates of {formula} with {pot.label}…", expanded=True) as stt:
+    with st.status(f"Relaxing the first {n_rank} templates of {formula} with {pot.label}…", expanded=True) as stt:
         bar = st.progress(0.0)
         try:
             ranked_runs[rank_key] = predict_structures(
-                formula, n_rank, potential=pot, relax=True, rank_by_energy=True, energy_tolerance=tolerance,
+                formula, n_rank, potential=pot, relax=True, order=order, rank_by_energy=True,
+                energy_tolerance=tolerance,
                 oracle=ac.oracle(show=False),
                 progress=lambda d, t: bar.progress(d / t, text=f"{d} of {t} templates relaxed"))
             st.rerun()
@@ -113,15 +121,17 @@ if r2.button(f"Relax {n_rank} and rank by {pot.label} energy", key="rank"):
             st.error(f"Could not relax and rank the templates: {type(exc).__name__}: {exc}")
 if is_ranked:
     how = (f"energy per atom after relaxation (lowest first), energies within {tolerance:g} eV/atom counting as "
-           "a tie that the EMD rank breaks," if tolerance > 0 else "energy per atom alone after relaxation (lowest "
-           "first; an energy tie above 0 lets the EMD rank decide near-ties)")
-    st.caption(f"Ranked by {pot.label} {how} over the {plural(len(found), 'nearest template')}; the EMD rank stays "
+           f"a tie that the {ORDERS[order]} breaks," if tolerance > 0 else "energy per atom alone after relaxation "
+           "(lowest first; an energy tie above 0 lets the template order decide near-ties)")
+    st.caption(f"Ranked by {pot.label} {how} over the first {plural(len(found), 'template')}; the vote and EMD ranks stay "
                "beside it. Change the formula or the potential to leave the ranking.")
-    if evidence := ranking_evidence():
-        st.caption(f"ℹ️ {evidence}")
+if evidence := ranking_evidence():
+    st.caption(f"ℹ️ {evidence}")
+if not is_ranked and (close := close_vote_note([c.provenance for c in found])):
+    st.caption(f"⚖️ {close}")
 
 ranking_cols = ["energy_rank", "energy_above_lowest", "same_structure_as"] if is_ranked else []
-cols = ranking_cols + ["rank", "template_id", "template_formula", "template_spacegroup", "emd", "formula",
+cols = ranking_cols + ["vote_rank", "vote_share", "rank", "template_id", "template_formula", "template_spacegroup", "emd", "formula",
                        "spacegroup_symbol", "relaxed", "formation_energy_per_atom", "e_above_hull", "band_gap_mean",
                        "compound_valid", "passes_paper_rule"]
 table = pd.DataFrame([{k: _current(c)[1].get(k) for k in cols} for c in found])
@@ -133,6 +143,13 @@ st.dataframe(table, hide_index=True, width="stretch",
                             "same_structure_as": st.column_config.NumberColumn(
                                 "same as", help="relaxed into the same structure as this energy rank "
                                                 "(pymatgen StructureMatcher)"),
+                            "vote_rank": st.column_config.NumberColumn(
+                                "vote rank", help="the prototype vote's order: one template of each structure type, "
+                                                  "the heaviest type first"),
+                            "vote_share": st.column_config.ProgressColumn(
+                                "vote", min_value=0.0, max_value=1.0, format="percent",
+                                help="the share of the 10 nearest templates' EMD-weighted vote that this structure "
+                                     "type holds"),
                             "rank": st.column_config.NumberColumn("EMD rank", help="by Element Mover's Distance"),
                             "formation_energy_per_atom": st.column_config.NumberColumn("E_f (eV/atom)", format="%.3f"),
                             "e_above_hull": st.column_config.NumberColumn("E_hull (eV/atom)", format="%.3f"),

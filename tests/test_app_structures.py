@@ -137,9 +137,11 @@ def test_rank_the_nearest_templates_by_relaxed_energy():
     table = at.dataframe[0].value
     assert list(table["energy_rank"]) == [1, 2] and table["relaxed"].all()
     assert table["energy_above_lowest"].iloc[0] == 0 and table["energy_above_lowest"].iloc[1] > 0
-    assert sorted(table["rank"]) == [1, 2]  # the EMD ranks kept beside
-    assert table["same_structure_as"].isna().all()  # KNaCl2 (R-3m) and KNaH2 (P4/mmm) stay distinct
-    assert "Ranked by CHGNet 0.3.0 energy per atom alone after relaxation (lowest first" in texts(at)
+    assert sorted(table["vote_rank"]) == [1, 2]  # the vote's ranks kept beside, and the EMD ranks
+    assert table["rank"].between(1, 10).all() and table["rank"].is_unique
+    assert table["same_structure_as"].isna().all()  # the vote's first two are two structure types
+    assert ("Ranked by CHGNet 0.3.0 energy per atom after relaxation (lowest first), energies within 0.02 eV/atom "
+            "counting as a tie that the prototype vote of the nearest templates breaks") in texts(at)
     assert at.button(key="relax").disabled  # the shown structure is already relaxed
 
 
@@ -157,30 +159,64 @@ def test_sevennet_is_a_choice_of_potential():
 
 
 def test_the_ranking_caption_quotes_the_validation_benchmark(tmp_path):
-    """The page's line quotes the committed results, and says the orders disagree when the tuning
-    split and the held-out split disagree on which first guess is better."""
+    """The page's line quotes the committed results (the energy ranking, the vote, the nearest
+    template), and says the orders disagree when the tuning split and the held-out split disagree
+    on which first guess is better."""
     from wbg_core.services.structures_view import ranking_evidence
 
     results = __import__("pathlib").Path(__file__).parents[1] / "bench" / "results"
     res = json.loads((results / "structure_validation.json").read_text())
     tune = json.loads((results / "structure_tuning.json").read_text())
-    r, t = res["potentials"]["chgnet"], tune["potentials"]["chgnet"]
+    r, t, v = res["potentials"]["chgnet"], tune["potentials"]["chgnet"], res["vote"]
     line = ranking_evidence()  # as committed
     assert line.startswith(f"On {res['n']} Materials Project ground states held out")
-    assert f"for {r['match_top1_energy_ranked']:.1%}, the nearest-EMD one for {r['match_top1_emd_relaxed']:.1%}" in line
+    assert (f"ties within {r['energy_tolerance']:g} eV/atom to the vote) put the real structure first for "
+            f"{r['match_top1_tolerance']:.1%}, energy alone for {r['match_top1_energy_ranked']:.1%}") in line
+    assert (f"the prototype vote of the {v['neighbours']} nearest templates for {v['match_top1_vote']:.1%}, "
+            f"the nearest-EMD one alone for {r['match_top1_emd_relaxed']:.1%}") in line
     t_energy = t["sweep"][str(float(r["energy_tolerance"]))]
-    assert f"On {tune['n']} other ground states: {t_energy:.1%} against {t['top1_emd']:.1%}" in line
-    disagree = (t_energy > t["top1_emd"]) != (r["match_top1_tolerance"] > r["match_top1_emd_relaxed"])
+    assert f"On {tune['n']} other ground states: {t_energy:.1%} against {t['top1_vote']:.1%}" in line
+    disagree = (t_energy > t["top1_vote"]) != (r["match_top1_tolerance"] > v["match_top1_vote"])
     assert ("Neither order is reliably the better first guess" in line) == disagree
-    # a held-out result alone (no tuning file), energy worse than EMD: a second opinion
-    line = ranking_evidence(results / "structure_validation.json", tmp_path / "no_tuning.json")
-    assert "other ground states" not in line and line.endswith("a second opinion on the EMD rank, not a verdict.")
-    # a tolerance above 0 is named, with energy alone beside it
-    tied = {"n": 200, "potentials": {"chgnet": {**r, "energy_tolerance": 0.02, "match_top1_tolerance": 0.72}}}
-    (tmp_path / "tied.json").write_text(json.dumps(tied))
-    line = ranking_evidence(tmp_path / "tied.json", tmp_path / "no_tuning.json")
-    assert "ties within 0.02 eV/atom to the nearer EMD) put the real structure first for 72.0%" in line
+    # a result from before the vote, no tuning file, energy alone worse than EMD: a second opinion
+    old = {"n": 200, "potentials": {"chgnet": {**r, "energy_tolerance": 0.0, "match_top1_energy_ranked": 0.6,
+                                               "match_top1_emd_relaxed": 0.65}}}
+    (tmp_path / "before_vote.json").write_text(json.dumps(old))
+    line = ranking_evidence(tmp_path / "before_vote.json", tmp_path / "no_tuning.json")
+    assert "the nearest-EMD template for 65.0%" in line and "other ground states" not in line
+    assert line.endswith("a second opinion on the EMD rank, not a verdict.")
+    # a ranking above the vote is named as the better first guess
+    better = {**res, "potentials": {"chgnet": {**r, "energy_tolerance": 0.02, "match_top1_tolerance": 0.72}},
+              "vote": {**v, "match_top1_vote": 0.70}}
+    (tmp_path / "better.json").write_text(json.dumps(better))
+    line = ranking_evidence(tmp_path / "better.json", tmp_path / "no_tuning.json")
+    assert "ties within 0.02 eV/atom to the vote) put the real structure first for 72.0%" in line
     assert line.endswith("The ranking is the better first guess there; the energies are still a potential's, not DFT's.")
     assert ranking_evidence(tmp_path / "missing.json") is None
     (tmp_path / "old.json").write_text(json.dumps({"n": 200, "match_rate_relaxed": 0.6}))  # before the ranking
     assert ranking_evidence(tmp_path / "old.json") is None
+
+def test_the_template_order_is_the_vote_unless_the_paper_rule_is_chosen():
+    """By default the table lists one template per structure type, heaviest vote first, with the
+    held-out evidence under it before any relaxation; "nearest EMD" restores the paper's order."""
+    at = app("5_Structures", {"formula": "KNaF2"}).run()
+    no_exception(at)
+    assert at.radio(key="order").value == "vote"
+    table = at.dataframe[0].value
+    assert list(table["vote_rank"]) == [1, 2, 3] and table["vote_share"].is_monotonic_decreasing
+    assert any(t.startswith("ℹ️ On 200 Materials Project ground states held out") for t in texts(at).split("\n"))
+    at.radio(key="order").set_value("emd").run()
+    no_exception(at)
+    assert list(at.dataframe[0].value["rank"]) == [1, 2, 3]
+
+
+def test_a_close_vote_is_named():
+    """KNaF2's three nearest templates tie at EMD 0.5 and are three structure types: the page says
+    the vote is close; SrYF5's BaYF5 type holds nearly all of it: no note."""
+    from wbg_core.services.structures_view import close_vote_note
+    from wbg_core.structures.pipeline import predict_structures
+
+    note = close_vote_note([c.provenance for c in predict_structures("KNaF2", 3)])
+    assert note.startswith("The vote is close: 33% for the structure of RbLiF2 (mp-7593), 32% for that of KNaCl2")
+    assert close_vote_note([c.provenance for c in predict_structures("SrYF5", 3)]) is None
+    assert close_vote_note([]) is None

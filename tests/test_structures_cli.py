@@ -114,9 +114,22 @@ def test_rank_relaxes_the_nearest_templates_and_orders_them_by_energy(tmp_path, 
     cands = json.loads(capsys.readouterr().out)["candidates"]
     assert [c["energy_rank"] for c in cands] == [1, 2] and all(c["relaxed"] for c in cands)
     assert cands[0]["energy_per_atom"] < cands[1]["energy_per_atom"]
-    assert {c["rank"] for c in cands} == {1, 2}
+    assert {c["vote_rank"] for c in cands} == {1, 2} and {c["order"] for c in cands} == {"vote"}
+    assert all(1 <= c["rank"] <= c["vote_neighbours"] for c in cands)  # the EMD ranks beside
     readme = next(tmp_path.glob("*/dft/README.md")).read_text()
     assert "Relaxation: CHGNet 0.3.0 (ASE FIRE" in readme and "Energy ranking: " in readme
+
+
+def test_order_emd_is_the_papers_rule_and_vote_is_the_default(tmp_path, capsys):
+    """--order emd lists the nearest templates in EMD order; the default says where each stands in the vote."""
+    assert main(["structure", "KNaF2", "--order", "emd", "--top-k", "2", "--output", str(tmp_path / "emd"),
+                 "--json"]) == 0
+    emd = json.loads(capsys.readouterr().out)["candidates"]
+    assert [c["rank"] for c in emd] == [1, 2] and emd[0]["order"] == "emd"
+    assert all(0 < c["vote_share"] <= 1 and c["vote_neighbours"] == 10 for c in emd)  # the vote, reported anyway
+    assert main(["structure", "KNaF2", "--top-k", "2", "--output", str(tmp_path / "vote")]) == 0
+    out = capsys.readouterr().out
+    assert "vote rank 1 (its structure type has" in out and "of the vote of the 10 nearest), EMD rank" in out
 
 
 def test_unknown_potential_setting_is_one_line(tmp_path, capsys, monkeypatch):

@@ -11,7 +11,7 @@ def test_relaxed_candidate_with_provenance():
     from wbg_core.structures.potentials import load_potential
 
     cands = pipeline.predict_structures("GaN", 1, potential=load_potential("chgnet"), relax=True, steps=100,
-                                        exclude_formulas={"GaN"})
+                                        exclude_formulas={"GaN"}, order="emd")
     (c,) = cands
     p = c.provenance
     assert p["template_formula"] == "AlN" and p["relaxed"] and p["relax_converged"]
@@ -58,7 +58,7 @@ def test_templates_ranked_by_relaxed_energy_keep_their_emd_rank():
     steps = []
     ranked = pipeline.predict_structures("GaN", 3, potential=load_potential("chgnet"), relax=True,
                                          rank_by_energy=True, energy_tolerance=0.0, steps=60,
-                                         exclude_formulas={"GaN"},
+                                         exclude_formulas={"GaN"}, order="emd",
                                          progress=lambda d, t: steps.append((d, t)))
     assert steps == [(1, 3), (2, 3), (3, 3)]
     prov = [c.provenance for c in ranked]
@@ -83,7 +83,7 @@ def test_ranking_marks_templates_that_relax_into_one_structure():
     energies in energy order, other compositions after the ranked ones."""
     import copy
 
-    cands = pipeline.predict_structures("NaKF2", 2)  # KNaCl2 (R-3m), then KNaH2 (P4/mmm)
+    cands = pipeline.predict_structures("NaKF2", 2, order="emd")  # KNaCl2 (R-3m), then KNaH2 (P4/mmm)
     twin = copy.deepcopy(cands[0])
     twin.structure.scale_lattice(twin.structure.volume * 1.02)  # the same structure, a little strained
     twin.provenance["rank"] = 3
@@ -120,7 +120,7 @@ def test_energies_within_the_tolerance_are_a_tie_that_the_emd_order_breaks():
 
 
 def test_ranking_with_a_tolerance_keeps_the_nearest_template_on_a_near_tie():
-    cands = pipeline.predict_structures("NaKF2", 2)
+    cands = pipeline.predict_structures("NaKF2", 2, order="emd")
     for c, e in zip(cands, (-6.20, -6.23)):
         c.provenance["energy_per_atom"] = e
     ranked = pipeline.rank_candidates(cands, "NaKF2", tolerance=0.05)
@@ -132,3 +132,44 @@ def test_ranking_with_a_tolerance_keeps_the_nearest_template_on_a_near_tie():
     assert [c.provenance["rank"] for c in energy_first] == [2, 1]
     # re-ranking an energy-ordered list (what the page does on a new tolerance) starts from the EMD order
     assert [c.provenance["rank"] for c in pipeline.rank_candidates(energy_first, "NaKF2", tolerance=0.05)] == [1, 2]
+
+
+def test_the_vote_settles_a_tie_at_the_nearest_distance():
+    """Rb2ZnI4 with its own structures held out: the nearest templates are a tie in EMD, and the one
+    the alphabet puts first is another structure type than most of the ten nearest. The vote puts
+    the shared type first, and that one is MP's Rb2ZnI4 (StructureMatcher); order="emd" keeps the
+    paper's pick, which is not."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from wbg_core.data import load_structures
+    from wbg_core.structures.templates import template_index
+
+    ix, pool = template_index(), load_structures()
+    real = pool.structure(ix.members[list(ix.formulas).index("Rb2ZnI4")][0])  # the most stable polymorph
+    (voted,) = pipeline.predict_structures("Rb2ZnI4", 1, exclude_formulas={"Rb2ZnI4"})
+    (nearest,) = pipeline.predict_structures("Rb2ZnI4", 1, exclude_formulas={"Rb2ZnI4"}, order="emd")
+    v, n = voted.provenance, nearest.provenance
+    assert n["rank"] == 1 and v["rank"] > 1 and v["emd"] == n["emd"]  # a tie at the nearest distance
+    assert v["vote_rank"] == 1 and v["vote_share"] > 0.5 > n["vote_share"]
+    matcher = StructureMatcher()
+    assert matcher.fit(voted.structure, real) and not matcher.fit(nearest.structure, real)
+
+
+def test_vote_weights_and_order():
+    """Weights exp(-(d - nearest)/decay) pooled per structure type; one template of each type first."""
+    import math
+
+    from wbg_core.structures.ranking import vote_order, vote_weights
+
+    emds, groups = [0.1, 0.2, 0.2, 0.3, 0.5], [0, 1, 1, 1, 4]
+    w = [math.exp(-(d - 0.1) / 0.15) for d in emds]
+    share = vote_weights(emds, groups, 0.15)
+    assert share[1] == share[2] == share[3] == pytest.approx((w[1] + w[2] + w[3]) / sum(w))
+    assert share[0] == pytest.approx(w[0] / sum(w)) and sum(set(share)) == pytest.approx(1.0)
+    assert vote_order(emds, groups, 0.15) == [1, 0, 4, 2, 3]  # the heavier type's nearest first
+    assert vote_order(emds, groups, 0.01) == [0, 1, 4, 2, 3]  # a sharp decay is the EMD order
+    assert vote_order([], [], 0.15) == [] and vote_weights([], []) == []
+    with pytest.raises(ValueError, match="decay must be > 0"):
+        vote_weights(emds, groups, 0.0)
+    with pytest.raises(ValueError, match="unknown template order 'energy'"):
+        pipeline.predict_structures("GaN", 1, order="energy")

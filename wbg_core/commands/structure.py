@@ -30,12 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("formula", nargs="?", metavar="FORMULA", help="e.g. SrYF5")
     p.add_argument("--top-k", type=int_in(1, 50), default=3, help="number of alternative templates (default 3)")
+    p.add_argument("--order", choices=["vote", "emd"], default="vote",
+                   help="template order before any energy: vote (default; the structure type the 10 nearest "
+                        "templates share, weighted by EMD) or emd (the nearest template first, the paper's rule)")
     p.add_argument("--relax", action="store_true", help="relax cell and positions with the potential")
     p.add_argument("--rank", type=int_in(2, 50), nargs="?", const=10, default=None, metavar="N",
-                   help="relax the N nearest templates (default 10) and order them by energy per atom, lowest "
-                        "first; the EMD rank stays in the provenance (replaces --top-k, implies --relax)")
+                   help="relax the first N templates (default 10) and order them by energy per atom, lowest "
+                        "first; the EMD and vote ranks stay in the provenance (replaces --top-k, implies --relax)")
     p.add_argument("--energy-tolerance", type=float_in(0.0, 1.0, note=" eV/atom"), default=None, metavar="EV",
-                   help="with --rank: energies per atom closer than this are a tie, which the EMD rank breaks "
+                   help="with --rank: energies per atom closer than this are a tie, which the template order "
+                        "(--order) breaks "
                         "(0: energy alone; default: the potential's, chosen on a tuning set, "
                         "wbg_core/structures/ranking.py)")
     p.add_argument("--potential", choices=list(POTENTIALS), default=None,
@@ -108,7 +112,8 @@ def _structure(args) -> int:
     try:
         candidates = predict_structures(
             args.formula, args.rank or args.top_k, potential=_potential(args), relax=args.relax or bool(args.rank),
-            rank_by_energy=bool(args.rank), energy_tolerance=args.energy_tolerance, fmax=args.fmax, steps=args.steps,
+            order=args.order, rank_by_energy=bool(args.rank), energy_tolerance=args.energy_tolerance,
+            fmax=args.fmax, steps=args.steps,
             max_per_formula=None if args.polymorphs else 1, fallback=not args.no_fallback,
             oracle=_oracle_or_none(),
         )
@@ -136,7 +141,9 @@ def _structure(args) -> int:
         sg = row.get("spacegroup_symbol") or "P1 (no symmetry found)"
         if p.get("energy_rank") is not None:
             print(f"energy rank {p['energy_rank']} (+{p['energy_above_lowest']:.3f} eV/atom; ties within "
-                  f"{p['energy_tolerance']:g} go to the nearer EMD), EMD rank {p['rank']}:")
+                  f"{p['energy_tolerance']:g} go to the {p['order']} order), {_ranks(p)}:")
+        else:
+            print(f"{_ranks(p)}:")
         print(f"{name}: {p['formula']} from {p['template_id']} ({p['template_formula']}, EMD {p['emd']:.3f}), "
               f"{sg} at symprec {args.symprec:g}; E_f {'%.3f' % ef if ef is not None else '-'} eV/atom, "
               f"E_hull {'%.3f' % eh if eh is not None else '-'} eV/atom, "
@@ -150,6 +157,12 @@ def _structure(args) -> int:
             print(f"  note: {row['notes']}")
     print(f"wrote {len(written['files'])} files and folders to {written['output']}")
     return 0
+
+
+def _ranks(p: dict) -> str:
+    """Where a candidate stands before any energy, e.g. "vote rank 1 (structure type of 62% of the vote), EMD rank 3"."""
+    return (f"vote rank {p['vote_rank']} (its structure type has {p['vote_share']:.0%} of the vote of the "
+            f"{p['vote_neighbours']} nearest), EMD rank {p['rank']}")
 
 
 def _potential(args):

@@ -60,10 +60,9 @@ def _read_result(path: Path):
 
 
 def ranking_evidence(results_file=None, tuning_file=None) -> str | None:
-    """What `wbg bench structure_validation` (and, when run, `structure_tuning`) measured for
-    ranking templates by energy, in one line for the page (None before the benchmark was run): a
-    scientist should know whether the lowest energy or the nearest EMD template is the better
-    first guess, and how sure that is."""
+    """What `wbg bench structure_validation` (and, when run, `structure_tuning`) measured for the
+    template order and for ranking by energy, in one line for the page (None before the benchmark
+    was run): a scientist should know which first guess is the better one, and how sure that is."""
     results = Path(__file__).resolve().parents[2] / "bench" / "results"
     path = Path(results_file) if results_file else results / "structure_validation.json"
     try:
@@ -71,33 +70,62 @@ def ranking_evidence(results_file=None, tuning_file=None) -> str | None:
         n = int(res["n"])
         ranked = {k: v for k, v in res["potentials"].items() if "match_top1_energy_ranked" in v}
         name, r = next(iter(ranked.items()))
+        emd = r["match_top1_emd_relaxed"]
     except (OSError, ValueError, KeyError, TypeError, StopIteration):
         return None
     from ..structures.potentials import potential_label
 
     label = potential_label(name)
+    vote = res.get("vote") if isinstance(res.get("vote"), dict) else None
+    if vote:  # the app's order before relaxation
+        order, prior = f"the prototype vote of the {vote['neighbours']} nearest templates", vote["match_top1_vote"]
+        ties = "the vote"
+    else:
+        order, prior, ties = "the nearest-EMD template", emd, "the nearer EMD"
     k = max(int(key.removeprefix("match_any_of_").removesuffix("_relaxed"))
             for key in r if key.startswith("match_any_of_"))
-    rule, tol, emd = r.get("match_top1_tolerance"), r.get("energy_tolerance") or 0.0, r["match_top1_emd_relaxed"]
+    rule, tol = r.get("match_top1_tolerance"), r.get("energy_tolerance") or 0.0
     if rule is not None and tol > 0:
-        first = (f"the app's ranking ({label} energy, ties within {tol:g} eV/atom to the nearer EMD) put the real "
+        first = (f"the app's energy ranking ({label} energy, ties within {tol:g} eV/atom to {ties}) put the real "
                  f"structure first for {rule:.1%}, energy alone for {r['match_top1_energy_ranked']:.1%}")
     else:
         rule = r["match_top1_energy_ranked"]
         first = f"the lowest-energy template ({label}) matched the real structure for {rule:.1%}"
-    line = (f"On {n} Materials Project ground states held out of the templates, {first}, the nearest-EMD one "
-            f"for {emd:.1%}; one of the {k} nearest for {r[f'match_any_of_{k}_relaxed']:.1%} "
-            "(`wbg bench structure_validation`).")
+    line = (f"On {n} Materials Project ground states held out of the templates, {first}; {order} for {prior:.1%}"
+            + (f", the nearest-EMD one alone for {emd:.1%}" if vote else "")
+            + f"; one of the {k} nearest for {r[f'match_any_of_{k}_relaxed']:.1%} (`wbg bench structure_validation`).")
     try:
         tune = _read_result(Path(tuning_file or results / "structure_tuning.json"))
         t = tune["potentials"][name]
-        t_energy, t_emd = t["sweep"][str(float(tol))], t["top1_emd"]
-        disagree = (t_energy > t_emd) != (rule > emd)
-        line += (f" On {int(tune['n'])} other ground states: {t_energy:.1%} against {t_emd:.1%}"
+        t_energy, t_prior = t["sweep"][str(float(tol))], t["top1_vote"] if vote else t["top1_emd"]
+        disagree = (t_energy > t_prior) != (rule > prior)
+        line += (f" On {int(tune['n'])} other ground states: {t_energy:.1%} against {t_prior:.1%}"
                  + (", the other way round" if disagree else "") + ".")
         if disagree:
             return line + " Neither order is reliably the better first guess: relax and compare the top few."
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    second = "the vote" if vote else "the EMD rank"
     return line + (" The ranking is the better first guess there; the energies are still a potential's, not DFT's."
-                   if rule > emd else " Read the energies as a second opinion on the EMD rank, not a verdict.")
+                   if rule > prior else f" Read the energies as a second opinion on {second}, not a verdict.")
+
+
+CLOSE_VOTE = 0.10  # shares closer than this are called close: a few templates' weights apart
+
+
+def close_vote_note(provenances: list[dict]) -> str | None:
+    """A line for the page when the two leading structure types' shares of the vote are within
+    CLOSE_VOTE of each other (None otherwise): the first guess is then nearly a coin toss, and
+    relaxing both says more."""
+    leaders = sorted((p for p in provenances if p.get("vote_share") is not None and p.get("vote_rank")),
+                     key=lambda p: p["vote_rank"])
+    types = []
+    for p in leaders:
+        if p.get("prototype_of") not in {q.get("prototype_of") for q in types}:
+            types.append(p)
+    if len(types) < 2 or types[0]["vote_share"] - types[1]["vote_share"] >= CLOSE_VOTE:
+        return None
+    a, b = types[0], types[1]
+    return (f"The vote is close: {a['vote_share']:.0%} for the structure of {a['template_formula']} "
+            f"({a['template_id']}), {b['vote_share']:.0%} for that of {b['template_formula']} ({b['template_id']}). "
+            "Relax and rank them to compare their energies.")

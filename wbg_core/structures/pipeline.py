@@ -15,9 +15,18 @@ from ..composition.parse import format_formula
 from ..composition.validity import RULES
 from .export import DEFAULT_SYMPREC
 from .potentials import DEFAULT_FMAX, DEFAULT_STEPS
+from .ranking import VOTE_DECAY, prototype_groups, vote_order, vote_weights
 from .stability import assess
 from .substitute import substitute
 from .templates import find_templates, reduce
+
+
+# How the templates are ordered before any energy: "vote" (the structure type the nearest
+# templates share, structures.ranking) or "emd" (the nearest template first: the paper's rule).
+ORDERS = {"vote": "prototype vote of the nearest templates", "emd": "nearest EMD template first (the paper)"}
+# The vote's neighbourhood: the nearest templates (one polymorph per formula) that vote, however
+# few are shown; chosen with VOTE_DECAY on the tuning split (docs/structures.md).
+VOTE_NEIGHBOURS = 10
 
 
 @dataclass
@@ -45,20 +54,24 @@ def oracle_gap(formula: str, oracle) -> tuple[float | None, float | None, str | 
 
 
 def predict_structures(formula: str, top_k: int = 3, *, potential=None, relax: bool = False,
-                       rank_by_energy: bool = False, energy_tolerance: float | None = None,
+                       order: str = "vote", rank_by_energy: bool = False, energy_tolerance: float | None = None,
                        fmax: float = DEFAULT_FMAX, steps: int = DEFAULT_STEPS,
                        exclude_formulas=(), max_per_formula: int | None = 1,
                        fallback: bool = True, oracle=None, progress=None) -> list[Candidate]:
     """Candidate structures for `formula`, best template first.
 
+    order: "vote" puts first the structure type that the VOTE_NEIGHBOURS nearest templates share,
+    weighted by EMD (structures.ranking), and takes the top_k in that order; "emd" the top_k
+    nearest (the paper). Either way provenance["rank"] is the EMD rank, "vote_rank" and
+    "vote_share" the vote's (over the same neighbours).
     For each of the top_k templates (by default one polymorph per template formula, the most
     stable, so the alternatives are different compositions): substitute, optionally relax with
     the potential, compute formation energy and energy above the MP hull, and collect provenance.
     potential: a structures.potentials.Potential; None leaves the energies out (fast: templates only).
     rank_by_energy: order the candidates by the potential's energy per atom (relaxed when `relax`),
-    lowest first, instead of by EMD; the EMD rank stays in provenance["rank"], the energy rank in
-    "energy_rank". Energies within `energy_tolerance` eV/atom of each other are a tie that the
-    EMD order breaks (None: the potential's tolerance, structures.ranking). Only candidates of
+    lowest first, instead of the template order; the energy rank goes in "energy_rank". Energies
+    within `energy_tolerance` eV/atom of each other are a tie that the template order breaks
+    (None: the potential's tolerance, structures.ranking). Only candidates of
     the requested composition are ranked (a fallback analogue has another composition, whose
     energy per atom compares nothing); they follow, by EMD.
     oracle: the band-gap model whose prediction goes in the provenance (the caller's choice, e.g.
@@ -68,16 +81,33 @@ def predict_structures(formula: str, top_k: int = 3, *, potential=None, relax: b
     """
     if (relax or rank_by_energy) and potential is None:
         raise ValueError("relaxing or ranking by energy needs a potential (structures.potentials.load_potential)")
+    if order not in ORDERS:
+        raise ValueError(f"unknown template order {order!r}; known: {', '.join(ORDERS)}")
     query = format_formula(reduce(formula))
-    templates = find_templates(query, top_k, exclude_formulas=exclude_formulas,
+    neighbours = max(top_k, VOTE_NEIGHBOURS)  # the vote is reported in either order
+    templates = find_templates(query, neighbours, exclude_formulas=exclude_formulas,
                                max_per_formula=max_per_formula, fallback=fallback)
+    subs, failed = [], None
+    for emd_rank, t in enumerate(templates, 1):
+        try:
+            subs.append((emd_rank, t, substitute(t, query)))
+        except ValueError as exc:  # e.g. a disordered template: it neither votes nor is shown
+            failed = failed or exc
+    if not subs:
+        raise failed
+    groups = prototype_groups([s.structure for _, _, s in subs])
+    emds = [t.emd for _, t, _ in subs]
+    share = vote_weights(emds, groups, VOTE_DECAY)
+    voted = vote_order(emds, groups, VOTE_DECAY)
+    vote_rank = {i: k for k, i in enumerate(voted, 1)}
+    chosen = (voted if order == "vote" else range(len(subs)))[:top_k]
     gap_mean = gap_std = None
     gap_note = None
     if oracle is not None:
         gap_mean, gap_std, gap_note = oracle_gap(query, oracle)
     out = []
-    for rank, t in enumerate(templates, 1):
-        sub = substitute(t, query)
+    for done, i in enumerate(chosen, 1):
+        rank, t, sub = subs[i]
         notes = list(sub.warnings)
         final, stab = sub.structure, {}
         if potential is None:
@@ -105,6 +135,11 @@ def predict_structures(formula: str, top_k: int = 3, *, potential=None, relax: b
             "formula": sub.result_formula,
             "requested_formula": query,
             "rank": rank,  # by EMD
+            "order": order,
+            "vote_rank": vote_rank[i],
+            "vote_share": round(share[i], 4),
+            "prototype_of": subs[groups[i]][0],  # the EMD rank of the nearest template of its structure type
+            "vote_neighbours": len(subs),
             "energy_rank": None,
             "energy_above_lowest": None,
             "energy_tolerance": None,
@@ -141,7 +176,7 @@ def predict_structures(formula: str, top_k: int = 3, *, potential=None, relax: b
         }
         out.append(Candidate(structure=final, provenance=prov))
         if progress:
-            progress(rank, len(templates))
+            progress(done, len(chosen))
     if not rank_by_energy:
         return out
     if energy_tolerance is None:
@@ -151,17 +186,24 @@ def predict_structures(formula: str, top_k: int = 3, *, potential=None, relax: b
     return rank_candidates(out, query, energy_tolerance)
 
 
+def prior_rank(c: Candidate) -> int:
+    """A candidate's place before any energy: its vote rank when the templates were voted, else its EMD rank."""
+    p = c.provenance
+    return p["vote_rank"] if p.get("order") == "vote" and p.get("vote_rank") is not None else p["rank"]
+
+
 def rank_candidates(candidates: list[Candidate], formula: str, tolerance: float = 0.0) -> list[Candidate]:
     """The candidates of `formula`'s composition ranked by energy per atom within `tolerance`
-    (structures.ranking.energy_order: energies closer than that are a tie, which the EMD order
-    breaks); the others (other compositions, or no energy) after them in their EMD order. Sets
+    (structures.ranking.energy_order: energies closer than that are a tie, which the template
+    order, prior_rank, breaks); the others (other compositions, or no energy) after them in that
+    order. Sets
     energy_rank, energy_above_lowest (eV/atom), energy_tolerance and same_structure_as: the
     energy rank of a better-ranked candidate that is the same structure (pymatgen
     StructureMatcher, default tolerances), since several templates often relax into one structure."""
     from .ranking import energy_order
 
     target = format_formula(reduce(formula))
-    candidates = sorted(candidates, key=lambda c: c.provenance["rank"])  # EMD order, whatever order they came in
+    candidates = sorted(candidates, key=prior_rank)  # the template order, whatever order they came in
 
     def energy(c):
         e = c.provenance.get("energy_per_atom")
