@@ -32,7 +32,9 @@ def test_structure_writes_cifs_and_provenance(tmp_path, capsys):
     for rel in ("xrd_CuKa.csv", "dft/README.md", "dft/vasp/INCAR", "dft/vasp/KPOINTS", "dft/vasp/POSCAR",
                 "dft/vasp/POTCAR.spec", "dft/qe/pw.in"):
         assert (out / stem / rel).is_file(), rel
-    assert "mp-804" in (out / stem / "dft" / "README.md").read_text()
+    readme = (out / stem / "dft" / "README.md").read_text()
+    assert "- Template: mp-804 (GaN, space group 186), Element Mover's Distance 0.0000 (EMD rank 1)" in readme
+    assert f"this structure type holds {first['vote_share']:.0%} of the vote, vote rank 1" in readme
     names = zipfile.ZipFile(out / "structures.zip").namelist()
     assert "index.csv" in names and len(names) == 2 * 8 + 1
     assert f"{stem}/dft/qe/pw.in" in names and f"{stem}/xrd_CuKa.csv" in names

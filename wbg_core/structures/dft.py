@@ -196,10 +196,16 @@ def _made_lines(p: Mapping) -> list[str]:
         extra = ", ".join(x for x in (p.get("template_formula"), sg and f"space group {sg}") if x)
         t += f" ({extra})" if extra else ""
         if p.get("emd") is not None:
-            t += f", Element Mover's Distance {_num(p['emd'], '.4f')} (the nearest MP composition)"
+            t += f", Element Mover's Distance {_num(p['emd'], '.4f')}" + (
+                f" (EMD rank {p['rank']})" if p.get("rank") is not None else "")
         if p.get("exact_stoichiometry") is False:
             t += "; a fallback analogue: the template's stoichiometry differs from the request"
         lines.append(t)
+    if p.get("vote_share") is not None:
+        chosen = "chose it" if p.get("order") == "vote" else "was reported; the nearest EMD chose it"
+        lines.append(f"Template order: a prototype vote of the {p.get('vote_neighbours')} nearest templates "
+                     f"(EMD-weighted, structure types by StructureMatcher) {chosen}: this structure type holds "
+                     f"{p['vote_share']:.0%} of the vote, vote rank {p.get('vote_rank')}")
     if isinstance(p.get("substitution"), Mapping) and p["substitution"]:
         lines.append("Substitution: " + ", ".join(f"{a} -> {b}" for a, b in p["substitution"].items()))
     if p.get("volume_scale_guess") is not None:
@@ -221,7 +227,7 @@ def _made_lines(p: Mapping) -> list[str]:
     if p.get("energy_rank") is not None:
         lines.append(f"Energy ranking: {p['energy_rank']} of the relaxed templates by energy per atom "
                      f"({_num(p.get('energy_above_lowest'))} eV/atom above the lowest"
-                     + (f"; energies within {p['energy_tolerance']:g} eV/atom count as a tie, broken by the EMD rank"
+                     + (f"; energies within {p['energy_tolerance']:g} eV/atom count as a tie, broken by the template order"
                         if p.get("energy_tolerance") else "") + f"); EMD rank {p.get('rank')}"
                      + (f"; relaxes into the same structure as energy rank {p['same_structure_as']}"
                         if p.get("same_structure_as") else ""))
