@@ -91,3 +91,22 @@ def test_split_labels_do_not_depend_on_row_order(bandgaps):
     f = bandgaps["formula"].to_numpy(dtype=object)
     perm = np.random.default_rng(3).permutation(len(f))
     assert (split_labels(f)[perm] == split_labels(f[perm])).all()
+
+
+def test_the_hull_prices_each_bundled_formula_once_mp_first():
+    """data.estimates.hull_phases: every bundled formula with an MP formation energy, then the ML
+    estimates for the rest that have a pool structure; what is left is unpriced. MgO's MP row is a
+    matbench_mp_gap_max row (no energy), so its price is CHGNet's estimate; Ba3Bi has neither."""
+    from wbg_core.data.estimates import MP_SOURCE, hull_phases, load_estimates, unpriced_formulas
+
+    df, phases, unpriced = load_bandgaps(), hull_phases(), set(unpriced_formulas())
+    assert phases["formula"].is_unique and not unpriced & set(phases["formula"])
+    assert len(phases) + len(unpriced) == len(df)
+    assert (phases["source"] == MP_SOURCE).sum() == df["formation_energy_per_atom"].notna().sum()
+    est = phases[phases["source"] != MP_SOURCE].set_index("formula")
+    table = load_estimates().set_index("formula")
+    assert set(est["source"]) == {"chgnet"} and len(est) == len(table.index.difference(
+        df.loc[df["formation_energy_per_atom"].notna(), "formula"]))
+    assert est.loc["MgO", "formation_energy_per_atom"] == pytest.approx(table.loc["MgO", "formation_energy_per_atom"])
+    assert est.loc["MgO", "material_id"] == table.loc["MgO", "material_id"]
+    assert "Ba3Bi" in unpriced and "NaCl" not in unpriced

@@ -38,3 +38,33 @@ def estimate_validation(data_dir: Path | None = None) -> dict | None:
 
     entry = load_registry(Path(data_dir or get_settings().data_dir))["files"].get(ESTIMATES_FILE)
     return entry.get("validation") if entry else None
+
+
+MP_SOURCE = "MP"  # the source of a phase priced by the bundled MP data
+
+
+@lru_cache(maxsize=2)
+def hull_phases(data_dir: Path | None = None) -> pd.DataFrame:
+    """Every bundled formula the hull can price, one row each: formula, formation_energy_per_atom,
+    material_id (for an estimate, the polymorph it was computed at) and source (MP_SOURCE, or the
+    potential's name for an ML estimate). MP's value wins wherever there is one."""
+    from .loaders import load_bandgaps
+
+    df = load_bandgaps(data_dir)
+    mp = df.loc[df["formation_energy_per_atom"].notna(), ["formula", "formation_energy_per_atom", "material_id"]]
+    est = load_estimates(data_dir)
+    est = est.loc[~est["formula"].isin(set(mp["formula"])), ["formula", "formation_energy_per_atom", "material_id",
+                                                             "potential"]]
+    out = pd.concat([mp.assign(source=MP_SOURCE), est.rename(columns={"potential": "source"})], ignore_index=True)
+    return out.astype({"formula": str, "material_id": str, "source": str})
+
+
+@lru_cache(maxsize=2)
+def unpriced_formulas(data_dir: Path | None = None) -> tuple[str, ...]:
+    """Bundled formulas with neither an MP formation energy (the matbench_mp_gap_max rows) nor an
+    estimate (no pool structure): phases the hull lacks."""
+    from .loaders import load_bandgaps
+
+    df = load_bandgaps(data_dir)
+    priced = set(hull_phases(data_dir)["formula"])
+    return tuple(f for f in df["formula"].astype(str) if f not in priced)

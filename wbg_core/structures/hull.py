@@ -39,26 +39,18 @@ class HullError(FormulaError):
 @lru_cache(maxsize=1)
 def _material_ids() -> dict[str, str]:
     """Hull formula -> MP material id (for an estimate: the polymorph it was computed at)."""
-    from ..data import load_bandgaps
-    from ..data.estimates import load_estimates
+    from ..data.estimates import hull_phases
 
-    df = load_bandgaps()
-    df = df[df["formation_energy_per_atom"].notna()]
-    est = load_estimates()
-    return {**dict(zip(est["formula"].astype(str), est["material_id"].astype(str))),
-            **dict(zip(df["formula"].astype(str), df["material_id"].astype(str)))}
+    phases = hull_phases()
+    return dict(zip(phases["formula"], phases["material_id"]))
 
 
 @lru_cache(maxsize=1)
 def _unpriced() -> tuple[np.ndarray, list[frozenset]]:
-    """Bundled formulas with neither an MP formation energy (the matbench_mp_gap_max rows) nor
-    an estimate (no pool structure), and their elements."""
-    from ..data import load_bandgaps
-    from ..data.estimates import load_estimates
+    """data.estimates.unpriced_formulas and their elements."""
+    from ..data.estimates import unpriced_formulas
 
-    df = load_bandgaps()
-    df = df[df["formation_energy_per_atom"].isna() & ~df["formula"].isin(set(load_estimates()["formula"]))]
-    formulas = df["formula"].to_numpy(dtype=object)
+    formulas = np.array(unpriced_formulas(), dtype=object)
     return formulas, [frozenset(reduce(f)) for f in formulas]
 
 

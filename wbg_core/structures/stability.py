@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..composition.parse import FormulaError, format_formula
+from ..data.estimates import MP_SOURCE  # noqa: F401 - re-exported: the hull marks MP-priced phases with it
 from .potentials import DEFAULT_FMAX, DEFAULT_STEPS, POTENTIALS
 from .templates import reduce
 
@@ -169,26 +170,18 @@ def formation_energy_per_atom(composition, energy_per_atom: float, refs: dict) -
 
 # ---------------------------------------------------------------- convex hull
 
-MP_SOURCE = "MP"  # PDEntry.attribute of a phase priced by the bundled MP data
-
-
 @lru_cache(maxsize=1)
 def _hull_table():
-    """Formation energies of the hull: the bundled MP ones, then the ML estimates for MP
-    compounds the data holds without one (estimated_phases); formulas, energies, compositions,
-    sources and an element-membership matrix."""
+    """The hull's phases (data.estimates.hull_phases: MP's formation energies, then the ML
+    estimates for MP compounds the data holds without one) as arrays: formulas, energies,
+    compositions, sources and an element-membership matrix."""
     from ..composition.elements import VOCAB
-    from ..data import load_bandgaps
-    from ..data.estimates import load_estimates
+    from ..data.estimates import hull_phases
 
-    df = load_bandgaps()
-    df = df[df["formation_energy_per_atom"].notna()]
-    est = load_estimates()
-    est = est[~est["formula"].isin(set(df["formula"]))]  # MP's value wins wherever there is one
-    formulas = np.concatenate([df["formula"].to_numpy(dtype=object), est["formula"].to_numpy(dtype=object)])
-    ef = np.concatenate([df["formation_energy_per_atom"].to_numpy(dtype=np.float64),
-                         est["formation_energy_per_atom"].to_numpy(dtype=np.float64)])
-    sources = np.array([MP_SOURCE] * len(df) + est["potential"].astype(str).tolist(), dtype=object)
+    phases = hull_phases()
+    formulas = phases["formula"].to_numpy(dtype=object)
+    ef = phases["formation_energy_per_atom"].to_numpy(dtype=np.float64)
+    sources = phases["source"].to_numpy(dtype=object)
     col = {el: k for k, el in enumerate(VOCAB)}
     member = np.zeros((len(formulas), len(VOCAB)), dtype=bool)
     comps = []
