@@ -110,31 +110,20 @@ def model_dir(name: str) -> Path:
 
 # Models are cached here once per server and directory, by Streamlit; the loaders below are the
 # uncached ones (the lru_cached wbg_core.models.load_* serve the CLI and the engine).
-@st.cache_resource(show_spinner="Loading the autoencoder…")
-def _autoencoder(directory: str):
-    from wbg_core.models.autoencoder import load
+# kind -> (module whose load() reads the checkpoint, what the spinner calls it)
+_MODELS = {"autoencoder": ("wbg_core.models.autoencoder", "the autoencoder"),
+           "oracle": ("wbg_core.models.oracle", "the band-gap oracle"),
+           "gan": ("wbg_core.models.gan", "the generator")}
+
+
+@st.cache_resource(show_spinner=False)
+def _model(kind: str, directory: str):
+    import importlib
+
     from wbg_core.settings import set_torch_threads
 
     set_torch_threads()
-    return load(Path(directory))
-
-
-@st.cache_resource(show_spinner="Loading the band-gap oracle…")
-def _oracle(directory: str):
-    from wbg_core.models.oracle import load
-    from wbg_core.settings import set_torch_threads
-
-    set_torch_threads()
-    return load(Path(directory))
-
-
-@st.cache_resource(show_spinner="Loading the generator…")
-def _gan(directory: str):
-    from wbg_core.models.gan import load
-    from wbg_core.settings import set_torch_threads
-
-    set_torch_threads()
-    return load(Path(directory))
+    return importlib.import_module(_MODELS[kind][0]).load(Path(directory))
 
 
 @st.cache_resource(show_spinner="Loading the latent map…")
@@ -158,9 +147,14 @@ def known_data():
     return build_known_data(bandgaps())
 
 
-def _get(loader, name: str, show: bool):
+def _get(name: str, show: bool, loader=None):
+    """The model `name` of the checkpoint set in use (by `loader`, else _model), or None after an
+    error on the page (when `show`)."""
     try:
-        return loader(str(model_dir(name)))
+        if loader is not None:
+            return loader(str(model_dir(name)))
+        with st.spinner(f"Loading {_MODELS[name][1]}…"):
+            return _model(name, str(model_dir(name)))
     except _load_errors() as exc:
         if show:
             st.error(f"The {name} checkpoint cannot be loaded: {exc}. "
@@ -169,15 +163,15 @@ def _get(loader, name: str, show: bool):
 
 
 def autoencoder(show: bool = True):
-    return _get(_autoencoder, "autoencoder", show)
+    return _get("autoencoder", show)
 
 
 def oracle(show: bool = True):
-    return _get(_oracle, "oracle", show)
+    return _get("oracle", show)
 
 
 def gan(show: bool = True):
-    return _get(_gan, "gan", show)
+    return _get("gan", show)
 
 
 @st.cache_resource(show_spinner="Loading the interatomic potential…")
@@ -196,11 +190,11 @@ def _latent_sampler(directory: str):
 
 
 def latent_sampler(show: bool = True):
-    return _get(_latent_sampler, "autoencoder", show)
+    return _get("autoencoder", show, _latent_sampler)
 
 
 def latent_map(show: bool = True):
-    return _get(_latent_map, "autoencoder", show)
+    return _get("autoencoder", show, _latent_map)
 
 
 def latent_map_of(directory: str) -> dict:

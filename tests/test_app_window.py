@@ -92,3 +92,15 @@ def test_window_query_round_trip_and_plurals():
     q2, problems = WindowQuery.from_query({"gap_min": "abc", "seed": "1.5", "model": "gp"})
     assert q2 == WindowQuery() and len(problems) == 3
     assert plural(1, "candidate") == "1 candidate" and plural(1200, "candidate") == "1,200 candidates"
+
+
+def test_the_latent_generator_screens_from_a_link():
+    """generator=latent samples the autoencoder's latent space (the Models page's checkpoint set)
+    instead of the GAN: the same funnel, from another generator."""
+    need_models()
+    at = app("4_Band_gap_window", {"gap_min": "3", "pool": "2000", "generator": "latent"}).run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="generator").value == "latent"
+    assert "Funnel: generated 2,000" in texts(at)
+    assert at.session_state["screen_result"]["query"].generator == "latent"
