@@ -116,3 +116,20 @@ def test_evaluation_predicts_the_gap_histogram_with_the_oracle_it_is_given(bandg
         "error": "oracle unavailable: no oracle/model.safetensors"}
     assert evaluate(gan, bandgaps, counts, n=300)["gap_histogram"] == {
         "error": "oracle unavailable: no oracle was given to the evaluation"}
+
+
+def test_a_smoke_run_learns_from_the_first_compounds_of_the_split(bandgaps):
+    """training_formulas(limit=n): the first n formulas of the train split that pass the compound
+    rule, found without judging the whole split."""
+    from wbg_core.composition import compound_valid
+    from wbg_core.data import split
+    from wbg_core.models.gan import training_formulas
+
+    order = split(bandgaps, seed=0, subset="encodable")["train"]["formula"].to_numpy(dtype=object)
+    some = training_formulas(bandgaps, 0, "compounds", limit=300)
+    assert len(some) == 300 and compound_valid(some).all()
+    head = order[:list(order).index(some[-1]) + 1]  # the split up to the last one taken
+    assert list(head[compound_valid(head)]) == list(some)  # none skipped, in the split's order
+    assert list(training_formulas(bandgaps, 0, "all", limit=50)) == list(order[:50])
+    with pytest.raises(ValueError, match="train_on must be 'compounds' or 'all'"):
+        training_formulas(bandgaps, 0, "alloys", limit=5)
