@@ -120,3 +120,26 @@ def test_damaged_reference_file_is_named(content, tmp_path, monkeypatch):
 def test_unknown_potential_is_named():
     with pytest.raises(ValueError, match=r"Unknown potential 'mace'.*chgnet, sevennet-0"):
         load_potential("mace")
+
+
+def test_damaged_element_references_name_the_file_and_the_command(tmp_path, monkeypatch):
+    """A truncated, non-object or emptied references file is refused with its path and the refit
+    command (files.read_json_object), never read as no references."""
+    from wbg_core import settings
+    from wbg_core.structures import stability
+
+    monkeypatch.setenv("WBG_MODELS_DIR", str(tmp_path))
+    settings.get_settings.cache_clear()
+    stability.element_references.cache_clear()
+    path = tmp_path / stability.refs_file("chgnet")
+    try:
+        for text, says in (('{"elements": {"Na": -1.3', "is corrupt: "), ("[1, 2]", "holds a JSON list, not an object"),
+                           ('{"elements": {}}', "holds no element references")):
+            path.write_text(text)
+            stability.element_references.cache_clear()
+            with pytest.raises(ValueError, match=says) as err:
+                stability.element_references("chgnet")
+            assert str(path) in str(err.value) and "--fit-references --potential chgnet" in str(err.value)
+    finally:
+        settings.get_settings.cache_clear()
+        stability.element_references.cache_clear()

@@ -85,15 +85,9 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_json(path: Path) -> dict:
-    if not path.exists():
-        raise ModelError(f"checkpoint file {path} is missing")
-    try:
-        value = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"checkpoint file {path} is corrupt: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ModelError(f"checkpoint file {path} is corrupt: it holds a JSON {type(value).__name__}, not an object")
-    return value
+    from ..files import read_json_object
+
+    return read_json_object(path, ModelError, "checkpoint file")
 
 
 def save_checkpoint(directory: Path, tensors: dict[str, torch.Tensor], config: dict, card: dict) -> None:

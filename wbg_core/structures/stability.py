@@ -58,11 +58,10 @@ def element_references(potential_name: str = "chgnet") -> dict:
     refit = f"`python -m wbg_core structure --fit-references --potential {potential_name}`"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run {refit} once to compute it")
-    try:
-        refs = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is corrupt ({exc}): rerun {refit}") from exc
-    if not isinstance(refs, dict) or not isinstance(refs.get("elements"), dict) or not refs["elements"]:
+    from ..files import read_json_object
+
+    refs = read_json_object(path, ValueError, "the element references", f": rerun {refit}")
+    if not isinstance(refs.get("elements"), dict) or not refs["elements"]:
         raise ValueError(f"{path} holds no element references: rerun {refit}")
     return refs
 
