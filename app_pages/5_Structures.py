@@ -11,14 +11,14 @@ from wbg_core.services.structures_view import close_vote_note, ranking_evidence,
 from wbg_core.composition import FormulaError, reduced_formula
 from wbg_core.composition.validity import RULES
 from wbg_core.settings import get_settings
-from wbg_core.structures.pipeline import ORDERS
 from wbg_core.structures.potentials import POTENTIALS
-from wbg_core.structures.ranking import energy_tolerance
+from wbg_core.structures.ranking import ORDERS, VOTE_DECAY, VOTE_NEIGHBOURS, energy_tolerance
 
 ac.page("Structures", "🧊")
 st.caption("The paper's template step: Materials Project structures whose compositions are nearest by "
            "Element Mover's Distance (same stoichiometric coefficients) get the new elements, and by default the "
-           "structure type most of the 10 nearest share comes first (a vote weighted by EMD); an interatomic "
+           f"structure type most of the {VOTE_NEIGHBOURS} nearest share comes first (a vote weighted by EMD); an "
+           "interatomic "
            "potential (CHGNet or SevenNet) gives the energy, the formation energy against fitted elemental "
            "references and the energy above the MP hull, and can relax the top templates and rank them by "
            "energy. Candidate structures are hypotheses to check with DFT.")
@@ -39,8 +39,9 @@ with c2:
     order = st.radio("Template order", list(ORDERS), horizontal=True, key="order",
                      format_func={"vote": "prototype vote", "emd": "nearest EMD (paper)"}.get,
                      help="prototype vote: templates that are one structure type (pymatgen StructureMatcher) pool "
-                          "their weights, exp(-ΔEMD/0.15), over the 10 nearest, and one template of each type is "
-                          "shown, the heaviest first; nearest EMD: the nearest template first, the paper's rule")
+                          f"their weights, exp(-ΔEMD/{VOTE_DECAY:g}), over the {VOTE_NEIGHBOURS} nearest, and one "
+                          "template of each type is shown, the heaviest first; nearest EMD: the nearest template "
+                          "first, the paper's rule")
     default_pot = get_settings().potential
     pot_name = st.selectbox("Potential", list(POTENTIALS),
                             index=list(POTENTIALS).index(default_pot) if default_pot in POTENTIALS else 0,
@@ -148,8 +149,8 @@ st.dataframe(table, hide_index=True, width="stretch",
                                                   "the heaviest type first"),
                             "vote_share": st.column_config.ProgressColumn(
                                 "vote", min_value=0.0, max_value=1.0, format="percent",
-                                help="the share of the 10 nearest templates' EMD-weighted vote that this structure "
-                                     "type holds"),
+                                help=f"the share of the {VOTE_NEIGHBOURS} nearest templates' EMD-weighted vote that "
+                                     "this structure type holds"),
                             "rank": st.column_config.NumberColumn("EMD rank", help="by Element Mover's Distance"),
                             "formation_energy_per_atom": st.column_config.NumberColumn("E_f (eV/atom)", format="%.3f"),
                             "e_above_hull": st.column_config.NumberColumn("E_hull (eV/atom)", format="%.3f"),

@@ -29,7 +29,7 @@ def _smallest_best(sweep: dict[str, float]) -> float:
 
 
 def run(repeats: int = 1) -> dict:
-    from wbg_core.structures.pipeline import VOTE_NEIGHBOURS
+    from wbg_core.structures.ranking import VOTE_NEIGHBOURS
     from wbg_core.structures.potentials import POTENTIALS as INFO
     from wbg_core.structures.ranking import ENERGY_TOLERANCE, VOTE_DECAY
 

@@ -124,6 +124,26 @@ def _complete(row: dict, split: str = "test") -> bool:
                for name in measured_potentials(split))
 
 
+def held_out_substitutions(formula: str, k: int) -> list:
+    """(template, Substitution) for the k nearest templates of `formula` with its own formula held
+    out, one polymorph per formula, as the app substitutes them; those substitution refuses are
+    skipped, and no template of the coefficient multiset gives none."""
+    from wbg_core.structures.substitute import substitute
+    from wbg_core.structures.templates import NoTemplateError, find_templates
+
+    try:
+        templates = find_templates(formula, k, exclude_formulas={formula}, fallback=False, max_per_formula=1)
+    except NoTemplateError:
+        return []
+    subs = []
+    for t in templates:
+        try:
+            subs.append((t, substitute(t, formula)))
+        except ValueError:
+            continue
+    return subs
+
+
 def _row(i: int, prev: dict | None = None, split: str = "test") -> dict:
     """Everything measured for the test structure at pool row i; what `prev` (an earlier row of it)
     holds already is kept, only the missing relaxations are computed."""
@@ -132,24 +152,14 @@ def _row(i: int, prev: dict | None = None, split: str = "test") -> dict:
     from wbg_core.data import load_structures
     from wbg_core.structures.potentials import load_potential
     from wbg_core.structures.stability import element_references, formation_energy_per_atom
-    from wbg_core.structures.substitute import substitute
-    from wbg_core.structures.templates import NoTemplateError, find_templates, template_index
+    from wbg_core.structures.templates import template_index
 
     pool, ix, matcher = load_structures(), template_index(), StructureMatcher()
     formula = str(ix.formulas[ix.structure_formula[i]])
     real = pool.structure(i)
     row = prev or {"pool_row": i, "material_id": str(ix.material_ids[i]), "formula": formula,
                    "n_sites": len(real), "mp_e_form": float(ix.e_form[i]), "templates": [], "potentials": {}}
-    try:
-        templates = find_templates(formula, N_RANK, exclude_formulas={formula}, fallback=False, max_per_formula=1)
-    except NoTemplateError:
-        templates = []
-    subs = []
-    for t in templates:
-        try:
-            subs.append((t, substitute(t, formula)))
-        except ValueError:
-            continue
+    subs = held_out_substitutions(formula, N_RANK)
     if prev is None:
         for t, s in subs:
             row["templates"].append({"template": t.material_id, "template_formula": t.formula, "emd": t.emd,
@@ -260,7 +270,7 @@ def summarise(rows: list[dict], votes: list[dict] | None = None) -> dict:
     vote = {}
     if votes:
         from structure_votes import vote_top1
-        from wbg_core.structures.pipeline import VOTE_NEIGHBOURS
+        from wbg_core.structures.ranking import VOTE_NEIGHBOURS
         from wbg_core.structures.ranking import VOTE_DECAY
 
         vote = {"vote": {"decay": VOTE_DECAY, "neighbours": VOTE_NEIGHBOURS,

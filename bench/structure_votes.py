@@ -14,11 +14,11 @@ import warnings
 from pathlib import Path
 
 from bench_structure_validation import (MAX_SITES, N_TEST, SPLIT_SIZES, SPLITS, _journal, _rate, _read_journal,
-                                        test_set)
+                                        held_out_substitutions, test_set)
 
 
 def _vote_journal(split: str) -> Path:
-    from wbg_core.structures.pipeline import VOTE_NEIGHBOURS
+    from wbg_core.structures.ranking import VOTE_NEIGHBOURS
 
     key = json.dumps(["vote", N_TEST, MAX_SITES, SPLITS[split], SPLIT_SIZES.get(split), VOTE_NEIGHBOURS])
     return _journal(split).parent / f"vote_{hashlib.sha256(key.encode()).hexdigest()[:10]}.jsonl"
@@ -31,25 +31,13 @@ def _vote_row(i: int) -> dict:
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     from wbg_core.data import load_structures
-    from wbg_core.structures.pipeline import VOTE_NEIGHBOURS
-    from wbg_core.structures.ranking import prototype_groups
-    from wbg_core.structures.substitute import substitute
-    from wbg_core.structures.templates import NoTemplateError, find_templates, template_index
+    from wbg_core.structures.ranking import VOTE_NEIGHBOURS, prototype_groups
+    from wbg_core.structures.templates import template_index
 
     pool, ix, matcher = load_structures(), template_index(), StructureMatcher()
     formula = str(ix.formulas[ix.structure_formula[i]])
     real = pool.structure(i)
-    try:
-        templates = find_templates(formula, VOTE_NEIGHBOURS, exclude_formulas={formula}, fallback=False,
-                                   max_per_formula=1)
-    except NoTemplateError:
-        templates = []
-    subs = []
-    for t in templates:
-        try:
-            subs.append((t, substitute(t, formula).structure))
-        except ValueError:
-            continue
+    subs = [(t, s.structure) for t, s in held_out_substitutions(formula, VOTE_NEIGHBOURS)]
     return {"pool_row": i, "formula": formula, "templates": [t.material_id for t, _ in subs],
             "emd": [t.emd for t, _ in subs], "group": prototype_groups([s for _, s in subs]),
             "match": [bool(matcher.fit(s, real)) for _, s in subs]}

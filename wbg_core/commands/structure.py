@@ -8,6 +8,7 @@ from ..cli import float_in, int_in, output_dir
 from ..structures.dft import DEFAULT_KPOINT_DENSITY, MAX_KPOINT_DENSITY
 from ..structures.export import DEFAULT_SYMPREC
 from ..structures.potentials import POTENTIALS
+from ..structures.ranking import ORDERS, VOTE_NEIGHBOURS
 
 # pymatgen's X-ray sources (pymatgen.analysis.diffraction.xrd.WAVELENGTHS), read lazily would cost the
 # whole CLI pymatgen's import; the xrd module checks this list against pymatgen's (tested)
@@ -30,9 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("formula", nargs="?", metavar="FORMULA", help="e.g. SrYF5")
     p.add_argument("--top-k", type=int_in(1, 50), default=3, help="number of alternative templates (default 3)")
-    p.add_argument("--order", choices=["vote", "emd"], default="vote",
-                   help="template order before any energy: vote (default; the structure type the 10 nearest "
-                        "templates share, weighted by EMD) or emd (the nearest template first, the paper's rule)")
+    p.add_argument("--order", choices=list(ORDERS), default="vote",
+                   help=f"template order before any energy: vote (default; the structure type the {VOTE_NEIGHBOURS} "
+                        "nearest templates share, weighted by EMD) or emd (the nearest template first, the paper's "
+                        "rule)")
     p.add_argument("--relax", action="store_true", help="relax cell and positions with the potential")
     p.add_argument("--rank", type=int_in(2, 50), nargs="?", const=10, default=None, metavar="N",
                    help="relax the first N templates (default 10) and order them by energy per atom, lowest "
@@ -160,7 +162,8 @@ def _structure(args) -> int:
 
 
 def _ranks(p: dict) -> str:
-    """Where a candidate stands before any energy, e.g. "vote rank 1 (structure type of 62% of the vote), EMD rank 3"."""
+    """Where a candidate stands before any energy, e.g. "vote rank 1 (its structure type has 62% of the vote
+    of the 10 nearest), EMD rank 3"."""
     return (f"vote rank {p['vote_rank']} (its structure type has {p['vote_share']:.0%} of the vote of the "
             f"{p['vote_neighbours']} nearest), EMD rank {p['rank']}")
 

@@ -117,15 +117,11 @@ def close_vote_note(provenances: list[dict]) -> str | None:
     """A line for the page when the two leading structure types' shares of the vote are within
     CLOSE_VOTE of each other (None otherwise): the first guess is then nearly a coin toss, and
     relaxing both says more."""
-    leaders = sorted((p for p in provenances if p.get("vote_share") is not None and p.get("vote_rank")),
-                     key=lambda p: p["vote_rank"])
-    types = []
-    for p in leaders:
-        if p.get("prototype_of") not in {q.get("prototype_of") for q in types}:
-            types.append(p)
-    if len(types) < 2 or types[0]["vote_share"] - types[1]["vote_share"] >= CLOSE_VOTE:
+    by_rank = {p.get("vote_rank"): p for p in provenances if p.get("vote_share") is not None}
+    a, b = by_rank.get(1), by_rank.get(2)  # vote ranks 1 and 2 lead the two heaviest types, if there are two
+    if a is None or b is None or a.get("prototype_of") == b.get("prototype_of") \
+            or a["vote_share"] - b["vote_share"] >= CLOSE_VOTE:
         return None
-    a, b = types[0], types[1]
     return (f"The vote is close: {a['vote_share']:.0%} for the structure of {a['template_formula']} "
             f"({a['template_id']}), {b['vote_share']:.0%} for that of {b['template_formula']} ({b['template_id']}). "
             "Relax and rank them to compare their energies.")

@@ -15,18 +15,10 @@ from ..composition.parse import format_formula
 from ..composition.validity import RULES
 from .export import DEFAULT_SYMPREC
 from .potentials import DEFAULT_FMAX, DEFAULT_STEPS
-from .ranking import VOTE_DECAY, prototype_groups, vote_order, vote_weights
+from .ranking import ORDERS, VOTE_DECAY, VOTE_NEIGHBOURS, prototype_groups, vote_order, vote_weights
 from .stability import assess
 from .substitute import substitute
 from .templates import find_templates, reduce
-
-
-# How the templates are ordered before any energy: "vote" (the structure type the nearest
-# templates share, structures.ranking) or "emd" (the nearest template first: the paper's rule).
-ORDERS = {"vote": "prototype vote of the nearest templates", "emd": "nearest EMD template first (the paper)"}
-# The vote's neighbourhood: the nearest templates (one polymorph per formula) that vote, however
-# few are shown; chosen with VOTE_DECAY on the tuning split (docs/structures.md).
-VOTE_NEIGHBOURS = 10
 
 
 @dataclass

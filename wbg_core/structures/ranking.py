@@ -56,8 +56,14 @@ def energy_order(energies: Sequence[float | None], tolerance: float) -> list[int
 # nearest member. No potential is needed, so it orders the templates before any relaxation.
 # VOTE_DECAY (in EMD units) is the one with the most top-1 matches on about 1,000 MP ground
 # states disjoint from the held-out set (bench structure_tuning), with the vote over the 10
-# nearest templates (structures.pipeline.VOTE_NEIGHBOURS); docs/structures.md.
+# nearest templates (VOTE_NEIGHBOURS); docs/structures.md.
 VOTE_DECAY = 0.25
+# The vote's neighbourhood: the nearest templates (one polymorph per formula) that vote, however
+# few are shown; VOTE_DECAY was chosen for it.
+VOTE_NEIGHBOURS = 10
+# How the templates are ordered before any energy: "vote" (the structure type the nearest
+# templates share) or "emd" (the nearest template first: the paper's rule).
+ORDERS = {"vote": "prototype vote of the nearest templates", "emd": "nearest EMD template first (the paper)"}
 
 
 def prototype_groups(structures: Sequence) -> list[int]:
