@@ -21,8 +21,10 @@ from wbg_core.composition.validity import RULES
 
 ac.page("Band-gap window", "🎯")
 st.caption("Sample a generator, keep compositions that pass the filters, label them with a "
-           "screening model and rank by the probability that the gap lies in the window "
-           "(normal with the model's mean and σ).")
+           "screening model and rank by the probability that the gap lies in the window: for the "
+           "oracle, P(non-metal) times the chance that a non-metal's gap falls in it, read from the "
+           "oracle's error distribution calibrated on held-out MP formulas; for a forest, a normal with "
+           "its mean and σ.")
 GENERATORS = {"gan": ac.gan, "latent": ac.latent_sampler}
 
 
@@ -239,7 +241,13 @@ with left:
                            "band_gap_std": st.column_config.NumberColumn("± σ", format="%.2f"),
                            "p_in_window": st.column_config.ProgressColumn("P(in window)", min_value=0, max_value=1,
                                                                           format="%.2f"),
-                           "compound_valid": st.column_config.CheckboxColumn("compound", help=RULES["compound"])})
+                           "compound_valid": st.column_config.CheckboxColumn("compound", help=RULES["compound"]),
+                           "p_nonmetal": st.column_config.NumberColumn("P(non-metal)", format="%.2f"),
+                           "gap_if_nonmetal": st.column_config.NumberColumn(
+                               "gap if non-metal (eV)", format="%.2f",
+                               help="the oracle's gap for this formula if it is not a metal; the 'gap' column "
+                                    "is P(non-metal) times it"),
+                           "std_if_nonmetal": st.column_config.NumberColumn("± σ if non-metal", format="%.2f")})
         rows = list(ev.selection.rows) if ev is not None else []
         chosen = cand.iloc[rows]["formula"].tolist()
         c1, c2 = st.columns(2)

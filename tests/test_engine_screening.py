@@ -67,9 +67,13 @@ def test_screening_a_small_pool(data_pool, oracle, window, extra):
     seen = []
     res = screen(cfg, oracle, pool_counts=data_pool, progress_callback=lambda f, m: seen.append(f))
     df = res.candidates
-    assert list(df.columns) == COLUMNS
+    # the columns the oracle's P(in window) reads come with each row, so another window can be asked
+    assert list(df.columns) == COLUMNS + list(oracle.window_columns)
     assert len(df) > 0 and seen[-1] == 1.0
     assert (df["p_in_window"] >= cfg.p_threshold).all()
+    detail = {"mean": df["band_gap_mean"].to_numpy(), "std": df["band_gap_std"].to_numpy(),
+              **{c: df[c].to_numpy() for c in oracle.window_columns}}
+    assert np.allclose(oracle.window_probability(detail, cfg.window), df["p_in_window"], atol=2e-3)
     assert df["p_in_window"].is_monotonic_decreasing
     assert df["formula"].is_unique
     assert (df["n_atoms"] <= cfg.max_atoms).all() and (df["n_elements"] <= cfg.max_elements).all()
@@ -84,7 +88,7 @@ def test_screening_a_small_pool(data_pool, oracle, window, extra):
 
 def test_nothing_passes_gives_an_empty_frame_and_a_reason(data_pool, oracle):
     res = screen(ScreenConfig(min_gap=40.0), oracle, pool_counts=data_pool)
-    assert len(res) == 0 and list(res.candidates.columns) == COLUMNS
+    assert len(res) == 0 and list(res.candidates.columns) == COLUMNS + list(oracle.window_columns)
     assert "no candidate passed" in res.describe_empty() and "in_window 0" in res.describe_empty()
 
 

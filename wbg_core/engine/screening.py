@@ -9,9 +9,11 @@ Pauling test, the slowest check per formula) runs last on the few that pass. Sin
 and all-metal compositions are not wide-gap candidates: the count filter drops them (a
 vectorised mask) unless allow_elements_and_alloys is set.
 
-The window test uses the uncertainty: p_in_window = P(a <= gap <= b) for a normal with the
-model's mean and std; a candidate passes when p_in_window >= p_threshold. With threshold 0.5
-and an open upper end this is "mean >= a"; a higher threshold asks for confidence.
+The window test uses the uncertainty: p_in_window = P(a < gap < b) by the model's own
+window_probability; a candidate passes when p_in_window >= p_threshold. For the oracle that is
+P(non-metal) times the non-metal gap's conformal distribution (models.oracle_head); for a
+model with only a mean and σ (the forest) a normal, where threshold 0.5 with an open upper end
+means "mean >= a". A higher threshold asks for confidence.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import pandas as pd
 
 from ..composition.elements import ATOMIC_NUMBER, VOCAB, VOCAB_INDEX
 from ..models.base import GapModel
-from ..models.oracle_eval import p_in_window  # one definition: screening and evaluation agree
+from ..models.oracle_eval import p_in_window  # noqa: F401  (a normal's P; models choose theirs)
 from ..models.sampling import CompositionSampler
 
 Progress = Callable[[float, str], None] | None
@@ -307,18 +309,22 @@ def label_pool(pool: np.ndarray, model: GapModel, cfg: ScreenConfig, progress_ca
 
     cb(0.65, f"labelling {len(pool):,} unique candidates")
     t = time.perf_counter()
-    mean = np.zeros(len(pool), np.float64)
-    std = np.zeros(len(pool), np.float64)
+    detail = {c: np.zeros(len(pool), np.float64) for c in ("mean", "std", *model.window_columns)}
     step = 50_000
     for s in range(0, len(pool), step):
         z, w = oracle_features_from_counts(pool[s : s + step])
-        m, sd = model.predict_arrays(z, w)
-        mean[s : s + step], std[s : s + step] = m, sd
+        d = model.predict_detail(z, w)
+        for c in list(detail):
+            if c in d:
+                detail[c][s : s + step] = d[c]
+            else:  # e.g. an oracle without a head: its window probability reads mean and σ only
+                del detail[c]
         cb(0.65 + 0.3 * min(1.0, (s + step) / max(1, len(pool))), f"labelled {min(s + step, len(pool)):,}")
+    mean, std = detail["mean"], detail["std"]
     stage["model"] = stage.get("model", 0.0) + time.perf_counter() - t
 
     t = time.perf_counter()
-    p = p_in_window(mean, std, cfg.window)
+    p = model.window_probability(detail, cfg.window)
     keep = p >= cfg.p_threshold
     funnel["in_window"] = int(keep.sum())
     stage["window"] = stage.get("window", 0.0) + time.perf_counter() - t
@@ -337,7 +343,9 @@ def label_pool(pool: np.ndarray, model: GapModel, cfg: ScreenConfig, progress_ca
         "novel": novel[sel],
         "n_atoms": counts_sel.sum(axis=1, dtype=np.int32),
         "n_elements": (counts_sel > 0).sum(axis=1),
-    }, columns=COLUMNS, index=rows[sel])
+        # what the model's P(in window) reads, so another window can be asked of the same rows
+        **{c: v[sel].round(4) for c, v in detail.items() if c not in ("mean", "std")},
+    }, columns=COLUMNS + [c for c in detail if c not in ("mean", "std")], index=rows[sel])
     if cfg.valid_only:
         df = df[df["compound_valid"]]
     funnel["passed"] = len(df)

@@ -27,6 +27,8 @@ class Prediction:
     std: np.ndarray
     error: list[str | None]
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    # what the model's window_probability reads beyond mean, σ and extra (not shown in tables)
+    window_detail: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def ok(self) -> np.ndarray:
@@ -43,6 +45,8 @@ class GapModel(ABC):
 
     #: columns of predict_detail beyond mean and std that Prediction.extra carries
     extra_columns: tuple[str, ...] = ()
+    #: columns of predict_detail beyond mean and std that window_probability reads (screening keeps them)
+    window_columns: tuple[str, ...] = ()
 
     def fit(self, formulas, y) -> "GapModel":
         raise NotImplementedError(f"{type(self).__name__} is not fitted in-process; train it with `wbg train`")
@@ -55,6 +59,12 @@ class GapModel(ABC):
         mean, std = self.predict_arrays(z, w)
         return {"mean": mean, "std": std}
 
+    def window_probability(self, detail: dict[str, np.ndarray], window: tuple[float, float]) -> np.ndarray:
+        """P(lo < gap < hi) from predict_detail's columns: here a normal with the model's mean and σ."""
+        from .oracle_eval import p_in_window
+
+        return p_in_window(detail["mean"], detail["std"], window)
+
     def predict(self, formulas) -> Prediction:
         """Any iterable of formulas; a bad one gets its error and NaN, the others their prediction."""
         from ..composition.featurize import featurise
@@ -62,10 +72,15 @@ class GapModel(ABC):
         formulas = [f if isinstance(f, str) else str(f) for f in formulas]
         z, w, errors = featurise(formulas)
         ok = np.array([e is None for e in errors], dtype=bool)
-        cols = {c: np.full(len(formulas), np.nan, np.float32) for c in ("mean", "std", *self.extra_columns)}
+        names = dict.fromkeys(("mean", "std", *self.extra_columns, *self.window_columns))
+        cols = {c: np.full(len(formulas), np.nan, np.float32) for c in names}
+        found = set()
         if ok.any():
             d = self.predict_detail(z[ok], w[ok])
             for c in cols:
                 if c in d:
                     cols[c][ok] = d[c]
-        return Prediction(formulas, cols.pop("mean"), cols.pop("std"), list(errors), cols)
+                    found.add(c)
+        window_only = {c: cols.pop(c) for c in self.window_columns if c not in self.extra_columns}
+        return Prediction(formulas, cols.pop("mean"), cols.pop("std"), list(errors), cols,
+                          {c: v for c, v in window_only.items() if c in found})

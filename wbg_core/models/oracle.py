@@ -212,6 +212,7 @@ class Oracle(GapModel):
     """
 
     extra_columns = ("p_nonmetal",)
+    window_columns = ("p_nonmetal", "gap_if_nonmetal", "std_if_nonmetal")
 
     def __init__(self, members: list[RoostGap], config: dict, card: dict, directory: Path | None = None,
                  std_scale: float = 1.0, head=None, nonmetal_members: list[RoostGap] | None = None):
@@ -272,6 +273,12 @@ class Oracle(GapModel):
             d = self.head.predict(head_features(e, statistics_with_ionic(z, w)), e.regressor_std())
         require_finite(np.c_[d["mean"], d["std"]], self.directory, "oracle")
         return d
+
+    def window_probability(self, detail: dict[str, np.ndarray], window: tuple[float, float]) -> np.ndarray:
+        """With a head, from P(non-metal) and the non-metal gap's conformal distribution (oracle_head)."""
+        if self.head is None or any(c not in detail for c in self.window_columns):
+            return super().window_probability(detail, window)
+        return self.head.window_probability(detail, window)
 
     def predict_arrays(self, z: np.ndarray, w: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         if len(z) == 0:

@@ -72,13 +72,17 @@ def binned(y, mean, std, by: str = "predicted") -> list[dict]:
     return rows
 
 
-def window_selection(y, mean, std, windows=WINDOWS, threshold: float = 0.5) -> list[dict]:
-    """Select P(in window) >= threshold: precision, recall and F1 against the true gap, per window."""
+def window_selection(y, mean, std, windows=WINDOWS, threshold: float = 0.5, p_window=None) -> list[dict]:
+    """Select P(in window) >= threshold: precision, recall and F1 against the true gap, per window.
+    p_window: the model's own P(in window) as a function of the window (GapModel.window_probability);
+    without it, a normal with the given mean and σ."""
     y = np.asarray(y, np.float64)
     rows = []
     for lo, hi in windows:
         truth = (y > lo) & (y < hi)
-        if std is None:
+        if p_window is not None:
+            picked = np.asarray(p_window((lo, hi))) >= threshold
+        elif std is None:
             picked = (np.asarray(mean) > lo) & (np.asarray(mean) < hi)
         else:
             picked = p_in_window(mean, std, (lo, hi)) >= threshold
@@ -101,14 +105,15 @@ def roc_auc_wide(y, mean, threshold: float = WIDE_GAP_EV) -> float:
     return float(roc_auc_score(truth, np.asarray(mean, np.float64)))
 
 
-def evaluate_predictions(y, mean, std=None) -> dict:
-    """Every figure of issue #12 for one set of predictions (NaN predictions are an error, not a gap)."""
+def evaluate_predictions(y, mean, std=None, p_window=None) -> dict:
+    """Every figure of issue #12 for one set of predictions (NaN predictions are an error, not a gap);
+    p_window: see window_selection."""
     y, mean = np.asarray(y, np.float64), np.asarray(mean, np.float64)
     if not np.isfinite(mean).all() or (std is not None and not np.isfinite(np.asarray(std)).all()):
         raise ValueError(f"{int((~np.isfinite(mean)).sum())} predictions are not finite")
     nm = y > 0
     s = None if std is None else np.asarray(std, np.float64)
-    windows = window_selection(y, mean, s)
+    windows = window_selection(y, mean, s, p_window=p_window)
     out = {"test_full": regression_metrics(y, mean, s),
            "test_nonmetal": regression_metrics(y[nm], mean[nm], None if s is None else s[nm]),
            "by_predicted_gap": binned(y, mean, s, "predicted"),
@@ -127,7 +132,7 @@ def evaluate_predictions(y, mean, std=None) -> dict:
 
 def classic_table(predict, known_gaps: dict[str, float], formulas=CLASSIC_COMPOUNDS) -> list[dict]:
     """Prediction ± σ against the bundled label for the textbook compounds; `predict(formulas)` -> (mean, std)."""
-    mean, std = predict(list(formulas))
+    mean, std = predict(list(formulas))[:2]
     rows = []
     for f, m, s in zip(formulas, mean, std):
         label = known_gaps.get(f)
@@ -163,7 +168,8 @@ def random_sample(n_total: int, n: int | None, seed: int = 0) -> np.ndarray:
 
 def evaluate_model(predict, data, split_seed: int = 0, n: int | None = None, sample_seed: int = 0,
                    split_name: str = "test"):
-    """The one evaluation: `predict(formulas) -> (mean, std or None)` on a split of the MP table.
+    """The one evaluation: `predict(formulas) -> (mean, std or None[, P(in window) as a function of
+    the window])` on a split of the MP table.
 
     n: a random sample of that many formulas (labelled with its n), never the first rows.
     Returns (metrics, predictions frame with formula, band_gap, band_gap_mean, band_gap_std, source).
@@ -174,9 +180,9 @@ def evaluate_model(predict, data, split_seed: int = 0, n: int | None = None, sam
 
     whole = split(data, seed=split_seed)[split_name]
     part = whole.iloc[random_sample(len(whole), n, sample_seed)]
-    mean, std = predict(part["formula"].tolist())
+    mean, std, *p_window = predict(part["formula"].tolist())
     y = part["band_gap"].to_numpy(np.float64)
-    metrics = evaluate_predictions(y, mean, std)
+    metrics = evaluate_predictions(y, mean, std, p_window[0] if p_window else None)
     metrics["sample"] = {"split": split_name, "split_seed": split_seed, "n": int(len(part)),
                          "of": int(len(whole)),
                          "random_seed": sample_seed if n else None}
@@ -195,11 +201,14 @@ def card_metrics(predict, data, split_seed: int = 0, n: int | None = None) -> di
 
 
 def model_predictor(model):
-    """formulas -> (mean, std) for `evaluate_model` from any GapModel (the oracle, the forest)."""
+    """formulas -> (mean, std, P(in window)) for `evaluate_model` from any GapModel (the oracle, the
+    forest): windows are chosen by the model's own window_probability, as the screening page does."""
     def predict(formulas):
         p = model.predict(formulas)
         if not p.ok.all():
             bad = [e for e in p.error if e is not None]
             raise ValueError(f"{len(bad)} formulas could not be predicted, e.g. {bad[0]}")
-        return p.mean.astype(np.float64), p.std.astype(np.float64)
+        detail = {"mean": p.mean, "std": p.std, **p.extra, **p.window_detail}
+        return (p.mean.astype(np.float64), p.std.astype(np.float64),
+                lambda window: model.window_probability(detail, window))
     return predict

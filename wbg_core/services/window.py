@@ -17,7 +17,7 @@ def screen_window(gan, model, *, min_gap: float | None, max_gap: float | None, p
     kept for the histogram, and the threshold and the compound rule are applied afterwards,
     then the candidates are ranked as screen() ranks them (engine.screening.rank_candidates).
     """
-    from ..engine.screening import ScreenConfig, ScreenError, p_in_window, rank_candidates, reading_search, screen
+    from ..engine.screening import ScreenConfig, ScreenError, rank_candidates, reading_search, screen
 
     cb = progress or (lambda f, m: None)
     for el in (*require, *exclude):
@@ -46,8 +46,9 @@ def screen_window(gan, model, *, min_gap: float | None, max_gap: float | None, p
     funnel["generated"] = pool
     funnel["decoded_valid"] = int(valid.sum())
     allp = labelled.candidates.copy()
-    allp["p_in_window"] = p_in_window(allp["band_gap_mean"].to_numpy(), allp["band_gap_std"].to_numpy(),
-                                      target.window).round(4)
+    detail = {"mean": allp["band_gap_mean"].to_numpy(), "std": allp["band_gap_std"].to_numpy(),
+              **{c: allp[c].to_numpy() for c in model.window_columns if c in allp}}
+    allp["p_in_window"] = model.window_probability(detail, target.window).round(4)
     cand = allp[allp["p_in_window"] >= p_threshold]
     funnel["in_window"] = len(cand)
     if valid_only:
