@@ -159,6 +159,26 @@ with tab_or:
             st.dataframe([{"predicted gap (eV)": r["bin"], "n": r["n"], "bias (eV)": round(r["bias"], 3),
                            "MAE (eV)": round(r["mae"], 3), "within ±1σ": f"{r['within_1_sigma']:.1%}",
                            "within ±2σ": f"{r['within_2_sigma']:.1%}"} for r in bins], hide_index=True)
+            rel = metrics.get("window_reliability")
+            if rel:
+                st.markdown("**Choosing a band-gap window** (the Band-gap window page keeps formulas with "
+                            "P(in window) ≥ 0.5; target: mean F1 ≥ 0.70 over the five windows)")
+                w1, w2 = st.columns([3, 2])
+                w1.dataframe([{"window (eV)": w["window"], "truly in it": w["n_true"], "chosen": w["n_selected"],
+                               "precision": round(w["precision"], 2), "recall": round(w["recall"], 2),
+                               "F1": round(w["f1"], 2)} for w in metrics["windows"]], hide_index=True)
+                w1.caption(f"Mean F1 {metrics['window_mean_f1']:.2f}. P(in window) = P(non-metal) × the chance "
+                           "that a non-metal's gap lies in the window, from the oracle's error distribution "
+                           "calibrated on the validation split.")
+                pts = [r for r in rel["bins"] if r["n"]]
+                fig = go.Figure(go.Scatter(x=[r["mean_p"] for r in pts], y=[r["observed"] for r in pts],
+                                           mode="lines+markers", text=[f"n={r['n']:,}" for r in pts]))
+                fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="grey", dash="dash"),
+                                         showlegend=False))
+                fig.update_layout(title=f"Does P(in window) mean what it says? (Brier {rel['brier']:.3f})",
+                                  xaxis_title="P(in window), binned", yaxis_title="share truly in the window",
+                                  height=330, showlegend=False, xaxis_range=[0, 1], yaxis_range=[0, 1])
+                w2.plotly_chart(fig, width="stretch")
             full = (read_card(dirs["oracle"]).get("metrics") or {})
             classics = full.get("classic_compounds")
             if classics:

@@ -14,6 +14,25 @@ def bandgaps():
     return load_bandgaps()
 
 
+@pytest.fixture(scope="session")
+def oracle_test_sample(bandgaps):
+    """The shipped oracle on one random sample of 3,000 test formulas (no model saw them), by the one
+    evaluation function: (metrics, frame, its own P(in window) as a function of the window)."""
+    from wbg_core.models import load_oracle
+    from wbg_core.models.oracle_eval import evaluate_model, model_predictor
+
+    oracle = load_oracle()
+    base, seen = model_predictor(oracle), {}
+
+    def predict(formulas):
+        out = base(formulas)
+        seen["p_window"] = out[2]
+        return out
+
+    metrics, frame = evaluate_model(predict, bandgaps, split_seed=oracle.card["seed"], n=3000, sample_seed=1)
+    return metrics, frame, seen["p_window"]
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a module's potentials: relaxations are held to one thread anyway, and

@@ -17,13 +17,12 @@ from wbg_core.models.oracle_head import CALIBRATION_FILE, CLASSIFIER_FILE, REGRE
 
 
 @pytest.fixture(scope="module")
-def sample_eval(bandgaps):
+def sample_eval(bandgaps, oracle_test_sample):
     """The shipped oracle and its ensemble alone on one random sample of 3,000 test formulas."""
+    head, frame, _ = oracle_test_sample
     oracle = load_oracle()
-    seed = oracle.card["seed"]
-    head, frame = evaluate_model(model_predictor(oracle), bandgaps, split_seed=seed, n=3000, sample_seed=1)
-    alone, _ = evaluate_model(model_predictor(load(oracle.directory, with_head=False)), bandgaps, split_seed=seed,
-                              n=3000, sample_seed=1)
+    alone, _ = evaluate_model(model_predictor(load(oracle.directory, with_head=False)), bandgaps,
+                              split_seed=oracle.card["seed"], n=3000, sample_seed=1)
     return head, alone, frame
 
 

@@ -11,18 +11,16 @@ import pytest
 
 from wbg_core.models import ModelError, load_oracle
 from wbg_core.models.oracle import load
-from wbg_core.models.oracle_eval import WINDOWS, evaluate_model, model_predictor, p_in_window, window_selection
+from wbg_core.models.oracle_eval import WINDOWS, p_in_window, window_selection
 from wbg_core.models.oracle_head import CALIBRATION_FILE, RESIDUAL_LEVELS, hurdle_window_probability
 
 
 @pytest.fixture(scope="module")
-def held_out(bandgaps):
+def held_out(oracle_test_sample):
     """P(in window) for the five windows of issue #12 on a random 3,000 test formulas (no model saw them)."""
-    oracle = load_oracle()
-    predict = model_predictor(oracle)
-    metrics, frame = evaluate_model(predict, bandgaps, split_seed=oracle.card["seed"], n=3000, sample_seed=2)
-    mean, std, p_window = predict(frame["formula"].tolist())
-    return metrics, frame["band_gap"].to_numpy(), mean, std, {w: p_window(w) for w in WINDOWS}
+    metrics, frame, p_window = oracle_test_sample
+    y, mean, std = (frame[c].to_numpy() for c in ("band_gap", "band_gap_mean", "band_gap_std"))
+    return metrics, y, mean, std, {w: p_window(w) for w in WINDOWS}
 
 
 def test_p_in_window_means_what_it_says_on_held_out_formulas(held_out):
@@ -101,3 +99,16 @@ def test_damaged_residual_quantiles_are_refused_by_name(oracle_copy):
     _rewrite_calibration(oracle_copy, falling)
     with pytest.raises(ModelError, match=rf"{CALIBRATION_FILE} is corrupt: .*'residual_quantiles'"):
         load(oracle_copy)
+
+
+def test_window_reliability_on_known_arrays():
+    from wbg_core.models.oracle_eval import window_reliability
+
+    y = np.array([1.5, 2.5, 3.5, 4.5, 6.0])
+    sure = window_reliability(y, y, np.full(len(y), 1e-3))  # each formula certainly in its own window
+    assert sure["brier"] == 0 and sure["ece"] == 0
+    unsure = window_reliability(y, None, None, p_window=lambda w: np.full(len(y), 0.5))
+    # P = 0.5 everywhere while one formula in five lies in each window
+    assert unsure["brier"] == pytest.approx(0.25) and unsure["ece"] == pytest.approx(0.3)
+    assert [r["n"] for r in unsure["bins"] if r["n"]] == [25]
+    assert window_reliability(y, y, None) is None

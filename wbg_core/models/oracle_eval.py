@@ -95,6 +95,24 @@ def window_selection(y, mean, std, windows=WINDOWS, threshold: float = 0.5, p_wi
     return rows
 
 
+def window_reliability(y, mean, std, windows=WINDOWS, p_window=None, n_bins: int = 10) -> dict | None:
+    """Does P(in window) mean what it says? Over every (formula, window) pair: the Brier score, the
+    expected calibration error and, per bin of P, its mean against the share truly in the window."""
+    if p_window is None and std is None:
+        return None
+    y = np.asarray(y, np.float64)
+    prob = np.concatenate([np.asarray(p_window(w)) if p_window is not None else p_in_window(mean, std, w)
+                           for w in windows])
+    truth = np.concatenate([(y > lo) & (y < hi) for lo, hi in windows]).astype(np.float64)
+    b = np.clip((prob * n_bins).astype(int), 0, n_bins - 1)
+    rows = [{"lo": k / n_bins, "hi": (k + 1) / n_bins, "n": int((b == k).sum()),
+             "mean_p": float(prob[b == k].mean()) if (b == k).any() else None,
+             "observed": float(truth[b == k].mean()) if (b == k).any() else None} for k in range(n_bins)]
+    ece = sum(r["n"] * abs(r["mean_p"] - r["observed"]) for r in rows if r["n"]) / max(len(prob), 1)
+    return {"brier": float(((prob - truth) ** 2).mean()) if len(prob) else float("nan"), "ece": float(ece),
+            "bins": rows}
+
+
 def roc_auc_wide(y, mean, threshold: float = WIDE_GAP_EV) -> float:
     """How well the predicted gap ranks gap >= threshold above the rest (1 = perfect, 0.5 = chance)."""
     from sklearn.metrics import roc_auc_score
@@ -120,6 +138,7 @@ def evaluate_predictions(y, mean, std=None, p_window=None) -> dict:
            "by_true_gap": binned(y, mean, s, "true"),
            "windows": windows,
            "window_mean_f1": float(np.mean([w["f1"] for w in windows])),
+           "window_reliability": window_reliability(y, mean, s, p_window=p_window),
            "roc_auc_gap_ge_3eV": roc_auc_wide(y, mean),
            "test_metal_predicted_below_0.5eV": float((mean[~nm] < 0.5).mean()) if (~nm).any() else float("nan")}
     if s is not None:
