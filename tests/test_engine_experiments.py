@@ -31,7 +31,8 @@ def test_exp4_defaults_to_low_gap_seeds():
 def test_one_small_repeat_end_to_end(tmp_path):
     cfg = ExperimentConfig(name="exp4", repeats=1, n_seeds=40, budget=20, batch_size=10, pool=60_000,
                            models=("rf",), test_limit=300, generator="gan")
-    res = run_experiment(cfg, CheckpointSet.shipped())
+    journal = tmp_path / "journal"
+    res = run_experiment(cfg, CheckpointSet.shipped(), journal=journal)
     row = res["repeats"][0]
     assert row["seeds"] == 40 and row["seed_max_gap"] < 3.0
     assert 0 < row["valid_proposals"] <= 20 and row["proposals"] == 20
@@ -54,3 +55,35 @@ def test_one_small_repeat_end_to_end(tmp_path):
     text = doc.read_text()
     assert text.count("hand-written notes") == 1 and "RF AL recovery" in text
     json.dumps(res, default=float)
+    # the finished repeat was kept: the same run again takes it from the journal, not from a new campaign
+    said = []
+    again = run_experiment(cfg, CheckpointSet.shipped(), journal=journal, progress_callback=lambda f, m: said.append(m))
+    assert again["reference"]["repeats_from_journal"] == 1 and res["reference"]["repeats_from_journal"] == 0
+    assert json.dumps(again["repeats"], default=float) == json.dumps(res["repeats"], default=float)
+    assert any("kept from" in m for m in said)
+
+
+def test_the_journal_keys_settings_and_checkpoints_and_names_a_damaged_repeat(tmp_path):
+    from wbg_core.engine.experiment_journal import journal_dir, read_repeats, write_repeat
+
+    models = CheckpointSet.shipped()
+    cfg = ExperimentConfig(name="exp2", repeats=3).resolved()
+    key = journal_dir(cfg, models, tmp_path)
+    assert journal_dir(ExperimentConfig(name="exp2", repeats=10).resolved(), models, tmp_path) == key  # can grow
+    assert journal_dir(ExperimentConfig(name="exp2", repeats=3, budget=500).resolved(), models, tmp_path) != key
+    other = tmp_path / "other_models"
+    for name in ("oracle", "gan", "autoencoder"):
+        (other / name).mkdir(parents=True)
+        (other / name / "config.json").write_bytes((models.path(name) / "config.json").read_bytes())
+    assert journal_dir(cfg, CheckpointSet(other), tmp_path) == key  # the same checkpoints, elsewhere
+    (other / "oracle" / "config.json").write_text("{}")  # another oracle: its repeats never mix in
+    assert journal_dir(cfg, CheckpointSet(other), tmp_path) != key
+    write_repeat(key, {"repeat": 0, "rf_bs_mae": 0.5, "rf_bs_recovery": float("nan")})
+    write_repeat(key, {"repeat": 1, "rf_bs_mae": 0.6})
+    (key / "repeat_001.json").write_text('{"repeat": 1, "rf_bs')  # killed mid-write by hand
+    (key / "repeat_002.json").write_text('{"repeat": 7}')
+    warned = []
+    done = read_repeats(key, 3, warn=warned.append)
+    assert list(done) == [0] and np.isnan(done[0]["rf_bs_recovery"])
+    assert len(warned) == 2 and "repeat_001.json is damaged" in warned[0] and "repeat 1 runs again" in warned[0]
+    assert "does not hold repeat 2" in warned[1]

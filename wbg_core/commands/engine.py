@@ -90,6 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "validity rule, as the app's campaigns")
     p.add_argument("--test-limit", type=positive_int, default=None, help="subsample the test split for MAE")
     p.add_argument("--no-doc", action="store_true", help="do not write docs/experiments*")
+    p.add_argument("--fresh", action="store_true",
+                   help="run every repeat again (by default each finished repeat is kept under "
+                        "runs/experiments/ and a re-run of the same settings and checkpoints picks up from there)")
     p.add_argument("--output", type=output_file, help="also write the result JSON here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_experiment)
@@ -276,12 +279,14 @@ def _elements(text: str) -> tuple[str, ...]:
 
 def _experiment(args) -> int:
     import json
+    import shutil
 
     from ..cli import UserError, print_json
+    from ..engine.experiment_journal import journal_dir
     from ..engine.experiments import ROOST_STEPS, ExperimentConfig, run_experiment, save_result
     from ..models.registry import CheckpointSet
     from ..reports.experiments_doc import write_doc
-    from ..settings import set_torch_threads
+    from ..settings import get_settings, set_torch_threads
 
     set_torch_threads()
     cfg = ExperimentConfig(name=args.name, repeats=args.repeats, n_seeds=args.seeds, budget=args.budget, pool=args.pool,
@@ -292,8 +297,12 @@ def _experiment(args) -> int:
     try:
         cfg = cfg.resolved()
         check_engine_flags(args)
-        result = run_experiment(cfg, CheckpointSet.shipped(), progress_callback=_progress(args.json),
-                                engine=args.engine, address=args.address)
+        models = CheckpointSet.shipped()
+        journal = journal_dir(cfg, models, get_settings().runs_dir)
+        if args.fresh and journal.exists():
+            shutil.rmtree(journal)
+        result = run_experiment(cfg, models, progress_callback=_progress(args.json),
+                                engine=args.engine, address=args.address, journal=journal)
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
     if args.output:  # checked by cli.output_file before the runs

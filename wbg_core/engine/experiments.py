@@ -232,10 +232,11 @@ def run_repeat(cfg: ExperimentConfig, r: int, ref: dict, pool_counts: np.ndarray
 
 
 def run_experiment(cfg: ExperimentConfig, models: CheckpointSet, progress_callback: Progress = None,
-                   engine: str = "local", address: str | None = None) -> dict:
+                   engine: str = "local", address: str | None = None, journal: Path | None = None) -> dict:
     """All repeats with models' oracle, generator and autoencoder; returns {'config', 'reference',
     'repeats': [...], 'summary': {metric: (mean, std)}}. engine "ray": the repeats as Ray tasks
-    (engine.ray_repeats) on a local Ray or the cluster at `address`."""
+    (engine.ray_repeats) on a local Ray or the cluster at `address`. journal: a folder
+    (experiment_journal.journal_dir) where each finished local repeat is kept and found again."""
     from ..composition.featurize import featurise
 
     cfg = cfg.resolved()
@@ -260,9 +261,19 @@ def run_experiment(cfg: ExperimentConfig, models: CheckpointSet, progress_callba
 
         rows = run_repeats(run_repeat, cfg, ref, pool_counts, pool_formulas, test, models, cb, address)
     else:
+        from .experiment_journal import read_repeats, write_repeat
+
+        done = read_repeats(journal, cfg.repeats, warn=lambda m: cb(0.0, m)) if journal else {}
         for r in range(cfg.repeats):
+            if r in done:
+                cb((r + 1) / cfg.repeats, f"repeat {r + 1} of {cfg.repeats}: kept from {journal}")
+                rows.append(done[r])
+                continue
             sub = (lambda f, m, r=r: cb((r + f) / cfg.repeats, m))
             rows.append(run_repeat(cfg, r, ref, pool_counts, pool_formulas, test, models, sub))
+            if journal:
+                write_repeat(journal, rows[-1])
+        reference["repeats_from_journal"] = len(done)
     df = pd.DataFrame(rows)
     summary = {c: [float(df[c].mean()), float(df[c].std(ddof=1)) if len(df) > 1 else 0.0]
                for c in df.columns if c != "repeat" and pd.api.types.is_numeric_dtype(df[c])}
