@@ -321,6 +321,7 @@ def label_pool(pool: np.ndarray, model: GapModel, cfg: ScreenConfig, progress_ca
                 del detail[c]
         cb(0.65 + 0.3 * min(1.0, (s + step) / max(1, len(pool))), f"labelled {min(s + step, len(pool)):,}")
     mean, std = detail["mean"], detail["std"]
+    window_cols = [c for c in detail if c not in ("mean", "std")]
     stage["model"] = stage.get("model", 0.0) + time.perf_counter() - t
 
     t = time.perf_counter()
@@ -344,8 +345,8 @@ def label_pool(pool: np.ndarray, model: GapModel, cfg: ScreenConfig, progress_ca
         "n_atoms": counts_sel.sum(axis=1, dtype=np.int32),
         "n_elements": (counts_sel > 0).sum(axis=1),
         # what the model's P(in window) reads, so another window can be asked of the same rows
-        **{c: v[sel].round(4) for c, v in detail.items() if c not in ("mean", "std")},
-    }, columns=COLUMNS + [c for c in detail if c not in ("mean", "std")], index=rows[sel])
+        **{c: detail[c][sel].round(4) for c in window_cols},
+    }, columns=COLUMNS + window_cols, index=rows[sel])
     if cfg.valid_only:
         df = df[df["compound_valid"]]
     funnel["passed"] = len(df)

@@ -275,10 +275,15 @@ class Oracle(GapModel):
         return d
 
     def window_probability(self, detail: dict[str, np.ndarray], window: tuple[float, float]) -> np.ndarray:
-        """With a head, from P(non-metal) and the non-metal gap's conformal distribution (oracle_head)."""
-        if self.head is None or any(c not in detail for c in self.window_columns):
+        """With a head, from P(non-metal) and the non-metal gap's conformal distribution (oracle_head);
+        without one, or with a calibration from before its residual quantiles, the normal."""
+        cal = self.head.calibration if self.head is not None else {}
+        if "residual_quantiles" not in cal or any(c not in detail for c in self.window_columns):
             return super().window_probability(detail, window)
-        return self.head.window_probability(detail, window)
+        from .oracle_head import hurdle_window_probability
+
+        return hurdle_window_probability(detail["p_nonmetal"], detail["gap_if_nonmetal"], detail["std_if_nonmetal"],
+                                         window, cal)
 
     def predict_arrays(self, z: np.ndarray, w: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         if len(z) == 0:

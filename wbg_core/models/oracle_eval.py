@@ -131,6 +131,9 @@ def evaluate_predictions(y, mean, std=None, p_window=None) -> dict:
         raise ValueError(f"{int((~np.isfinite(mean)).sum())} predictions are not finite")
     nm = y > 0
     s = None if std is None else np.asarray(std, np.float64)
+    if p_window is not None:  # once per window: selection and reliability read the same P
+        probs = {w: np.asarray(p_window(w)) for w in WINDOWS}
+        p_window = probs.__getitem__
     windows = window_selection(y, mean, s, p_window=p_window)
     out = {"test_full": regression_metrics(y, mean, s),
            "test_nonmetal": regression_metrics(y[nm], mean[nm], None if s is None else s[nm]),

@@ -132,16 +132,6 @@ class OracleHead:
         r = np.clip(self.regressor.predict(features, num_threads=threads), 0.0, None)
         return combine(p, r, roost_std, self.calibration)
 
-    def window_probability(self, detail: dict[str, np.ndarray], window: tuple[float, float]) -> np.ndarray:
-        """P(lo < gap < hi) from predict()'s parts (see the module docstring); a checkpoint calibrated
-        before the residual quantiles existed uses the normal around the point prediction."""
-        if "residual_quantiles" not in self.calibration:
-            from .oracle_eval import p_in_window
-
-            return p_in_window(detail["mean"], detail["std"], window)
-        return hurdle_window_probability(detail["p_nonmetal"], detail["gap_if_nonmetal"], detail["std_if_nonmetal"],
-                                         window, self.calibration)
-
     def save(self, directory: Path) -> dict[str, str]:
         """Write the three files; returns {file: sha256} for config.json."""
         import gzip
@@ -271,9 +261,8 @@ def hurdle_window_probability(p, r, s_r, window: tuple[float, float], cal: dict)
         m = b == k
         if not m.any():
             continue
-        cdf = lambda x: np.interp(x, q, levels, left=0.0, right=1.0)  # noqa: E731
-        upper = cdf((hi - r[m]) / s_r[m]) if hi is not None and np.isfinite(hi) else 1.0
-        lower = cdf((lo - r[m]) / s_r[m]) if lo > 0 else 0.0  # a non-metal's gap is above 0 eV
+        upper = np.interp((hi - r[m]) / s_r[m], q, levels, left=0.0, right=1.0) if np.isfinite(hi) else 1.0
+        lower = np.interp((lo - r[m]) / s_r[m], q, levels, left=0.0, right=1.0) if lo > 0 else 0.0  # gap > 0
         inside[m] = upper - lower
     metal = (1.0 - p) if lo <= 0 else 0.0
     return np.clip(metal + p * inside, 0.0, 1.0)
