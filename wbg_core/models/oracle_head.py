@@ -52,6 +52,7 @@ STD_FLOOR_EV = 0.02  # below this a σ claims more than the DFT labels can give
 CONFIDENCE = 0.6827  # ±1σ of a normal
 RESIDUAL_LEVELS = 101  # quantiles 0%, 1%, ..., 100% of the standardised residual, per bin
 MIN_BIN_ROWS = 20  # a bin with fewer validation rows borrows all of them
+START_DECIMALS = 4  # the regressor's start is rounded to 0.1 meV (regressor_start)
 
 
 @dataclass
@@ -67,6 +68,10 @@ class HeadConfig:
     classifier_learning_rate: float = 0.05
     early_stopping: int = 50  # rounds without gain on the validation split
     seed: int = 0
+    # boost the gap regressor from the non-metal members' mean rather than from a constant:
+    # from a constant, 255-leaf trees never said more than ~7.7 eV (members reach 8.4) and
+    # the wide-gap active-learning labels fell by half (docs/models.md)
+    regressor_from_members: bool = True
 
 
 def head_features(outputs, magpie: np.ndarray) -> np.ndarray:
@@ -129,7 +134,8 @@ class OracleHead:
         off = int(self.calibration["classifier_first_column"])
         threads = get_settings().torch_threads  # the same budget as torch: oversubscribing 2 cores is slow
         p = calibrated_p(self.classifier.predict(features[:, off:], num_threads=threads), self.calibration)
-        r = np.clip(self.regressor.predict(features, num_threads=threads), 0.0, None)
+        r = np.clip(self.regressor.predict(features, num_threads=threads) + regressor_start(features, self.calibration),
+                    0.0, None)
         return combine(p, r, roost_std, self.calibration)
 
     def save(self, directory: Path) -> dict[str, str]:
@@ -230,6 +236,12 @@ def _check_calibration(cal: dict) -> None:
         v = np.asarray(cal[key], np.float64)
         if len(v) != n or not np.isfinite(v).all() or (v <= 0).any():
             raise ValueError(f"{CALIBRATION_FILE}: '{key}' must hold {n} positive numbers")
+    if "regressor_start_columns" in cal:  # optional: heads before 2026-12-04 start from a constant
+        c = cal["regressor_start_columns"]
+        if not (isinstance(c, list) and len(c) == 2 and all(isinstance(v, int) for v in c)
+                and 0 <= c[0] < c[1] <= int(cal["classifier_first_column"])):
+            raise ValueError(f"{CALIBRATION_FILE}: 'regressor_start_columns' must be two column numbers [a, b) "
+                             f"before the statistics, got {c!r}")
     if "residual_quantiles" in cal:  # optional: calibrations before 2026-12-03 lack it
         q = np.asarray(cal["residual_quantiles"], np.float64)
         if q.shape != (n, RESIDUAL_LEVELS) or not np.isfinite(q).all() or (np.diff(q, axis=1) < 0).any():
@@ -272,6 +284,20 @@ def _edges(cal: dict) -> np.ndarray:
     return np.array([np.inf if e is None else e for e in cal["edges"]], np.float64)
 
 
+def regressor_start(features: np.ndarray, cal: dict) -> np.ndarray | float:
+    """What the gap regressor was boosted from: the mean of feature columns [a, b) (the non-metal
+    members' means), or 0 for a head fitted from a constant (before 2026-12-04).
+
+    The members' means carry float32 rounding that differs in the last place between processes
+    (a Ray worker and the driver); rounded to 1e-4 eV, far below what a DFT gap resolves, the
+    same formula gets the same start everywhere."""
+    cols = cal.get("regressor_start_columns")
+    if not cols:
+        return 0.0
+    a, b = int(cols[0]), int(cols[1])
+    return np.round(features[:, a:b].astype(np.float64).mean(axis=1), START_DECIMALS)
+
+
 def combine(p: np.ndarray, r: np.ndarray, roost_std: np.ndarray, cal: dict) -> dict[str, np.ndarray]:
     """Point prediction and calibrated σ from P(non-metal), the non-metal gap and the ensemble's σ."""
     edges = _edges(cal)
@@ -288,9 +314,10 @@ def combine(p: np.ndarray, r: np.ndarray, roost_std: np.ndarray, cal: dict) -> d
 
 
 def fit_head(feats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: HeadConfig, magpie_first_column: int,
-             threads: int = 2) -> OracleHead:
+             threads: int = 2, nonmetal_mean_columns: tuple[int, int] | None = None) -> OracleHead:
     """feats: split -> (head features, ensemble σ, gap). Boosters fit on train (early-stopped on val);
-    P(non-metal) and σ calibrated on val only."""
+    P(non-metal) and σ calibrated on val only. nonmetal_mean_columns: where the non-metal members'
+    means sit in the features (the regressor starts from their mean when cfg says so)."""
     import lightgbm as lgb
     from sklearn.isotonic import IsotonicRegression
 
@@ -306,18 +333,23 @@ def fit_head(feats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: H
                     lgb.Dataset(x_tr[:, off:], (y_tr > 0).astype(int)), num_boost_round=cfg.classifier_rounds,
                     valid_sets=[lgb.Dataset(x_va[:, off:], (y_va > 0).astype(int))], callbacks=stop)
     nm, vnm = y_tr > 0, y_va > 0
-    reg = lgb.train({**common, "objective": "l1"}, lgb.Dataset(x_tr[nm], y_tr[nm]), num_boost_round=cfg.regressor_rounds,
-                    valid_sets=[lgb.Dataset(x_va[vnm], y_va[vnm])], callbacks=stop)
+    start = {"regressor_start_columns": list(nonmetal_mean_columns)} if (
+        cfg.regressor_from_members and nonmetal_mean_columns and nonmetal_mean_columns[1] > nonmetal_mean_columns[0]) else {}
+    start_tr, start_va = regressor_start(x_tr[nm], start), regressor_start(x_va[vnm], start)
+    init = (lambda s, n: np.broadcast_to(np.asarray(s, np.float64), (n,)))
+    reg = lgb.train({**common, "objective": "l1"}, lgb.Dataset(x_tr[nm], y_tr[nm], init_score=init(start_tr, int(nm.sum()))),
+                    num_boost_round=cfg.regressor_rounds,
+                    valid_sets=[lgb.Dataset(x_va[vnm], y_va[vnm], init_score=init(start_va, int(vnm.sum())))], callbacks=stop)
     edges = list(PRED_BINS)
     raw_va = clf.predict(x_va[:, off:], num_iteration=clf.best_iteration)
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw_va, (y_va > 0).astype(float))
     p_cal = {"classifier_first_column": off, "p_isotonic_x": [float(v) for v in iso.X_thresholds_],
              "p_isotonic_y": [float(v) for v in iso.y_thresholds_]}
     p_va = calibrated_p(raw_va, p_cal)
-    r_va = np.clip(reg.predict(x_va, num_iteration=reg.best_iteration), 0.0, None)
+    r_va = np.clip(reg.predict(x_va, num_iteration=reg.best_iteration) + regressor_start(x_va, start), 0.0, None)
     reg_scales = conformal_scales(r_va[vnm], s_va[vnm], y_va[vnm], edges)
     cal = {"edges": [None if not np.isfinite(e) else e for e in edges], "regressor_scales": reg_scales,
-           "total_scales": [1.0] * (len(edges) - 1), **p_cal}
+           "total_scales": [1.0] * (len(edges) - 1), **p_cal, **start}
     first = combine(p_va, r_va, s_va, cal)
     cal["residual_quantiles"] = residual_quantiles(r_va[vnm], first["std_if_nonmetal"][vnm].astype(np.float64),
                                                    y_va[vnm], edges)

@@ -193,7 +193,9 @@ def calibrate(directory: Path, cfg: HeadConfig | None = None, command: str | Non
     timer = Timer()
     # head_features: member means and σ (non-metal members' too), then the descriptor
     n_roost = 2 * (len(base.members) + len(base.nonmetal_members)) + base.descriptor_len
-    head = fit_head(ensemble_feats(base, parts), cfg, magpie_first_column=n_roost, threads=threads or torch.get_num_threads())
+    first_nm = 2 * len(base.members)  # the non-metal members' means follow every full member's mean and σ
+    head = fit_head(ensemble_feats(base, parts), cfg, magpie_first_column=n_roost, threads=threads or torch.get_num_threads(),
+                    nonmetal_mean_columns=(first_nm, first_nm + len(base.nonmetal_members)))
     fit_s = timer()
     config = read_json(directory / CONFIG)
     config["head"] = {"files": [CLASSIFIER_FILE, REGRESSOR_FILE, CALIBRATION_FILE], "config": asdict(cfg),
