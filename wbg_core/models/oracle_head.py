@@ -6,7 +6,8 @@ non-metals. The head splits the question as a scientist would: P(non-metal) from
 gradient-boosted classifier on Magpie-style statistics (isotonic-calibrated on the validation
 split), and the gap of a non-metal from a gradient-boosted regressor trained on gap > 0 only
 (Roost's L1 objective), which reads the ensemble's own outputs (each member's mean and σ, the
-mean composition descriptor) beside the same statistics. The classifier leaves the ensemble's
+mean composition descriptor) beside the same statistics, and whose trees correct the non-metal
+members' mean rather than a constant (a sum of leaves from a constant never passed 7.7 eV). The classifier leaves the ensemble's
 outputs out: on the training split they are in-sample, and with them it stopped after 56
 rounds with a worse validation log-loss (0.321 vs 0.299 on test, measured).
 The point prediction is the mixture's mean, P(non-metal) x gap, so that in every bin of the
@@ -236,7 +237,7 @@ def _check_calibration(cal: dict) -> None:
         v = np.asarray(cal[key], np.float64)
         if len(v) != n or not np.isfinite(v).all() or (v <= 0).any():
             raise ValueError(f"{CALIBRATION_FILE}: '{key}' must hold {n} positive numbers")
-    if "regressor_start_columns" in cal:  # optional: heads before 2026-12-04 start from a constant
+    if "regressor_start_columns" in cal:  # optional: older heads start from a constant
         c = cal["regressor_start_columns"]
         if not (isinstance(c, list) and len(c) == 2 and all(isinstance(v, int) for v in c)
                 and 0 <= c[0] < c[1] <= int(cal["classifier_first_column"])):
@@ -286,7 +287,7 @@ def _edges(cal: dict) -> np.ndarray:
 
 def regressor_start(features: np.ndarray, cal: dict) -> np.ndarray | float:
     """What the gap regressor was boosted from: the mean of feature columns [a, b) (the non-metal
-    members' means), or 0 for a head fitted from a constant (before 2026-12-04).
+    members' means), or 0 for an older head fitted from a constant.
 
     The members' means carry float32 rounding that differs in the last place between processes
     (a Ray worker and the driver); rounded to 1e-4 eV, far below what a DFT gap resolves, the
