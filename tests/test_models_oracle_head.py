@@ -124,16 +124,21 @@ def test_a_garbled_head_file_is_named(oracle_copy, name):
         load(oracle_copy)
 
 
-def test_a_well_formed_but_wrong_calibration_is_refused(oracle_copy):
+def _write_calibration(oracle_copy, cal: dict) -> None:
+    """A changed calibration.json with its sha256 in config.json, so only its content is wrong."""
     import hashlib
 
-    cal = json.loads((oracle_copy / CALIBRATION_FILE).read_text())
-    cal["total_scales"] = cal["total_scales"][:-1]
     text = json.dumps(cal)
     (oracle_copy / CALIBRATION_FILE).write_text(text)
     config = json.loads((oracle_copy / "config.json").read_text())
     config["head"]["sha256"][CALIBRATION_FILE] = hashlib.sha256(text.encode()).hexdigest()
     (oracle_copy / "config.json").write_text(json.dumps(config))
+
+
+def test_a_well_formed_but_wrong_calibration_is_refused(oracle_copy):
+    cal = json.loads((oracle_copy / CALIBRATION_FILE).read_text())
+    cal["total_scales"] = cal["total_scales"][:-1]
+    _write_calibration(oracle_copy, cal)
     with pytest.raises(ModelError, match="total_scales"):
         load(oracle_copy)
 
@@ -238,14 +243,8 @@ def test_the_regressor_start_is_the_same_for_float32_noise_of_the_members():
 
 
 def test_a_start_column_range_outside_the_members_is_refused(oracle_copy):
-    import hashlib
-
     cal = json.loads((oracle_copy / CALIBRATION_FILE).read_text())
     cal["regressor_start_columns"] = [10, cal["classifier_first_column"] + 5]
-    text = json.dumps(cal)
-    (oracle_copy / CALIBRATION_FILE).write_text(text)
-    config = json.loads((oracle_copy / "config.json").read_text())
-    config["head"]["sha256"][CALIBRATION_FILE] = hashlib.sha256(text.encode()).hexdigest()
-    (oracle_copy / "config.json").write_text(json.dumps(config))
+    _write_calibration(oracle_copy, cal)
     with pytest.raises(ModelError, match="regressor_start_columns"):
         load(oracle_copy)

@@ -337,7 +337,8 @@ def fit_head(feats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: H
     start = {"regressor_start_columns": list(nonmetal_mean_columns)} if (
         cfg.regressor_from_members and nonmetal_mean_columns and nonmetal_mean_columns[1] > nonmetal_mean_columns[0]) else {}
     start_tr, start_va = regressor_start(x_tr[nm], start), regressor_start(x_va[vnm], start)
-    init = (lambda s, n: np.broadcast_to(np.asarray(s, np.float64), (n,)))
+    # no start: LightGBM boosts from the label's average itself (an init_score of zeros would stop that)
+    init = (lambda s, n: np.broadcast_to(np.asarray(s, np.float64), (n,)) if start else None)
     reg = lgb.train({**common, "objective": "l1"}, lgb.Dataset(x_tr[nm], y_tr[nm], init_score=init(start_tr, int(nm.sum()))),
                     num_boost_round=cfg.regressor_rounds,
                     valid_sets=[lgb.Dataset(x_va[vnm], y_va[vnm], init_score=init(start_va, int(vnm.sum())))], callbacks=stop)
