@@ -122,6 +122,9 @@ def test_train_rejects_bad_arguments(capsys):
     (["train", "gan", "--init-from", "models/oracle"], "--init-from: autoencoder or oracle only"),
     (["train", "gan", "--substitute-oxidation"], "--substitute-oxidation: autoencoder only"),
     (["train", "autoencoder", "--gan-arch", "conv"], "--gan-arch: gan only"),
+    (["train", "gan", "--heads", "3"], "--heads: oracle only"),
+    (["train", "oracle", "--hidden", "0"], "--hidden must be an integer >= 1"),
+    (["train", "autoencoder", "--no-head"], "--no-head applies to the oracle only"),
     (["train", "gan", "--gan-train-on", "metals"], "invalid choice: 'metals'"),
 ])
 def test_train_names_the_bad_option(capsys, argv, message):
@@ -186,10 +189,11 @@ def test_model_config_flags_come_from_the_config_dataclasses():
     import dataclasses
 
     from wbg_core.cli import build_parser, config_flags, config_overrides
-    from wbg_core.models.configs import AEConfig, GANConfig
+    from wbg_core.models.configs import AEConfig, GANConfig, OracleConfig
 
     assert set(config_flags(AEConfig)) == {"--lr", "--substitute", "--substitute-within", "--substitute-oxidation"}
     assert set(config_flags(GANConfig)) == {"--gan-arch", "--gan-train-on"}
+    assert set(config_flags(OracleConfig)) == {"--heads", "--hidden"}
     args = build_parser().parse_args(["train", "autoencoder", "--substitute", "0.3", "--substitute-within", "2",
                                       "--substitute-oxidation"])
     assert config_overrides(args, AEConfig) == {"substitute": 0.3, "substitute_within": 2, "substitute_oxidation": True}
@@ -198,3 +202,23 @@ def test_model_config_flags_come_from_the_config_dataclasses():
     assert cfg.lr == AEConfig().lr and cfg.substitute == 0.3
     args = build_parser().parse_args(["train", "gan", "--gan-arch", "conv"])
     assert dataclasses.asdict(GANConfig(**config_overrides(args, GANConfig)))["arch"] == "conv"
+
+
+def test_oracle_width_flags_and_an_ensemble_without_its_head(tmp_path, capsys):
+    """The GPU path: members as wide as asked, assembled without the head (no LightGBM there), and the
+    head fitted afterwards by `wbg calibrate` on the same directory."""
+    from wbg_core.models.oracle import load
+    from wbg_core.models.oracle_head import CALIBRATION_FILE
+
+    argv = ["train", "oracle", "--heads", "2", "--hidden", "24", "--members", "1", "--nonmetal-members", "1",
+            "--epochs", "1", "--limit", "300", "--no-head", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    directory = tmp_path / "oracle"
+    bare = load(directory)
+    assert (bare.config["kwargs"]["heads"], bare.config["kwargs"]["hidden"]) == (2, 24)
+    assert bare.head is None and "head" not in bare.config and not (directory / CALIBRATION_FILE).exists()
+    assert "metrics" not in bare.card and bare.card["hyper_parameters"]["heads"] == 2
+    assert main(["calibrate", "oracle", "--dir", str(directory), "--limit", "300"]) == 0
+    fitted = load(directory)
+    assert fitted.head is not None and fitted.config["kwargs"]["hidden"] == 24
+    assert "test_full" in fitted.card["metrics"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..cli import (add_config_flags, add_engine_flags, check_engine_flags, config_flags, config_overrides, int_in,
                    nonneg_float, nonneg_int, output_dir, positive_int, seed)
 from ..models.config_bounds import MAX_MEMBERS
-from ..models.configs import AEConfig, GANConfig
+from ..models.configs import AEConfig, GANConfig, OracleConfig
 from ..models.registry import MODEL_NAMES as MODELS
 
 
@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"oracle ensemble size (default 5, at most {MAX_MEMBERS}: what a checkpoint may hold)")
     add_config_flags(p, AEConfig, "autoencoder")
     add_config_flags(p, GANConfig, "gan")
+    add_config_flags(p, OracleConfig, "oracle")
+    p.add_argument("--no-head", action="store_true",
+                   help="oracle: assemble the ensemble and stop before fitting its head (then `wbg calibrate oracle "
+                        "--dir OUT/oracle`): for a GPU machine without LightGBM, or to fit the head elsewhere")
     p.add_argument("--init-from", type=Path, default=None,
                    help="autoencoder: start from this checkpoint directory's weights; oracle: take the full "
                         "members from this checkpoint and train only the non-metal ones (cited in the card)")
@@ -74,7 +78,7 @@ def _train(args) -> int:
 
     if args.member is not None and args.model != "oracle":
         raise UserError("--member applies to the oracle's ensemble only")
-    for model, cls in (("autoencoder", AEConfig), ("gan", GANConfig)):
+    for model, cls in (("autoencoder", AEConfig), ("gan", GANConfig), ("oracle", OracleConfig)):
         given = [flag for flag, f in config_flags(cls).items() if f.name in config_overrides(args, cls)]
         if given and args.model != model:
             raise UserError(f"{', '.join(given)}: {model} only")
@@ -82,6 +86,8 @@ def _train(args) -> int:
         raise UserError("--init-from: autoencoder or oracle only")
     if args.init_from is not None and not (args.init_from / "model.safetensors").exists():
         raise UserError(f"--init-from {args.init_from}: no model.safetensors there")
+    if args.no_head and args.model != "oracle":
+        raise UserError("--no-head applies to the oracle only")
     if args.nonmetal_members is not None and args.model != "oracle":
         raise UserError("--nonmetal-members applies to the oracle only")
     if args.engine == "ray" and (args.model != "oracle" or args.member is not None):
@@ -199,13 +205,13 @@ def _train_one(name: str, args, target: Path, device, command: str | None) -> di
         cfg = AEConfig(seed=args.seed, **kw)
         return train(target, cfg, device, command=command, limit=args.limit)
     elif name == "oracle":
-        from ..models.oracle import NONMETAL_MEMBERS, OracleConfig
+        from ..models.oracle import NONMETAL_MEMBERS
         from ..models.oracle_training import train
 
         kw = {"epochs": args.epochs} if args.epochs else {}
         if args.members:
             kw["members"] = args.members
-        cfg = OracleConfig(seed=args.seed, **kw)
+        cfg = OracleConfig(seed=args.seed, **kw, **config_overrides(args, OracleConfig))
         nonmetal = NONMETAL_MEMBERS if args.nonmetal_members is None else args.nonmetal_members
         if args.engine == "ray":
             from ..engine.ray_members import train_members
@@ -214,7 +220,7 @@ def _train_one(name: str, args, target: Path, device, command: str | None) -> di
                           init_from=args.init_from, address=args.address,
                           progress_callback=lambda f, m: print(f"[{100 * f:5.1f}%] {m}", file=sys.stderr))
         return train(target, cfg, device, command=command, limit=args.limit, only_member=args.member,
-                     init_from=args.init_from, nonmetal_members=nonmetal)
+                     init_from=args.init_from, nonmetal_members=nonmetal, with_head=not args.no_head)
     else:
         from ..models.gan import train
         from ..models.registry import CheckpointSet

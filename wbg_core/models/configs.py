@@ -1,4 +1,4 @@
-"""Training settings of the autoencoder and the GAN, free of torch so the CLI can build its flags
+"""Training settings of the autoencoder, the oracle and the GAN, free of torch so the CLI can build its flags
 from them (cli.add_config_flags) without paying torch's import.
 
 A field with a "help" in its metadata is also a `wbg train` flag: "cli" names the value check,
@@ -39,6 +39,29 @@ class AEConfig:
                 "common_oxidation_states), so charge-balanced formulas mostly stay charge-balanced"})
     # Warm start: a checkpoint directory whose weights begin this run (its card is cited).
     init_from: str | None = None
+
+
+@dataclass
+class OracleConfig:
+    """One ensemble member's architecture and training; the fields with a "help" are `wbg train oracle` flags."""
+
+    members: int = 5
+    loss: str = "robust_l1"  # or "l1_with_std"
+    fea_len: int = 64
+    n_graph: int = 3
+    # Roost uses 3 heads of 256; 1 of 128 trains 3x faster on 2 CPU cores (the checkpoints before 2026-12-04)
+    heads: int = field(default=1, metadata={
+        "help": "attention heads per message-passing layer (Roost's default 3)", "cli": "positive_int"})
+    hidden: int = field(default=128, metadata={
+        "help": "width of the attention gate and message networks (Roost's default 256)", "cli": "positive_int"})
+    out_hidden: tuple[int, ...] = (512, 256, 128, 64, 32)  # 5 hidden layers, residual
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    batch_size: int = 256
+    epochs: int = 35
+    seed: int = 0
+    # "nonmetal": members learn only the gap > 0 rows, the hurdle's second question (oracle_head.py)
+    train_on: str = "full"
 
 
 @dataclass

@@ -30,29 +30,12 @@ from torch import nn
 
 from ..composition.featurize import MAX_ELEMENTS, N_TABLE, featurise  # noqa: F401 (featurise: the oracle's input)
 from .base import GapModel
+from .configs import OracleConfig  # noqa: F401 (re-exported: the trainers and tests build it from here)
 from .checkpoint import ModelError, build_module, load_checkpoint, require_finite
 
 NAME = "oracle"
 NONMETAL_MEMBERS = 5  # what `wbg train oracle` trains by default beside the full members
 NONMETAL_PREFIX = "nonmetal_member_"  # tensor names of the members trained on gap > 0 only
-
-
-@dataclass
-class OracleConfig:
-    members: int = 5
-    loss: str = "robust_l1"  # or "l1_with_std"
-    fea_len: int = 64
-    n_graph: int = 3
-    heads: int = 1  # Roost uses 3; 1 head trains 3x faster on 2 CPU cores
-    hidden: int = 128
-    out_hidden: tuple[int, ...] = (512, 256, 128, 64, 32)  # 5 hidden layers, residual
-    lr: float = 1e-3
-    weight_decay: float = 1e-6
-    batch_size: int = 256
-    epochs: int = 35
-    seed: int = 0
-    # "nonmetal": members learn only the gap > 0 rows, the hurdle's second question (oracle_head.py)
-    train_on: str = "full"
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:

@@ -28,7 +28,8 @@ def _fit_std_scale(err: np.ndarray, std: np.ndarray) -> float:
 
 
 def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | None = None, limit: int | None = None,
-          only_member: int | None = None, nonmetal_members: int = 0, init_from: Path | None = None) -> dict:
+          only_member: int | None = None, nonmetal_members: int = 0, init_from: Path | None = None,
+          with_head: bool = True) -> dict:
     """Train each member on the full train split (all gaps), then `nonmetal_members` members on its
     gap > 0 rows only (the head's regressor reads them); resumable per member and epoch.
 
@@ -37,6 +38,7 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
     each); a later run without it finds them finished and assembles the ensemble.
     `init_from`: take the full members from that checkpoint (same architecture) and train only the
     non-metal ones.
+    `with_head=False`: save the ensemble (its card without metrics) and stop; `calibrate` fits the head later.
     """
     n_all = cfg.members + nonmetal_members
     if only_member is not None and not 0 <= only_member < n_all:
@@ -97,6 +99,8 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
         for k, m in enumerate(nets):
             tensors.update({f"{prefix}{k}.{kk}": v for kk, v in m.state_dict().items() if kk != "embedding"})
     save_checkpoint(out, tensors, config, card)
+    if not with_head:
+        return card
     return calibrate(out, HeadConfig(seed=cfg.seed), command=command, limit=limit)
 
 
