@@ -99,21 +99,27 @@ def test_the_cli_keeps_ray_flags_to_the_ray_engine(capsys):
 
 
 @pytest.mark.slow
-def test_experiment_repeats_on_ray_equal_the_sequential_run(ray_local, models):
+def test_experiment_repeats_on_ray_equal_the_sequential_run(ray_local, models, tmp_path):
+    """Ray's repeat equals the sequential one, and a journal is shared by both engines: a Ray run
+    after a killed one runs only the repeat that is missing and keeps it as it comes back."""
+    import pandas as pd
     import torch
 
     from wbg_core.engine.experiments import ExperimentConfig, run_experiment
 
     cfg = ExperimentConfig(name="exp4", repeats=2, n_seeds=40, budget=10, batch_size=10, pool=20_000,
                            models=("rf",), test_limit=200, generator="gan")
+    journal = tmp_path / "journal"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each Ray task runs
     try:
-        seq = run_experiment(cfg, models)
+        seq = run_experiment(cfg, models, journal=journal)
     finally:
         torch.set_num_threads(threads)
-    par = run_experiment(cfg, models, engine="ray")
-    import pandas as pd
+    assert sorted(p.name for p in journal.iterdir()) == ["repeat_000.json", "repeat_001.json"]
+    (journal / "repeat_001.json").unlink()  # the run was killed in its second repeat
+    said = []
+    par = run_experiment(cfg, models, engine="ray", journal=journal, progress_callback=lambda f, m: said.append(m))
 
     def results(res):  # every figure but the seconds each step took (NaN equals NaN here)
         df = pd.DataFrame(res["repeats"])
@@ -121,6 +127,11 @@ def test_experiment_repeats_on_ray_equal_the_sequential_run(ray_local, models):
 
     assert results(par).equals(results(seq)) and list(results(par)["repeat"]) == [0, 1]
     assert results(seq)["valid_proposals"].gt(0).all()
+    assert par["reference"]["repeats_from_journal"] == 1 and seq["reference"]["repeats_from_journal"] == 0
+    assert any("repeats 1 of 2: kept from" in m for m in said)
+    ran = [m for m in said if " repeat: " in m]
+    assert len(ran) == 1 and "repeat: 1 done, 2 of 2" in ran[0]  # only the missing repeat ran, on Ray
+    assert (journal / "repeat_001.json").is_file()  # and was kept as it came back
 
 
 def test_oracle_members_trained_as_ray_tasks_assemble_to_the_sequential_ensemble(ray_local, tmp_path):

@@ -236,7 +236,8 @@ def run_experiment(cfg: ExperimentConfig, models: CheckpointSet, progress_callba
     """All repeats with models' oracle, generator and autoencoder; returns {'config', 'reference',
     'repeats': [...], 'summary': {metric: (mean, std)}}. engine "ray": the repeats as Ray tasks
     (engine.ray_repeats) on a local Ray or the cluster at `address`. journal: a folder
-    (experiment_journal.journal_dir) where each finished local repeat is kept and found again."""
+    (experiment_journal.journal_dir) where each finished repeat, of either engine, is kept and
+    found again."""
     from ..composition.featurize import featurise
 
     cfg = cfg.resolved()
@@ -256,23 +257,28 @@ def run_experiment(cfg: ExperimentConfig, models: CheckpointSet, progress_callba
         mean, _ = models.oracle().predict_arrays(z[ok], w[ok])
         rows.append({"repeat": 0, "oracle_mae": float(np.abs(mean - test["band_gap"].to_numpy()[ok]).mean()),
                      "list_size": ref["list_size"], "smact_gt5": ref["smact_gt5"]})
-    elif engine == "ray":
-        from .ray_repeats import run_repeats
-
-        rows = run_repeats(run_repeat, cfg, ref, pool_counts, pool_formulas, test, models, cb, address)
     else:
         from .experiment_journal import read_repeats, write_repeat
 
         done = read_repeats(journal, cfg.repeats, warn=lambda m: cb(0.0, m)) if journal else {}
-        for r in range(cfg.repeats):
-            if r in done:
-                cb((r + 1) / cfg.repeats, f"repeat {r + 1} of {cfg.repeats}: kept from {journal}")
-                rows.append(done[r])
-                continue
-            sub = (lambda f, m, r=r: cb((r + f) / cfg.repeats, m))
-            rows.append(run_repeat(cfg, r, ref, pool_counts, pool_formulas, test, models, sub))
-            if journal:
-                write_repeat(journal, rows[-1])
+        keep = (lambda row: write_repeat(journal, row)) if journal else None
+        if done:
+            cb(len(done) / cfg.repeats, f"repeats {', '.join(str(r + 1) for r in sorted(done))} of {cfg.repeats}: "
+                                        f"kept from {journal}")
+        if engine == "ray":
+            from .ray_repeats import run_repeats
+
+            rows = run_repeats(run_repeat, cfg, ref, pool_counts, pool_formulas, test, models, cb, address,
+                               kept=done, on_row=keep)
+        else:
+            for r in range(cfg.repeats):
+                if r in done:
+                    rows.append(done[r])
+                    continue
+                sub = (lambda f, m, r=r: cb((r + f) / cfg.repeats, m))
+                rows.append(run_repeat(cfg, r, ref, pool_counts, pool_formulas, test, models, sub))
+                if keep:
+                    keep(rows[-1])
         reference["repeats_from_journal"] = len(done)
     df = pd.DataFrame(rows)
     summary = {c: [float(df[c].mean()), float(df[c].std(ddof=1)) if len(df) > 1 else 0.0]

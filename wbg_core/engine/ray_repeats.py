@@ -20,14 +20,21 @@ def _repeat_task(run_repeat, cfg, r, ref, pool_counts, pool_formulas, test, mode
 
 
 def run_repeats(run_repeat, cfg, ref, pool_counts, pool_formulas, test, models, progress_callback: Progress = None,
-                address: str | None = None) -> list[dict]:
+                address: str | None = None, kept: dict[int, dict] | None = None,
+                on_row: Callable[[dict], None] | None = None) -> list[dict]:
     """Rows of run_repeat(cfg, r, ...) for r in 0..cfg.repeats-1, in order, on a local Ray or the
-    cluster at `address` (the function is passed in: this module imports nothing of the experiments)."""
+    cluster at `address` (the function is passed in: this module imports nothing of the experiments).
+    kept: {r: row} finished earlier (a journal), not run again; on_row(row) as each new one arrives."""
     from .ray_screening import gather, start_ray
 
-    ray = start_ray(address)
-    task = ray.remote(num_cpus=1, max_retries=2)(_repeat_task)
-    shared = [ray.put(x) for x in (ref, pool_counts, pool_formulas, test)]
-    pending = {task.remote(run_repeat, cfg, r, *shared, models): r for r in range(cfg.repeats)}
-    rows = gather(ray, pending, progress_callback, f"{cfg.name} repeat")
+    kept = dict(kept or {})
+    todo = [r for r in range(cfg.repeats) if r not in kept]
+    rows = dict(kept)
+    if todo:
+        ray = start_ray(address)
+        task = ray.remote(num_cpus=1, max_retries=2)(_repeat_task)
+        shared = [ray.put(x) for x in (ref, pool_counts, pool_formulas, test)]
+        pending = {task.remote(run_repeat, cfg, r, *shared, models): r for r in todo}
+        rows.update(gather(ray, pending, progress_callback, f"{cfg.name} repeat",
+                           on_result=(lambda r, row: on_row(row)) if on_row else None, already=len(kept)))
     return [rows[r] for r in range(cfg.repeats)]

@@ -266,17 +266,23 @@ def screen_ray(cfg: ScreenConfig, models_dir: Path, out: Path, *, address: str |
                         engine="ray", out=str(out))
 
 
-def gather(ray, pending: dict, progress_callback: Progress = None, what: str = "tasks") -> dict:
+def gather(ray, pending: dict, progress_callback: Progress = None, what: str = "tasks",
+           on_result: Callable[[object, object], None] | None = None, already: int = 0) -> dict:
     """{key: result} of Ray tasks given as {ref: key}, taken as they finish, with progress and an
-    ETA after each; the one wait loop of the shards, the experiments' repeats and the members."""
+    ETA after each; the one wait loop of the shards, the experiments' repeats and the members.
+    on_result(key, result) runs as each one arrives (a journal keeps it before the next wait);
+    `already`: results kept from an earlier run, counted in the progress but not in the ETA."""
     cb = progress_callback or (lambda f, m: None)
     done: dict = {}
-    total, t0 = len(pending), time.perf_counter()
+    total, t0 = len(pending) + already, time.perf_counter()
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
             key = pending.pop(ref)
             done[key] = ray.get(ref)
-            eta = (time.perf_counter() - t0) / len(done) * (total - len(done))
-            cb(len(done) / total, f"{what}: {key} done, {len(done)} of {total} · ETA {eta:.0f} s")
+            if on_result is not None:
+                on_result(key, done[key])
+            eta = (time.perf_counter() - t0) / len(done) * len(pending)
+            n = len(done) + already
+            cb(n / total, f"{what}: {key} done, {n} of {total} · ETA {eta:.0f} s")
     return done
