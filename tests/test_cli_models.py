@@ -1,6 +1,7 @@
 import json
 
 import pandas as pd
+import torch
 import pytest
 
 from wbg_core.cli import main
@@ -222,3 +223,16 @@ def test_oracle_width_flags_and_an_ensemble_without_its_head(tmp_path, capsys):
     fitted = load(directory)
     assert fitted.head is not None and fitted.config["kwargs"]["hidden"] == 24
     assert "test_full" in fitted.card["metrics"]
+    # non-metal members of another width beside the full members of a checkpoint (--init-from)
+    argv = ["train", "oracle", "--init-from", str(directory), "--heads", "1", "--hidden", "16", "--members", "1",
+            "--nonmetal-members", "1", "--epochs", "1", "--limit", "300", "--no-head", "--out", str(tmp_path / "nm")]
+    assert main(argv) == 0
+    mixed = load(tmp_path / "nm" / "oracle")
+    assert mixed.config["kwargs"]["hidden"] == 24 and mixed.config["nonmetal_kwargs"]["hidden"] == 16
+    nm, full = mixed.nonmetal_members[0], mixed.members[0]
+    assert (len(nm.pool), nm.pool[0].gate[0].out_features) == (1, 16)
+    assert (len(full.pool), full.pool[0].gate[0].out_features) == (2, 24)
+    for a, b in zip(mixed.members[0].state_dict().values(), fitted.members[0].state_dict().values()):
+        assert torch.equal(a, b)  # the full member is the checkpoint's own
+    argv[argv.index("--nonmetal-members") - 2:argv.index("--nonmetal-members")] = ["--members", "2"]
+    assert main(argv) == 2 and "are not the 2 of" in capsys.readouterr().err

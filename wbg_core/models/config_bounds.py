@@ -70,6 +70,8 @@ class OracleFile(_Strict):
     members: Int(1, MAX_MEMBERS)
     nonmetal_members: Int(0, MAX_MEMBERS) = 0  # members trained on gap > 0 only (the head reads them)
     kwargs: OracleKwargs
+    # the non-metal members' architecture where it differs from the full members' (None: the same)
+    nonmetal_kwargs: OracleKwargs | None = None
     train: dict[str, Any] = {}
     std_scale: Real(1e-6, 1e3) = 1.0
     head: OracleHeadSection | None = None

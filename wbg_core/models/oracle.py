@@ -286,9 +286,14 @@ def load(directory: Path, with_head: bool = True) -> Oracle:
     emb = tensors.get("embedding")
     if emb is None or emb.ndim != 2 or emb.shape[0] != N_TABLE:
         raise ModelError(f"{weights} lacks the element embedding ({N_TABLE} rows)")
-    kwargs = dict(config["kwargs"])
-    if "out_hidden" in kwargs:
-        kwargs["out_hidden"] = tuple(kwargs["out_hidden"])
+    def _kwargs(section: dict) -> dict:
+        out = dict(section)
+        if "out_hidden" in out:
+            out["out_hidden"] = tuple(out["out_hidden"])
+        return out
+
+    kwargs = _kwargs(config["kwargs"])
+    nm_kwargs = _kwargs(config.get("nonmetal_kwargs") or config["kwargs"])  # wider non-metal members (2026-12-04)
     n, n_nm = config["members"], int(config.get("nonmetal_members", 0))
     prefixes = [f"member_{i}." for i in range(n)] + [f"{NONMETAL_PREFIX}{i}." for i in range(n_nm)]
     stray = sorted(k for k in tensors if k != "embedding" and not k.startswith(tuple(prefixes)))
@@ -296,10 +301,11 @@ def load(directory: Path, with_head: bool = True) -> Oracle:
         raise ModelError(f"{weights} does not match its config.json ({n} members, {n_nm} non-metal members): "
                          f"it also holds {stray[0]}")
     built = []
-    for head in prefixes:
+    for i, head in enumerate(prefixes):
         sd = {kk[len(head):]: v for kk, v in tensors.items() if kk.startswith(head)}
         sd["embedding"] = emb
-        built.append(build_module(lambda: RoostGap(emb, **kwargs), sd, weights))
+        kw = kwargs if i < n else nm_kwargs
+        built.append(build_module(lambda: RoostGap(emb, **kw), sd, weights))
     members, nonmetal_members = built[:n], built[n:]
     head = None
     if with_head and "head" in config:  # the hurdle head and its conformal calibration (oracle_head.py)

@@ -20,6 +20,9 @@ from .oracle import LOSSES, NAME, NONMETAL_PREFIX, Oracle, OracleConfig, RoostGa
 from .oracle_head import CALIBRATION_FILE, CLASSIFIER_FILE, REGRESSOR_FILE, HeadConfig, fit_head, head_features
 
 
+WIDTH_KEYS = ("heads", "hidden")  # what the non-metal members may change against full members taken --init-from
+
+
 def _fit_std_scale(err: np.ndarray, std: np.ndarray) -> float:
     """Scale s so that s * std covers 68.3% of validation errors (Gaussian 1-sigma)."""
     ratio = np.abs(err) / np.maximum(std, 1e-6)
@@ -36,8 +39,8 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
     `only_member` trains that member's resume state and stops (members 0..members-1 are the full
     ones, the next ones the non-metal ones), so members can train in parallel processes (one core
     each); a later run without it finds them finished and assembles the ensemble.
-    `init_from`: take the full members from that checkpoint (same architecture) and train only the
-    non-metal ones.
+    `init_from`: take the full members from that checkpoint and train only the non-metal ones, whose
+    width (heads, hidden) may differ from theirs (config.json's nonmetal_kwargs).
     `with_head=False`: save the ensemble (its card without metrics) and stop; `calibrate` fits the head later.
     """
     n_all = cfg.members + nonmetal_members
@@ -52,12 +55,15 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
     emb = torch.from_numpy(embedding_table())
     kwargs = {"emb_dim": int(emb.shape[1]), "fea_len": cfg.fea_len, "n_graph": cfg.n_graph, "heads": cfg.heads,
               "hidden": cfg.hidden, "out_hidden": list(cfg.out_hidden)}
-    base = None
+    base, full_kwargs = None, kwargs
     if init_from is not None:
         base = load(Path(init_from), with_head=False)
-        if base.config["kwargs"] != kwargs or len(base.members) != cfg.members:
-            raise ModelError(f"--init-from {init_from}: its members ({len(base.members)} of {base.config['kwargs']}) "
-                             f"are not the {cfg.members} of {kwargs} asked for")
+        full_kwargs = base.config["kwargs"]
+        if {k: v for k, v in full_kwargs.items() if k not in WIDTH_KEYS} != \
+                {k: v for k, v in kwargs.items() if k not in WIDTH_KEYS} or len(base.members) != cfg.members:
+            raise ModelError(f"--init-from {init_from}: its members ({len(base.members)} of {full_kwargs}) "
+                             f"are not the {cfg.members} of {kwargs} asked for (only --heads and --hidden may differ: "
+                             "they set the non-metal members' width)")
     jobs = [("member", k, replace(cfg, train_on="full")) for k in range(cfg.members) if base is None]
     jobs += [(NONMETAL_PREFIX.rstrip("_"), k, replace(cfg, train_on="nonmetal")) for k in range(nonmetal_members)]
     offset = 0 if base is None else cfg.members  # --member K counts the full members first
@@ -79,7 +85,9 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
         histories.append(state.history)
     members = base.members if base is not None else trained["member"]
     config = {"class": "RoostGapEnsemble", "members": cfg.members, "nonmetal_members": nonmetal_members,
-              "kwargs": kwargs, "train": asdict(cfg)}
+              "kwargs": full_kwargs, "train": asdict(cfg)}
+    if full_kwargs != kwargs and nonmetal_members:
+        config["nonmetal_kwargs"] = kwargs
     oracle = Oracle(members, config, {}, nonmetal_members=trained["nonmetal_member"])
     # The fallback σ scale (a checkpoint without its head), fitted on the validation split.
     full = feats.get("full") or _split_features(df, replace(cfg, train_on="full"), limit)  # featurised once
