@@ -10,6 +10,36 @@ def test_property_table_has_no_gaps():
     assert t.shape[1] == 21
 
 
+def test_the_property_table_cache_is_read_back_and_never_trusted(tmp_path, monkeypatch):
+    """The cached table is the built one bit for bit, a second process reads it without pymatgen,
+    and a damaged, truncated or tampered file is rebuilt, not used."""
+    from wbg_core.models import forest
+
+    built = forest.table_from_cache(tmp_path)
+    (path,) = tmp_path.glob("element-properties-*.npz")
+    assert np.array_equal(built, forest._build_property_table())
+
+    def no_build():
+        raise AssertionError("rebuilt although the cache is good")
+
+    with monkeypatch.context() as m:
+        m.setattr(forest, "_build_property_table", no_build)
+        assert np.array_equal(forest.table_from_cache(tmp_path), built)
+    good = path.read_bytes()
+    tampered = built.copy()
+    tampered[8, 4] += 0.5  # oxygen's electronegativity, well-formed but wrong
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, table=tampered, digest=np.array("0" * 64))
+    for damage in (b"", good[: len(good) // 2], b"not an npz", buf.getvalue()):
+        path.write_bytes(damage)
+        assert np.array_equal(forest.table_from_cache(tmp_path), built)
+        rewritten = forest._read_table(path)  # and written again, whole
+        assert rewritten is not None and np.array_equal(rewritten, built)
+    assert np.array_equal(forest.table_from_cache(""), built)  # no cache directory: built each time
+
+
 def test_features_depend_on_composition_not_order():
     x, errors = composition_features(["NaCl", "ClNa", "Na2Cl2", "MgO"])
     assert errors == [None] * 4
