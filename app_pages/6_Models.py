@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_common as ac
+from wbg_core.data.provenance import EXPLANATION
 from wbg_core.models.oracle_eval import classic_verdict
 from wbg_core.services.figures import calibration_curve, generator_vs_data, oracle_test_predictions
 from wbg_core.services.jobs import (
@@ -183,12 +184,15 @@ with tab_or:
             classics = full.get("classic_compounds")
             if classics:
                 st.markdown("**Classic compounds** against the bundled MP label (from the card: whole-split run)")
+                known = ac.known_data()
                 st.dataframe([{"formula": r["formula"], "MP label (eV)": r.get("label"),
+                               "label from": known.lookup(r["formula"])[2] or "not in the bundled data",
                                "prediction (eV)": f"{r['mean']:.2f} ± {r['std']:.2f}",
                                "off by (eV)": None if r.get("label") is None else round(r["error"], 2),
                                "off by (σ)": None if r.get("label") is None else round(r["sigmas_off"], 1),
                                "passes": classic_verdict(r)}
-                              for r in classics], hide_index=True)
+                              for r in classics], hide_index=True, height=35 * (len(classics) + 1) + 3)
+                st.caption(EXPLANATION)
             with st.expander("Error histogram and the Gaussian calibration curve"):
                 h1, h2 = st.columns(2)
                 with h1:

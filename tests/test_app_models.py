@@ -56,6 +56,11 @@ def test_cards_and_figures():
     assert "Training command" in t
     assert len(at.tabs) == 4
     assert "/models/" not in t.replace("`models/`", "")  # card directories shown relative to the repository
+    # the classic compounds say where each label comes from: most are the largest gap over polymorphs
+    classics = next(df.value for df in at.dataframe if "label from" in df.value.columns).set_index("formula")
+    assert classics.loc["MgO", "label from"] == "largest gap over MP polymorphs, ground state unknown"
+    assert classics.loc["Al2O3", "label from"] == "MP ground state, mp-1143"
+    assert "largest gap over MP polymorphs" in t  # and the page explains it
 
 
 def test_missing_models_are_errors(empty_models):
