@@ -27,14 +27,13 @@ def run_repeats(run_repeat, cfg, ref, pool_counts, pool_formulas, test, models, 
     kept: {r: row} finished earlier (a journal), not run again; on_row(row) as each new one arrives."""
     from .ray_screening import gather, start_ray
 
-    kept = dict(kept or {})
-    todo = [r for r in range(cfg.repeats) if r not in kept]
-    rows = dict(kept)
+    rows = dict(kept or {})
+    todo = [r for r in range(cfg.repeats) if r not in rows]
     if todo:
         ray = start_ray(address)
         task = ray.remote(num_cpus=1, max_retries=2)(_repeat_task)
         shared = [ray.put(x) for x in (ref, pool_counts, pool_formulas, test)]
         pending = {task.remote(run_repeat, cfg, r, *shared, models): r for r in todo}
         rows.update(gather(ray, pending, progress_callback, f"{cfg.name} repeat",
-                           on_result=(lambda r, row: on_row(row)) if on_row else None, already=len(kept)))
+                           on_result=(lambda r, row: on_row(row)) if on_row else None, already=len(rows)))
     return [rows[r] for r in range(cfg.repeats)]

@@ -148,19 +148,17 @@ def build_module(factory, tensors: dict[str, torch.Tensor], source: Path) -> tor
         k = diff[0]
         raise ModelError(f"{source} does not match its config.json: {len(diff)} tensors differ, e.g. {k} "
                          f"(config: {want.get(k, 'absent')}, file: {have.get(k, 'absent')})")
-    try:
-        module.load_state_dict(tensors, strict=True, assign=True)
-    except RuntimeError as exc:
-        raise ModelError(f"{source} does not match its config.json: {str(exc)[:300]}") from exc
+    load_module_state(module, tensors, source, assign=True)
     if any(t.is_meta for t in (*module.parameters(), *module.buffers())):  # state outside the state dict
         module = factory()
         load_module_state(module, tensors, source)
     return module
 
 
-def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path,
+                      assign: bool = False) -> None:
     try:
-        module.load_state_dict(tensors, strict=True)
+        module.load_state_dict(tensors, strict=True, assign=assign)
     except RuntimeError as exc:
         raise ModelError(f"{source} does not match its config.json: {str(exc)[:300]}") from exc
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..composition.elements import PERIODIC_TABLE
-from ..files import atomic_write_bytes
 from ..composition.featurize import MAX_ELEMENTS, featurise
+from ..files import atomic_write_bytes
 from .base import GapModel
 
 PROPERTIES = (
@@ -65,7 +65,7 @@ def table_from_cache(cache_dir: str | Path) -> np.ndarray:
 
 
 def _table_path(cache_dir: str | Path | None) -> Path | None:
-    if not cache_dir or not str(cache_dir):
+    if not cache_dir:
         return None
     from importlib.metadata import version
 

@@ -23,6 +23,10 @@ from .oracle_head import CALIBRATION_FILE, CLASSIFIER_FILE, REGRESSOR_FILE, Head
 WIDTH_KEYS = ("heads", "hidden")  # what the non-metal members may change against full members taken --init-from
 
 
+def _without_width(kwargs: dict) -> dict:
+    return {k: v for k, v in kwargs.items() if k not in WIDTH_KEYS}
+
+
 def _fit_std_scale(err: np.ndarray, std: np.ndarray) -> float:
     """Scale s so that s * std covers 68.3% of validation errors (Gaussian 1-sigma)."""
     ratio = np.abs(err) / np.maximum(std, 1e-6)
@@ -59,8 +63,7 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
     if init_from is not None:
         base = load(Path(init_from), with_head=False)
         full_kwargs = base.config["kwargs"]
-        if {k: v for k, v in full_kwargs.items() if k not in WIDTH_KEYS} != \
-                {k: v for k, v in kwargs.items() if k not in WIDTH_KEYS} or len(base.members) != cfg.members:
+        if _without_width(full_kwargs) != _without_width(kwargs) or len(base.members) != cfg.members:
             raise ModelError(f"--init-from {init_from}: its members ({len(base.members)} of {full_kwargs}) "
                              f"are not the {cfg.members} of {kwargs} asked for (only --heads and --hidden may differ: "
                              "they set the non-metal members' width)")
