@@ -142,6 +142,43 @@ def test_nonmetal_members_learn_only_non_metals_and_feed_the_head(tmp_path, band
         train(tmp_path / "c", OracleConfig(members=2, epochs=1), pick_device("cpu"), limit=300, init_from=tmp_path / "a")
 
 
+def test_pretraining_learns_formation_energies_of_train_and_val_only_then_starts_the_gap_stage(tmp_path, bandgaps):
+    import json
+
+    from wbg_core.data import split
+    from wbg_core.models.checkpoint import load_tensors
+    from wbg_core.models.oracle_training import _formation_features
+
+    parts = split(bandgaps, seed=0)
+    feats = _formation_features(bandgaps, OracleConfig(), limit=None)
+    assert set(feats) == {"train", "val"}  # no test formula's energy
+    assert len(feats["train"][2]) == parts["train"]["formation_energy_per_atom"].notna().sum() > 45_000
+    assert np.isfinite(feats["val"][2]).all()
+
+    cfg = OracleConfig(members=1, epochs=1, pretrain_epochs=2)
+    train(tmp_path / "pre", cfg, pick_device("cpu"), limit=300, nonmetal_members=1, with_head=False)
+    state_dir = tmp_path / "pre" / "nonmetal_member_0" / "pretrain" / "train_state"
+    meta = json.loads((state_dir / "state.json").read_text())
+    assert meta["epoch"] == 2 and meta["signature"]["stage"] == "formation energy"
+    # the pre-training's best validation MAE is on formation energies (eV/atom), not gaps
+    best = {k[len("best."):]: v for k, v in load_tensors(state_dir / "state.safetensors").items() if k.startswith("best.")}
+    net = RoostGap(torch.from_numpy(embedding_table()), heads=cfg.heads, hidden=cfg.hidden)
+    net.load_state_dict(best)
+    val = parts["val"].dropna(subset=["formation_energy_per_atom"]).iloc[:300]
+    z, w, _ = featurise(val["formula"])
+    with torch.no_grad():
+        pred = net(torch.from_numpy(z), torch.from_numpy(w))[:, 0].numpy()
+    mae = float(np.abs(pred - val["formation_energy_per_atom"].to_numpy()).mean())
+    assert meta["best"] == pytest.approx(mae, abs=1e-4)
+    # the gap stage starts from those weights: its members differ from ones trained from random weights
+    train(tmp_path / "plain", OracleConfig(members=1, epochs=1), pick_device("cpu"), limit=300, nonmetal_members=1,
+          with_head=False)
+    pre, plain = load(tmp_path / "pre", with_head=False), load(tmp_path / "plain", with_head=False)
+    assert not torch.equal(pre.members[0].embed.weight, plain.members[0].embed.weight)
+    assert not torch.equal(pre.nonmetal_members[0].embed.weight, plain.nonmetal_members[0].embed.weight)
+    assert json.loads((tmp_path / "pre" / "config.json").read_text())["train"]["pretrain_epochs"] == 2
+
+
 def test_weights_with_a_nonmetal_member_the_config_does_not_name_are_refused(tmp_path):
     import json
     import shutil

@@ -62,6 +62,11 @@ class OracleConfig:
     seed: int = 0
     # "nonmetal": members learn only the gap > 0 rows, the hurdle's second question (oracle_head.py)
     train_on: str = "full"
+    # Data, not width, limits the non-metal members (docs/models.md): the train split's formation
+    # energies (metals too, about 49,000 formulas) teach them chemistry before the 27,800 gaps.
+    pretrain_epochs: int = field(default=0, metadata={
+        "help": "epochs of pre-training each member on the formation energies of the train split (every row "
+                "that has one, metals included) before it learns the gaps; 0: from random weights", "cli": "nonneg_int"})
 
 
 @dataclass

@@ -78,8 +78,11 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
             continue
         if member_cfg.train_on not in feats:
             feats[member_cfg.train_on] = _split_features(df, member_cfg, limit)
+        if member_cfg.pretrain_epochs and "formation" not in feats:
+            feats["formation"] = _formation_features(df, member_cfg, limit)
         net, state = _train_member(out / f"{kind}_{k}", k, member_cfg, feats[member_cfg.train_on], emb, kwargs,
-                                   device, sha, limit, f"oracle {kind.replace('_', ' ')} {k + 1}")
+                                   device, sha, limit, f"oracle {kind.replace('_', ' ')} {k + 1}",
+                                   pretrain=feats.get("formation") if member_cfg.pretrain_epochs else None)
         if only_member is not None:
             return {"member": only_member, "kind": kind, "epochs": state.epoch, "best_val_mae": state.best,
                     "elapsed_s": round(state.elapsed_s, 1)}
@@ -131,25 +134,35 @@ def _split_features(df: pd.DataFrame, cfg: OracleConfig, limit: int | None) -> d
     return feats
 
 
-def _train_member(mdir: Path, k: int, cfg: OracleConfig, feats: dict, emb: torch.Tensor, kwargs: dict,
-                  device: torch.device, sha: str, limit: int | None, label: str):
-    """One member, resumable per epoch; returns (the best-validation network on the CPU, its state)."""
-    from .trainer import Trainer
+def _formation_features(df: pd.DataFrame, cfg: OracleConfig, limit: int | None) -> dict:
+    """split -> (element indices, weights, formation energy per atom) of every row that has one
+    (metals included; train and val only, so no test formula's energy is ever seen)."""
+    from ..data import split
+
+    feats = {}
+    for k, v in split(df, seed=cfg.seed, subset="full").items():
+        if k == "test":
+            continue
+        v = v.dropna(subset=["formation_energy_per_atom"])
+        if limit:
+            v = v.iloc[:limit]
+        z, w, errs = featurise(v["formula"])
+        if any(errs):
+            raise ModelError(f"cannot featurise {k} formulas: {[e for e in errs if e][:3]}")
+        feats[k] = (z, w, v["formation_energy_per_atom"].to_numpy(np.float32))
+    return feats
+
+
+def _fit_epochs(trainer, net: RoostGap, cfg: OracleConfig, feats: dict, epochs: int, device: torch.device,
+                clip_at_zero: bool) -> None:
+    """The members' loop: robust loss, one-cycle rate, batches bucketed by element count; the best
+    validation MAE is kept (clip_at_zero: the target is a gap, never below 0)."""
     from .training import autocast
 
     z_tr, w_tr, y_tr = feats["train"]
     n_el = (z_tr > 0).sum(axis=1)
-    torch.manual_seed(cfg.seed * 1000 + k)
-    net = RoostGap(emb.clone(), **{**kwargs, "out_hidden": tuple(cfg.out_hidden)}).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(z_tr) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                pct_start=0.15)
-    signature = {"model": NAME, "member": k, **asdict(cfg), "data": sha, "limit": limit}
-    signature["out_hidden"] = list(cfg.out_hidden)
-    trainer = Trainer(mdir, signature, {"net": net}, {"opt": opt}, label=label, seed=cfg.seed * 1000 + k,
-                      scheduler=sched, best_key="val_mae")
-    for epoch, rng in trainer.epochs(cfg.epochs):
+    opt, sched = trainer.optimizers["opt"], trainer.scheduler
+    for epoch, rng in trainer.epochs(epochs):
         net.train()
         tot, n = 0.0, 0
         for idx in _bucket_batches(n_el, cfg.batch_size, rng):
@@ -166,7 +179,42 @@ def _train_member(mdir: Path, k: int, cfg: OracleConfig, feats: dict, emb: torch
             n += len(idx)
         net.eval()
         vm = _member_predict(net, *feats["val"][:2], device)
-        trainer.log(train_loss=tot / n, val_mae=float(np.abs(np.clip(vm, 0, None) - feats["val"][2]).mean()))
+        vm = np.clip(vm, 0, None) if clip_at_zero else vm
+        trainer.log(train_loss=tot / n, val_mae=float(np.abs(vm - feats["val"][2]).mean()))
+
+
+def _trainer(mdir: Path, signature: dict, net: RoostGap, cfg: OracleConfig, n_rows: int, epochs: int,
+             label: str, seed: int):
+    from .trainer import Trainer
+
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=epochs * math.ceil(n_rows / cfg.batch_size),
+                                                pct_start=0.15)
+    return Trainer(mdir, signature, {"net": net}, {"opt": opt}, label=label, seed=seed, scheduler=sched,
+                   best_key="val_mae")
+
+
+def _train_member(mdir: Path, k: int, cfg: OracleConfig, feats: dict, emb: torch.Tensor, kwargs: dict,
+                  device: torch.device, sha: str, limit: int | None, label: str, pretrain: dict | None = None):
+    """One member, resumable per epoch; returns (the best-validation network on the CPU, its state).
+
+    pretrain (cfg.pretrain_epochs > 0): the formation-energy features; the member first learns them
+    (its own resumable state in mdir/pretrain), then the gaps from that stage's best weights.
+    """
+    seed = cfg.seed * 1000 + k
+    torch.manual_seed(seed)
+    net = RoostGap(emb.clone(), **{**kwargs, "out_hidden": tuple(cfg.out_hidden)}).to(device)
+    signature = {"model": NAME, "member": k, **asdict(cfg), "data": sha, "limit": limit}
+    signature["out_hidden"] = list(cfg.out_hidden)
+    if cfg.pretrain_epochs:
+        if pretrain is None:
+            raise ModelError(f"{label}: pretrain_epochs={cfg.pretrain_epochs} needs the formation-energy features")
+        pre = _trainer(mdir / "pretrain", {**signature, "stage": "formation energy"}, net, cfg, len(pretrain["train"][2]),
+                       cfg.pretrain_epochs, f"{label}, pre-training on formation energy", seed)
+        _fit_epochs(pre, net, cfg, pretrain, cfg.pretrain_epochs, device, clip_at_zero=False)
+        net.load_state_dict(pre.best_state())
+    trainer = _trainer(mdir, signature, net, cfg, len(feats["train"][2]), cfg.epochs, label, seed)
+    _fit_epochs(trainer, net, cfg, feats, cfg.epochs, device, clip_at_zero=True)
     net.load_state_dict(trainer.best_state())
     return net.cpu().eval(), trainer.state
 
