@@ -125,13 +125,16 @@ def _split_features(df: pd.DataFrame, cfg: OracleConfig, limit: int | None) -> d
     parts = split(df, seed=cfg.seed, subset=cfg.train_on)
     if limit:
         parts = {k: v.iloc[:limit] for k, v in parts.items()}
-    feats = {}
-    for k, v in parts.items():
-        z, w, errs = featurise(v["formula"])
-        if any(errs):
-            raise ModelError(f"cannot featurise {k} formulas: {[e for e in errs if e][:3]}")
-        feats[k] = (z, w, v["band_gap"].to_numpy(np.float32))
-    return feats
+    return {k: _featurised(k, v, "band_gap") for k, v in parts.items()}
+
+
+def _featurised(name: str, rows: pd.DataFrame, target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(element indices, weights, target as float32) of a split's rows; a formula that cannot be
+    featurised is an error naming the split, never a silently dropped row."""
+    z, w, errs = featurise(rows["formula"])
+    if any(errs):
+        raise ModelError(f"cannot featurise {name} formulas: {[e for e in errs if e][:3]}")
+    return z, w, rows[target].to_numpy(np.float32)
 
 
 def _formation_features(df: pd.DataFrame, cfg: OracleConfig, limit: int | None) -> dict:
@@ -144,24 +147,18 @@ def _formation_features(df: pd.DataFrame, cfg: OracleConfig, limit: int | None) 
         if k == "test":
             continue
         v = v.dropna(subset=["formation_energy_per_atom"])
-        if limit:
-            v = v.iloc[:limit]
-        z, w, errs = featurise(v["formula"])
-        if any(errs):
-            raise ModelError(f"cannot featurise {k} formulas: {[e for e in errs if e][:3]}")
-        feats[k] = (z, w, v["formation_energy_per_atom"].to_numpy(np.float32))
+        feats[k] = _featurised(k, v.iloc[:limit] if limit else v, "formation_energy_per_atom")
     return feats
 
 
-def _fit_epochs(trainer, net: RoostGap, cfg: OracleConfig, feats: dict, epochs: int, device: torch.device,
-                clip_at_zero: bool) -> None:
+def _fit_epochs(trainer, cfg: OracleConfig, feats: dict, epochs: int, device: torch.device, clip_at_zero: bool) -> None:
     """The members' loop: robust loss, one-cycle rate, batches bucketed by element count; the best
     validation MAE is kept (clip_at_zero: the target is a gap, never below 0)."""
     from .training import autocast
 
     z_tr, w_tr, y_tr = feats["train"]
     n_el = (z_tr > 0).sum(axis=1)
-    opt, sched = trainer.optimizers["opt"], trainer.scheduler
+    net, opt, sched = trainer.net, trainer.optimizers["opt"], trainer.scheduler
     for epoch, rng in trainer.epochs(epochs):
         net.train()
         tot, n = 0.0, 0
@@ -211,10 +208,10 @@ def _train_member(mdir: Path, k: int, cfg: OracleConfig, feats: dict, emb: torch
             raise ModelError(f"{label}: pretrain_epochs={cfg.pretrain_epochs} needs the formation-energy features")
         pre = _trainer(mdir / "pretrain", {**signature, "stage": "formation energy"}, net, cfg, len(pretrain["train"][2]),
                        cfg.pretrain_epochs, f"{label}, pre-training on formation energy", seed)
-        _fit_epochs(pre, net, cfg, pretrain, cfg.pretrain_epochs, device, clip_at_zero=False)
+        _fit_epochs(pre, cfg, pretrain, cfg.pretrain_epochs, device, clip_at_zero=False)
         net.load_state_dict(pre.best_state())
     trainer = _trainer(mdir, signature, net, cfg, len(feats["train"][2]), cfg.epochs, label, seed)
-    _fit_epochs(trainer, net, cfg, feats, cfg.epochs, device, clip_at_zero=True)
+    _fit_epochs(trainer, cfg, feats, cfg.epochs, device, clip_at_zero=True)
     net.load_state_dict(trainer.best_state())
     return net.cpu().eval(), trainer.state
 
@@ -225,11 +222,9 @@ def ensemble_feats(oracle: Oracle, parts: dict[str, pd.DataFrame]) -> dict[str, 
 
     out = {}
     for k, v in parts.items():
-        z, w, errs = featurise(v["formula"])
-        if any(errs):
-            raise ModelError(f"cannot featurise {k} formulas: {[e for e in errs if e][:3]}")
+        z, w, y = _featurised(k, v, "band_gap")
         e = oracle.ensemble_outputs(z, w)
-        out[k] = (head_features(e, statistics_with_ionic(z, w)), e.regressor_std(), v["band_gap"].to_numpy(np.float32))
+        out[k] = (head_features(e, statistics_with_ionic(z, w)), e.regressor_std(), y)
     return out
 
 
