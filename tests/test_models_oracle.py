@@ -112,6 +112,8 @@ def test_a_member_outside_the_ensemble_is_refused(tmp_path):
 
 
 def test_nonmetal_members_learn_only_non_metals_and_feed_the_head(tmp_path, bandgaps):
+    from dataclasses import replace
+
     from wbg_core.data import split
 
     cfg = OracleConfig(members=1, epochs=1)
@@ -140,6 +142,24 @@ def test_nonmetal_members_learn_only_non_metals_and_feed_the_head(tmp_path, band
         assert torch.equal(va, vb), k
     with pytest.raises(ModelError, match="are not the 2 of"):
         train(tmp_path / "c", OracleConfig(members=2, epochs=1), pick_device("cpu"), limit=300, init_from=tmp_path / "a")
+    # the other way round: the non-metal members taken from it, only the full member trained anew
+    cfg_c = replace(cfg, seed=1)
+    card_c = train(tmp_path / "c", cfg_c, pick_device("cpu"), limit=300, nonmetal_members=2, nonmetal_from=tmp_path / "a")
+    c = load(tmp_path / "c")
+    assert card_c["nonmetal_members_from"]["directory"] == str(tmp_path / "a") and len(card_c["history"]) == 1
+    assert len(c.nonmetal_members) == 2 and "nonmetal_kwargs" not in c.config
+    for mine, theirs in zip(c.nonmetal_members, oracle.nonmetal_members):
+        for (k, va), (_, vb) in zip(theirs.state_dict().items(), mine.state_dict().items()):
+            assert torch.equal(va, vb), k
+    assert not torch.equal(next(iter(c.members[0].parameters())), next(iter(oracle.members[0].parameters())))
+    with pytest.raises(ModelError, match="holds 2 non-metal members, this run asks for 1"):
+        train(tmp_path / "d", cfg_c, pick_device("cpu"), limit=300, nonmetal_members=1, nonmetal_from=tmp_path / "a")
+    with pytest.raises(ModelError, match="this run trains the full members 0-0"):
+        train(tmp_path / "d", cfg_c, pick_device("cpu"), limit=300, nonmetal_members=2, nonmetal_from=tmp_path / "a",
+              only_member=1)
+    with pytest.raises(ModelError, match="give one"):
+        train(tmp_path / "d", cfg_c, pick_device("cpu"), limit=300, nonmetal_members=2, nonmetal_from=tmp_path / "a",
+              init_from=tmp_path / "a")
 
 
 def test_pretraining_learns_formation_energies_of_train_and_val_only_then_starts_the_gap_stage(tmp_path, bandgaps):

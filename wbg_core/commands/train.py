@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", type=Path, default=None,
                    help="autoencoder: start from this checkpoint directory's weights; oracle: take the full "
                         "members from this checkpoint and train only the non-metal ones (cited in the card)")
+    p.add_argument("--nonmetal-from", type=Path, default=None,
+                   help="oracle: take the non-metal members from this checkpoint and train only the full ones "
+                        "(cited in the card); --member then counts the full members only")
     p.add_argument("--nonmetal-members", type=int_in(0, MAX_MEMBERS), default=None,
                    help="oracle: members trained on gap > 0 rows only, read by the head's non-metal regressor "
                         "(default 5; 0: none, the checkpoints before 2026-12)")
@@ -86,6 +89,13 @@ def _train(args) -> int:
         raise UserError("--init-from: autoencoder or oracle only")
     if args.init_from is not None and not (args.init_from / "model.safetensors").exists():
         raise UserError(f"--init-from {args.init_from}: no model.safetensors there")
+    if args.nonmetal_from is not None:
+        if args.model != "oracle":
+            raise UserError("--nonmetal-from applies to the oracle only")
+        if args.init_from is not None:
+            raise UserError("--nonmetal-from and --init-from: give one (both would leave no member to train)")
+        if not (args.nonmetal_from / "model.safetensors").exists():
+            raise UserError(f"--nonmetal-from {args.nonmetal_from}: no model.safetensors there")
     if args.no_head and args.model != "oracle":
         raise UserError("--no-head applies to the oracle only")
     if args.nonmetal_members is not None and args.model != "oracle":
@@ -217,10 +227,11 @@ def _train_one(name: str, args, target: Path, device, command: str | None) -> di
             from ..engine.ray_members import train_members
 
             train_members(target, cfg, args.device, limit=args.limit, nonmetal_members=nonmetal,
-                          init_from=args.init_from, address=args.address,
+                          init_from=args.init_from, nonmetal_from=args.nonmetal_from, address=args.address,
                           progress_callback=lambda f, m: print(f"[{100 * f:5.1f}%] {m}", file=sys.stderr))
         return train(target, cfg, device, command=command, limit=args.limit, only_member=args.member,
-                     init_from=args.init_from, nonmetal_members=nonmetal, with_head=not args.no_head)
+                     init_from=args.init_from, nonmetal_members=nonmetal, with_head=not args.no_head,
+                     nonmetal_from=args.nonmetal_from)
     else:
         from ..models.gan import train
         from ..models.registry import CheckpointSet

@@ -36,7 +36,7 @@ def _fit_std_scale(err: np.ndarray, std: np.ndarray) -> float:
 
 def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | None = None, limit: int | None = None,
           only_member: int | None = None, nonmetal_members: int = 0, init_from: Path | None = None,
-          with_head: bool = True) -> dict:
+          with_head: bool = True, nonmetal_from: Path | None = None) -> dict:
     """Train each member on the full train split (all gaps), then `nonmetal_members` members on its
     gap > 0 rows only (the head's regressor reads them); resumable per member and epoch.
 
@@ -45,11 +45,17 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
     each); a later run without it finds them finished and assembles the ensemble.
     `init_from`: take the full members from that checkpoint and train only the non-metal ones, whose
     width (heads, hidden) may differ from theirs (config.json's nonmetal_kwargs).
+    `nonmetal_from`: the other way round: take the non-metal members from that checkpoint and train
+    only the full ones (so a new recipe for one half does not retrain the other).
     `with_head=False`: save the ensemble (its card without metrics) and stop; `calibrate` fits the head later.
     """
-    n_all = cfg.members + nonmetal_members
+    if init_from is not None and nonmetal_from is not None:
+        raise ModelError("--init-from and --nonmetal-from: give one (both would leave no member to train)")
+    n_all = cfg.members + (0 if nonmetal_from is not None else nonmetal_members)
     if only_member is not None and not 0 <= only_member < n_all:
-        raise ModelError(f"member {only_member} is out of range: the ensemble has members 0-{n_all - 1}")
+        raise ModelError(f"member {only_member} is out of range: " + (
+            f"this run trains the full members 0-{n_all - 1} (the non-metal ones come from --nonmetal-from)"
+            if nonmetal_from is not None else f"the ensemble has members 0-{n_all - 1}"))
     from ..data import load_bandgaps
     from .training import card_base, data_checksum
 
@@ -67,8 +73,16 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
             raise ModelError(f"--init-from {init_from}: its members ({len(base.members)} of {full_kwargs}) "
                              f"are not the {cfg.members} of {kwargs} asked for (only --heads and --hidden may differ: "
                              "they set the non-metal members' width)")
+    nm_base, nm_kwargs = None, kwargs
+    if nonmetal_from is not None:
+        nm_base = load(Path(nonmetal_from), with_head=False)
+        if len(nm_base.nonmetal_members) != nonmetal_members or not nonmetal_members:
+            raise ModelError(f"--nonmetal-from {nonmetal_from}: it holds {len(nm_base.nonmetal_members)} non-metal "
+                             f"members, this run asks for {nonmetal_members}")
+        nm_kwargs = nm_base.config.get("nonmetal_kwargs") or nm_base.config["kwargs"]
     jobs = [("member", k, replace(cfg, train_on="full")) for k in range(cfg.members) if base is None]
-    jobs += [(NONMETAL_PREFIX.rstrip("_"), k, replace(cfg, train_on="nonmetal")) for k in range(nonmetal_members)]
+    jobs += [(NONMETAL_PREFIX.rstrip("_"), k, replace(cfg, train_on="nonmetal"))
+             for k in range(nonmetal_members) if nm_base is None]
     offset = 0 if base is None else cfg.members  # --member K counts the full members first
     trained: dict[str, list] = {"member": [], "nonmetal_member": []}
     histories, wall = [], 0.0
@@ -90,11 +104,12 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
         wall += state.elapsed_s
         histories.append(state.history)
     members = base.members if base is not None else trained["member"]
+    nonmetal_nets = nm_base.nonmetal_members if nm_base is not None else trained["nonmetal_member"]
     config = {"class": "RoostGapEnsemble", "members": cfg.members, "nonmetal_members": nonmetal_members,
               "kwargs": full_kwargs, "train": asdict(cfg)}
-    if full_kwargs != kwargs and nonmetal_members:
-        config["nonmetal_kwargs"] = kwargs
-    oracle = Oracle(members, config, {}, nonmetal_members=trained["nonmetal_member"])
+    if full_kwargs != nm_kwargs and nonmetal_members:
+        config["nonmetal_kwargs"] = nm_kwargs
+    oracle = Oracle(members, config, {}, nonmetal_members=nonmetal_nets)
     # The fallback σ scale (a checkpoint without its head), fitted on the validation split.
     full = feats.get("full") or _split_features(df, replace(cfg, train_on="full"), limit)  # featurised once
     vz, vw, vy = full["val"]
@@ -104,12 +119,13 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
     card = card_base(NAME, device, cfg.seed, cfg.epochs, {**asdict(cfg), "nonmetal_members": nonmetal_members}, sha, command)
     card["wall_time_s"] = round(wall, 1)
     card["history"] = histories
-    if base is not None:
-        card["full_members_from"] = {"directory": str(init_from), "created": base.card.get("created"),
-                                     "command": base.card.get("command"), "wall_time_s": base.card.get("wall_time_s"),
-                                     "history": base.card.get("history")}
+    for key, source, ckpt in (("full_members_from", init_from, base), ("nonmetal_members_from", nonmetal_from, nm_base)):
+        if ckpt is not None:
+            card[key] = {"directory": str(source), "created": ckpt.card.get("created"),
+                         "command": ckpt.card.get("command"), "wall_time_s": ckpt.card.get("wall_time_s"),
+                         "history": ckpt.card.get("history")}
     tensors = {"embedding": emb}
-    for prefix, nets in (("member_", members), (NONMETAL_PREFIX, trained["nonmetal_member"])):
+    for prefix, nets in (("member_", members), (NONMETAL_PREFIX, nonmetal_nets)):
         for k, m in enumerate(nets):
             tensors.update({f"{prefix}{k}.{kk}": v for kk, v in m.state_dict().items() if kk != "embedding"})
     save_checkpoint(out, tensors, config, card)
