@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -112,8 +114,6 @@ def test_a_member_outside_the_ensemble_is_refused(tmp_path):
 
 
 def test_nonmetal_members_learn_only_non_metals_and_feed_the_head(tmp_path, bandgaps):
-    from dataclasses import replace
-
     from wbg_core.data import split
 
     cfg = OracleConfig(members=1, epochs=1)
@@ -210,3 +210,36 @@ def test_weights_with_a_nonmetal_member_the_config_does_not_name_are_refused(tmp
     (tmp_path / "b" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelError, match="1 members, 0 non-metal members.*nonmetal_member_0"):
         load(tmp_path / "b", with_head=False)
+
+
+def test_nonmetal_members_can_start_from_the_full_members(tmp_path):
+    import json
+
+    cpu = pick_device("cpu")
+    flagged = OracleConfig(members=1, epochs=1, nonmetal_from_full=True)
+    with pytest.raises(ModelError, match="train it first"):
+        train(tmp_path / "d", flagged, cpu, limit=300, nonmetal_members=1, only_member=1)
+    train(tmp_path / "a", OracleConfig(members=1, epochs=1), cpu, limit=300, with_head=False)
+    full = load(tmp_path / "a", with_head=False).members[0]
+    # at a learning rate of 1e-9 a member stays where it starts: at the full member with the flag
+    still = OracleConfig(members=1, epochs=1, lr=1e-9)
+    for name, cfg in (("b", replace(still, nonmetal_from_full=True)), ("c", still)):
+        train(tmp_path / name, cfg, cpu, limit=300, nonmetal_members=1, init_from=tmp_path / "a", with_head=False)
+
+    def distance(x, y):
+        return sum(float((p - q).detach().norm()) for p, q in zip(x.parameters(), y.parameters()))
+    assert distance(load(tmp_path / "b", with_head=False).nonmetal_members[0], full) < 1e-3
+    assert distance(load(tmp_path / "c", with_head=False).nonmetal_members[0], full) > 0.1
+    state = json.loads((tmp_path / "b" / "nonmetal_member_0" / "train_state" / "state.json").read_text())
+    assert state["signature"]["nonmetal_from_full"] is True and len(state["signature"]["start"]) == 64
+    assert not (tmp_path / "b" / "nonmetal_member_0" / "pretrain").exists()
+    # in one run: the flag leaves the full member as it is without it (its resume state lacks the flag,
+    # so the states saved before the flag existed still resume)
+    train(tmp_path / "d", flagged, cpu, limit=300, nonmetal_members=1, with_head=False)
+    for (k, va), (_, vb) in zip(load(tmp_path / "d", with_head=False).members[0].state_dict().items(),
+                                full.state_dict().items()):
+        assert torch.equal(va, vb), k
+    assert "nonmetal_from_full" not in json.loads(
+        (tmp_path / "d" / "member_0" / "train_state" / "state.json").read_text())["signature"]
+    with pytest.raises(ModelError, match="not with --nonmetal-from"):
+        train(tmp_path / "e", flagged, cpu, limit=300, nonmetal_members=1, nonmetal_from=tmp_path / "d")

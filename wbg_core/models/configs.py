@@ -67,6 +67,12 @@ class OracleConfig:
     pretrain_epochs: int = field(default=0, metadata={
         "help": "epochs of pre-training each member on the formation energies of the train split (every row "
                 "that has one, metals included) before it learns the gaps; 0: from random weights", "cli": "nonneg_int"})
+    # Measured 2026-12-04 (docs/models.md): a non-metal member started from a full member that was
+    # itself pre-trained on formation energies reaches 0.429 eV on the validation non-metals (0.447
+    # pre-trained on formation energies alone): energies, then every gap, then the non-metals' gaps.
+    nonmetal_from_full: bool = field(default=False, metadata={
+        "help": "start non-metal member K from full member K's best weights (of --init-from's checkpoint or of "
+                "this run), instead of random or formation-energy weights"})
 
 
 @dataclass

@@ -5,6 +5,7 @@ LightGBM fitting, MAPIE or the random-forest baseline.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, replace
@@ -80,6 +81,10 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
             raise ModelError(f"--nonmetal-from {nonmetal_from}: it holds {len(nm_base.nonmetal_members)} non-metal "
                              f"members, this run asks for {nonmetal_members}")
         nm_kwargs = nm_base.config.get("nonmetal_kwargs") or nm_base.config["kwargs"]
+    if cfg.nonmetal_from_full and nonmetal_members and (nm_base is not None or full_kwargs != kwargs):
+        raise ModelError("--nonmetal-from-full starts each non-metal member from a full member of the same width: "
+                         + ("not with --nonmetal-from" if nm_base is not None else
+                            f"--init-from {init_from}'s members are {full_kwargs}, not {kwargs}"))
     jobs = [("member", k, replace(cfg, train_on="full")) for k in range(cfg.members) if base is None]
     jobs += [(NONMETAL_PREFIX.rstrip("_"), k, replace(cfg, train_on="nonmetal"))
              for k in range(nonmetal_members) if nm_base is None]
@@ -92,11 +97,15 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
             continue
         if member_cfg.train_on not in feats:
             feats[member_cfg.train_on] = _split_features(df, member_cfg, limit)
-        if member_cfg.pretrain_epochs and "formation" not in feats:
+        if member_cfg.pretrain_epochs and "formation" not in feats and not (kind != "member" and cfg.nonmetal_from_full):
             feats["formation"] = _formation_features(df, member_cfg, limit)
+        start = None
+        if kind != "member" and cfg.nonmetal_from_full:
+            start = _full_member(k, base, trained["member"], out, cfg, df, feats, emb, kwargs, device, sha, limit)
         net, state = _train_member(out / f"{kind}_{k}", k, member_cfg, feats[member_cfg.train_on], emb, kwargs,
                                    device, sha, limit, f"oracle {kind.replace('_', ' ')} {k + 1}",
-                                   pretrain=feats.get("formation") if member_cfg.pretrain_epochs else None)
+                                   pretrain=feats.get("formation") if member_cfg.pretrain_epochs and start is None
+                                   else None, start=start)
         if only_member is not None:
             return {"member": only_member, "kind": kind, "epochs": state.epoch, "best_val_mae": state.best,
                     "elapsed_s": round(state.elapsed_s, 1)}
@@ -207,19 +216,56 @@ def _trainer(mdir: Path, signature: dict, net: RoostGap, cfg: OracleConfig, n_ro
                    best_key="val_mae")
 
 
+def _full_member(k: int, base, trained: list, out: Path, cfg: OracleConfig, df, feats: dict, emb, kwargs: dict,
+                 device, sha: str, limit: int | None) -> RoostGap:
+    """Full member k, the start of non-metal member k (cfg.nonmetal_from_full): from --init-from's
+    checkpoint, from this run, or from its finished resume state under `out`."""
+    if base is not None:
+        if k >= len(base.members):
+            raise ModelError(f"non-metal member {k} starts from full member {k}, but the checkpoint has {len(base.members)}")
+        return base.members[k]
+    if k < len(trained):
+        return trained[k]
+    if k >= cfg.members:
+        raise ModelError(f"non-metal member {k} starts from full member {k}, but the ensemble has {cfg.members}")
+    full_cfg = replace(cfg, train_on="full")
+    mdir = out / f"member_{k}"
+    if not (mdir / "train_state" / "state.json").exists():
+        raise ModelError(f"non-metal member {k} starts from full member {k}: train it first ({mdir} has no state)")
+    if "full" not in feats:
+        feats["full"] = _split_features(df, full_cfg, limit)
+    if full_cfg.pretrain_epochs and "formation" not in feats:
+        feats["formation"] = _formation_features(df, full_cfg, limit)
+    net, state = _train_member(mdir, k, full_cfg, feats["full"], emb, kwargs, device, sha, limit,
+                               f"oracle member {k + 1}", pretrain=feats.get("formation"))
+    return net
+
+
 def _train_member(mdir: Path, k: int, cfg: OracleConfig, feats: dict, emb: torch.Tensor, kwargs: dict,
-                  device: torch.device, sha: str, limit: int | None, label: str, pretrain: dict | None = None):
+                  device: torch.device, sha: str, limit: int | None, label: str, pretrain: dict | None = None,
+                  start: RoostGap | None = None):
     """One member, resumable per epoch; returns (the best-validation network on the CPU, its state).
 
     pretrain (cfg.pretrain_epochs > 0): the formation-energy features; the member first learns them
     (its own resumable state in mdir/pretrain), then the gaps from that stage's best weights.
+    start: a trained member whose weights begin the gap stage instead (no pre-training); a digest of
+    them joins the resume signature, so another start trains anew.
     """
     seed = cfg.seed * 1000 + k
     torch.manual_seed(seed)
     net = RoostGap(emb.clone(), **{**kwargs, "out_hidden": tuple(cfg.out_hidden)}).to(device)
     signature = {"model": NAME, "member": k, **asdict(cfg), "data": sha, "limit": limit}
     signature["out_hidden"] = list(cfg.out_hidden)
-    if cfg.pretrain_epochs:
+    if not cfg.nonmetal_from_full or cfg.train_on == "full":
+        del signature["nonmetal_from_full"]  # the full members do not depend on it; older states lack it
+    if start is not None:
+        state_dict = start.state_dict()
+        digest = hashlib.sha256()
+        for name in sorted(state_dict):
+            digest.update(name.encode() + state_dict[name].detach().cpu().contiguous().numpy().tobytes())
+        signature["start"] = digest.hexdigest()
+        net.load_state_dict(state_dict)
+    elif cfg.pretrain_epochs:
         if pretrain is None:
             raise ModelError(f"{label}: pretrain_epochs={cfg.pretrain_epochs} needs the formation-energy features")
         pre = _trainer(mdir / "pretrain", {**signature, "stage": "formation energy"}, net, cfg, len(pretrain["train"][2]),
