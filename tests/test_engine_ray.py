@@ -134,7 +134,8 @@ def test_experiment_repeats_on_ray_equal_the_sequential_run(ray_local, models, t
     assert (journal / "repeat_001.json").is_file()  # and was kept as it came back
 
 
-def test_oracle_members_trained_as_ray_tasks_assemble_to_the_sequential_ensemble(ray_local, tmp_path):
+@pytest.mark.parametrize("nonmetal_from_full", [False, True])  # True: the non-metal members wait for the full ones
+def test_oracle_members_trained_as_ray_tasks_assemble_to_the_sequential_ensemble(ray_local, tmp_path, nonmetal_from_full):
     import torch
 
     from wbg_core.engine.ray_members import train_members
@@ -142,7 +143,7 @@ def test_oracle_members_trained_as_ray_tasks_assemble_to_the_sequential_ensemble
     from wbg_core.models.oracle_training import train
     from wbg_core.models.training import pick_device
 
-    cfg = OracleConfig(members=2, epochs=1)
+    cfg = OracleConfig(members=2, epochs=1, nonmetal_from_full=nonmetal_from_full)
     kw = {"limit": 300, "nonmetal_members": 1}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each Ray task trains

@@ -41,8 +41,14 @@ def train_members(out: Path, cfg, device_name: str = "auto", *, limit: int | Non
     task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(_member_task)
     first = cfg.members if init_from is not None else 0
     members = range(first, cfg.members + (0 if nonmetal_from is not None else nonmetal_members))
-    pending = {task.remote(str(out), cfg, "cuda" if gpus else "cpu", limit, k, nonmetal_members,
-                           str(init_from) if init_from is not None else None,
-                           str(nonmetal_from) if nonmetal_from is not None else None): k for k in members}
-    done = gather(ray, pending, progress_callback, "member")
+    # non-metal members that start from this run's full members wait for them (a second wave)
+    waves = [members]
+    if getattr(cfg, "nonmetal_from_full", False) and first == 0 and nonmetal_members and nonmetal_from is None:
+        waves = [range(0, cfg.members), range(cfg.members, members.stop)]
+    done: dict = {}
+    for wave in waves:
+        pending = {task.remote(str(out), cfg, "cuda" if gpus else "cpu", limit, k, nonmetal_members,
+                               str(init_from) if init_from is not None else None,
+                               str(nonmetal_from) if nonmetal_from is not None else None): k for k in wave}
+        done.update(gather(ray, pending, progress_callback, "member", already=len(done)))
     return [done[k] for k in members]
