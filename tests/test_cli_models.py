@@ -199,9 +199,11 @@ def test_model_config_flags_come_from_the_config_dataclasses():
 
     assert set(config_flags(AEConfig)) == {"--lr", "--substitute", "--substitute-within", "--substitute-oxidation"}
     assert set(config_flags(GANConfig)) == {"--gan-arch", "--gan-train-on"}
-    assert set(config_flags(OracleConfig)) == {"--heads", "--hidden", "--pretrain-epochs"}
+    assert set(config_flags(OracleConfig)) == {"--heads", "--hidden", "--pretrain-epochs", "--nonmetal-from-full"}
     args = build_parser().parse_args(["train", "oracle", "--pretrain-epochs", "30"])
     assert config_overrides(args, OracleConfig) == {"pretrain_epochs": 30}
+    args = build_parser().parse_args(["train", "oracle", "--nonmetal-from-full"])
+    assert config_overrides(args, OracleConfig) == {"nonmetal_from_full": True}
     args = build_parser().parse_args(["train", "autoencoder", "--substitute", "0.3", "--substitute-within", "2",
                                       "--substitute-oxidation"])
     assert config_overrides(args, AEConfig) == {"substitute": 0.3, "substitute_within": 2, "substitute_oxidation": True}
