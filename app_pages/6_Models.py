@@ -81,6 +81,10 @@ def _card(name: str):
                 + (f"**Metrics re-measured by**: `{card['evaluation'].get('command')}` "
                    f"({card['evaluation'].get('date', '')[:10]}; the training run's are in the full card)  \n"
                    if card.get("evaluation") else "")
+                + "".join(f"**{label} trained by** (taken from that run): `{card[key].get('command')}`  \n"
+                          for key, label in (("full_members_from", "Full members"),
+                                             ("nonmetal_members_from", "Non-metal members"))
+                          if isinstance(card.get(key), dict) and card[key].get("command"))
                 + (f"**Head (P(non-metal), conformal σ) fitted by**: `{card['head'].get('command')}`  \n"
                    if isinstance(card.get("head"), dict) else "")
                 + f"**Directory**: `{ac.shown_path(dirs[name])}`")

@@ -54,6 +54,11 @@ def test_cards_and_figures():
     assert not at.error
     t = texts(at)
     assert "Training command" in t
+    # an oracle assembled from another run's members names that run's command too
+    from wbg_core.models import load_oracle
+    full_from = load_oracle().card.get("full_members_from")
+    if full_from:
+        assert "Full members trained by" in t and full_from["command"] in t
     assert len(at.tabs) == 4
     assert "/models/" not in t.replace("`models/`", "")  # card directories shown relative to the repository
     # the classic compounds say where each label comes from: most are the largest gap over polymorphs
