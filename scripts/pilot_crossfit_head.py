@@ -1,0 +1,74 @@
+"""What would a gap regressor learnt on out-of-sample member outputs give on every #12 figure?
+
+python scripts/pilot_crossfit_head.py [CHECKPOINT_DIR]  (1 thread; about 5 min)
+The shipped head boosts its gap regressor on the train split, where the members' outputs are
+in-sample. Here the same regressor (features, start, parameters) is cross-fitted on the
+validation split: 5 folds, each model trained on the non-metals of the other 4; the validation
+predictions are out-of-fold and the test prediction is the 5 models' mean. The shipped P(non-metal)
+is kept; σ scales and the window distribution are re-fitted from the out-of-fold predictions by
+oracle_head's own functions (cross-conformal). Test figures by oracle_eval.evaluate_predictions,
+beside the shipped head's in the same run.
+"""
+import sys
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+from sklearn.model_selection import KFold
+
+from wbg_core.composition.featurize import featurise
+from wbg_core.data import load_bandgaps, split
+from wbg_core.models.forest import statistics_with_ionic
+from wbg_core.models.oracle import load
+from wbg_core.models.oracle_eval import evaluate_predictions
+from wbg_core.models.oracle_head import (PRED_BINS, HeadConfig, calibrated_p, combine, conformal_scales, head_features,
+                                         hurdle_window_probability, regressor_start, residual_quantiles)
+from wbg_core.settings import set_torch_threads
+
+set_torch_threads(1)
+oracle = load(Path(sys.argv[1] if len(sys.argv) > 1 else "models/oracle"))
+shipped, cfg = oracle.head.calibration, HeadConfig()
+parts = split(load_bandgaps(), seed=0)
+data = {}
+for name in ("val", "test"):
+    z, w, _ = featurise(parts[name]["formula"])
+    out = oracle.ensemble_outputs(z, w)
+    x = head_features(out, statistics_with_ionic(z, w))
+    off = int(shipped["classifier_first_column"])
+    p = calibrated_p(oracle.head.classifier.predict(x[:, off:]), shipped)
+    data[name] = {"x": x, "s": out.regressor_std(), "y": parts[name]["band_gap"].to_numpy(), "p": p,
+                  "start": regressor_start(x, shipped), "detail": oracle.predict_detail(z, w)}
+
+
+def summary(label: str, y, d: dict, cal: dict) -> None:
+    m = evaluate_predictions(y, d["mean"], d["std"], lambda win: hurdle_window_probability(
+        d["p_nonmetal"], d["gap_if_nonmetal"], d["std_if_nonmetal"], win, cal))
+    bins = [b for b in m["by_predicted_gap"] if b["n"]]
+    print(f"{label}: MAE {m['test_full']['mae']:.4f}, gap > 0 {m['test_nonmetal']['mae']:.4f}, "
+          f"window F1 {m['window_mean_f1']:.4f}, worst |bias| {max(abs(b['bias']) for b in bins):.3f}, "
+          f"±1σ {min(b['within_1_sigma'] for b in bins):.1%}-{max(b['within_1_sigma'] for b in bins):.1%}", flush=True)
+
+
+te, va = data["test"], data["val"]
+summary("shipped head", te["y"], te["detail"], shipped)
+params = {"objective": "l1", "learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves,
+          "min_data_in_leaf": cfg.min_data_in_leaf, "feature_fraction": cfg.feature_fraction, "bagging_fraction": 0.8,
+          "bagging_freq": 1, "seed": 0, "num_threads": 1, "verbose": -1, "deterministic": True, "force_row_wise": True}
+nm = va["y"] > 0
+cv = lgb.cv(params, lgb.Dataset(va["x"][nm], va["y"][nm], init_score=va["start"][nm]), num_boost_round=2000,
+            nfold=5, seed=0, stratified=False, callbacks=[lgb.early_stopping(50, verbose=False)])
+rounds = len(next(iter(cv.values())))
+r_va, r_te = np.zeros(len(va["y"])), np.zeros(len(te["y"]))
+for fit_rows, held in KFold(5, shuffle=True, random_state=0).split(va["x"]):
+    rows = fit_rows[va["y"][fit_rows] > 0]
+    reg = lgb.train(params, lgb.Dataset(va["x"][rows], va["y"][rows], init_score=va["start"][rows]), num_boost_round=rounds)
+    r_va[held] = reg.predict(va["x"][held]) + va["start"][held]
+    r_te += (reg.predict(te["x"]) + te["start"]) / 5
+r_va, r_te = np.clip(r_va, 0, None), np.clip(r_te, 0, None)
+edges = list(PRED_BINS)
+cal = {**shipped, "regressor_scales": conformal_scales(r_va[nm], va["s"][nm], va["y"][nm], edges),
+       "total_scales": [1.0] * (len(edges) - 1)}
+first = combine(va["p"], r_va, va["s"], cal)
+cal["residual_quantiles"] = residual_quantiles(r_va[nm], first["std_if_nonmetal"][nm].astype(np.float64), va["y"][nm], edges)
+cal["total_scales"] = conformal_scales(first["mean"].astype(np.float64), first["std"].astype(np.float64), va["y"], edges)
+summary(f"cross-fitted on validation ({rounds} rounds x 5 folds)", te["y"], combine(te["p"], r_te, te["s"], cal), cal)
