@@ -243,3 +243,30 @@ def test_nonmetal_members_can_start_from_the_full_members(tmp_path):
         (tmp_path / "d" / "member_0" / "train_state" / "state.json").read_text())["signature"]
     with pytest.raises(ModelError, match="not with --nonmetal-from"):
         train(tmp_path / "e", flagged, cpu, limit=300, nonmetal_members=1, nonmetal_from=tmp_path / "d")
+
+
+def test_the_gap_regressor_can_learn_on_validation_with_out_of_fold_calibration(tmp_path, bandgaps):
+    """Cross-fitted on the validation split, the regressor's σ and window distribution must come
+    from out-of-fold predictions: the final booster has seen every validation non-metal."""
+    from wbg_core.data import split
+    from wbg_core.models.oracle_head import HeadConfig
+    from wbg_core.models.oracle_training import calibrate
+
+    train(tmp_path, OracleConfig(members=1, epochs=1), pick_device("cpu"), limit=300, nonmetal_members=1, with_head=False)
+    calibrate(tmp_path, HeadConfig(regressor_fit_on="validation", regressor_rounds=30), limit=300)
+    oracle = load(tmp_path)
+    cal = oracle.head.calibration
+    assert cal["regressor_fit_on"] == "validation" and cal["regressor_rounds"] >= 1
+    val = split(bandgaps, seed=0, subset="full")["val"].iloc[:300]
+    val = val[val["band_gap"] > 0]
+    z, w, _ = featurise(val["formula"])
+    in_sample = float(np.abs(oracle.predict_detail(z, w)["gap_if_nonmetal"] - val["band_gap"].to_numpy()).mean())
+    assert in_sample < cal["regressor_out_of_fold_mae"], (in_sample, cal["regressor_out_of_fold_mae"])
+    # and σ was scaled on those wider out-of-fold residuals, not on the booster's own
+    from wbg_core.models.oracle_head import conformal_scales
+    gap = oracle.predict_detail(z, w)["gap_if_nonmetal"].astype(np.float64)
+    own = conformal_scales(gap, oracle.ensemble_outputs(z, w).regressor_std(), val["band_gap"].to_numpy())
+    assert np.mean(cal["regressor_scales"]) > np.mean(own), (cal["regressor_scales"], own)
+    with pytest.raises(ValueError, match="regressor_fit_on must be 'train' or 'validation'"):
+        calibrate(tmp_path, HeadConfig(regressor_fit_on="test"), limit=300)
+    assert load(tmp_path).head.calibration == cal  # the refused fit left the head as it was

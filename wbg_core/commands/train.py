@@ -71,6 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", type=Path, default=None, help="checkpoint directory (default: the shipped one)")
     p.add_argument("--limit", type=positive_int, default=None, help="the first N rows of each split only (smoke tests)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch and LightGBM threads (default: settings, 2)")
+    p.add_argument("--regressor-on", choices=("train", "validation"), default="train",
+                   help="where the gap regressor learns: the train split (shipped), or cross-fitted on the validation "
+                        "split, where the members' outputs are out-of-sample, with σ calibrated out-of-fold")
     p.set_defaults(handler=_calibrate)
 
 
@@ -197,7 +200,10 @@ def _calibrate(args) -> int:
         raise UserError("--limit must be at least 50 rows per split")
     threads = set_torch_threads(args.threads)
     directory = args.dir or get_settings().models_dir / NAME
-    card = calibrate(directory, command=_command_line(), threads=threads, limit=args.limit)
+    from ..models.oracle_head import HeadConfig
+
+    card = calibrate(directory, HeadConfig(regressor_fit_on=args.regressor_on), command=_command_line(), threads=threads,
+                     limit=args.limit)
     m = card["metrics"]
     print_json({k: m[k] for k in ("sample", "test_full", "test_nonmetal", "by_predicted_gap", "window_mean_f1",
                                   "roc_auc_gap_ge_3eV")})
