@@ -320,14 +320,12 @@ def combine(p: np.ndarray, r: np.ndarray, roost_std: np.ndarray, cal: dict) -> d
 
 
 def _crossfit_regressor(lgb, params: dict, x_va, y_va, start: dict, init, cfg: HeadConfig):
-    """The gap regressor learnt on the validation non-metals: rounds by k-fold CV, out-of-fold
-    predictions for every validation row (what σ and the window distribution are calibrated on),
-    then one booster on all of them with those rounds (what predicts)."""
+    """The gap regressor learnt on the validation non-metals: rounds by k-fold CV, out-of-fold predictions
+    of every validation row (σ and the window distribution are calibrated on them), then one booster on all."""
     from sklearn.model_selection import KFold
 
     nm = y_va > 0
-    s_va = regressor_start(x_va, start)
-    s_va = np.broadcast_to(np.asarray(s_va, np.float64), (len(y_va),))
+    s_va = np.broadcast_to(np.asarray(regressor_start(x_va, start), np.float64), (len(y_va),))
     def data(rows):
         return lgb.Dataset(x_va[rows], y_va[rows], init_score=init(s_va[rows], int(len(rows))))
     rows_nm = np.flatnonzero(nm)
@@ -394,9 +392,8 @@ def fit_head(feats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: H
         "MAPIE SplitConformalRegressor, StdConformityScore, one conformalisation per predicted-gap bin; "
         "P(in window) from the quantiles of the non-metals' standardised residuals per bin"),
         config=asdict(cfg), classifier_rounds=int(clf.best_iteration),
-        regressor_rounds=int(reg.best_iteration or reg.current_iteration()), regressor_fit_on=cfg.regressor_fit_on)
-    if oof is not None:
-        cal["regressor_out_of_fold_mae"] = float(np.abs(oof[vnm] - y_va[vnm]).mean())
+        regressor_rounds=int(reg.best_iteration or reg.current_iteration()), regressor_fit_on=cfg.regressor_fit_on,
+        **({} if oof is None else {"regressor_out_of_fold_mae": float(np.abs(oof[vnm] - y_va[vnm]).mean())}))
     # keep only the rounds early stopping chose, so the saved model predicts as validated
     clf = lgb.Booster(model_str=clf.model_to_string(num_iteration=clf.best_iteration))
     reg = lgb.Booster(model_str=reg.model_to_string(num_iteration=reg.best_iteration))
