@@ -43,7 +43,7 @@ def train_members(out: Path, cfg, device_name: str = "auto", *, limit: int | Non
     members = range(first, cfg.members + (0 if nonmetal_from is not None else nonmetal_members))
     # non-metal members that start from this run's full members wait for them (a second wave)
     waves = [members]
-    if getattr(cfg, "nonmetal_from_full", False) and first == 0 and nonmetal_members and nonmetal_from is None:
+    if cfg.nonmetal_from_full and first == 0 and nonmetal_members and nonmetal_from is None:
         waves = [range(0, cfg.members), range(cfg.members, members.stop)]
     done: dict = {}
     for wave in waves:

@@ -341,9 +341,9 @@ def _crossfit_regressor(lgb, params: dict, x_va, y_va, start: dict, init, cfg: H
 
 def fit_head(feats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: HeadConfig, magpie_first_column: int,
              threads: int = 2, nonmetal_mean_columns: tuple[int, int] | None = None) -> OracleHead:
-    """feats: split -> (head features, ensemble σ, gap). Boosters fit on train (early-stopped on val);
-    P(non-metal) and σ calibrated on val only. nonmetal_mean_columns: where the non-metal members'
-    means sit in the features (the regressor starts from their mean when cfg says so)."""
+    """feats: split -> (head features, ensemble σ, gap). Boosters fit on train, early-stopped on val (or the gap
+    regressor cross-fitted on val: cfg.regressor_fit_on); P(non-metal) and σ calibrated on val only.
+    nonmetal_mean_columns: where the non-metal members' means sit (cfg.regressor_from_members starts from them)."""
     import lightgbm as lgb
     from sklearn.isotonic import IsotonicRegression
 

@@ -95,17 +95,14 @@ def train(out: Path, cfg: OracleConfig, device: torch.device, command: str | Non
     for n, (kind, k, member_cfg) in enumerate(jobs):
         if only_member is not None and n + offset != only_member:
             continue
-        if member_cfg.train_on not in feats:
-            feats[member_cfg.train_on] = _split_features(df, member_cfg, limit)
-        if member_cfg.pretrain_epochs and "formation" not in feats and not (kind != "member" and cfg.nonmetal_from_full):
-            feats["formation"] = _formation_features(df, member_cfg, limit)
-        start = None
-        if kind != "member" and cfg.nonmetal_from_full:
-            start = _full_member(k, base, trained["member"], out, cfg, df, feats, emb, kwargs, device, sha, limit)
+        from_full = kind != "member" and cfg.nonmetal_from_full  # starts from a full member: no pre-training
+        _add_features(feats, df, member_cfg, limit, pretrain=bool(member_cfg.pretrain_epochs) and not from_full)
+        start = _full_member(k, base, trained["member"], out, cfg, df, feats, emb, kwargs, device, sha, limit) \
+            if from_full else None
         net, state = _train_member(out / f"{kind}_{k}", k, member_cfg, feats[member_cfg.train_on], emb, kwargs,
                                    device, sha, limit, f"oracle {kind.replace('_', ' ')} {k + 1}",
-                                   pretrain=feats.get("formation") if member_cfg.pretrain_epochs and start is None
-                                   else None, start=start)
+                                   pretrain=None if from_full or not member_cfg.pretrain_epochs else feats["formation"],
+                                   start=start)
         if only_member is not None:
             return {"member": only_member, "kind": kind, "epochs": state.epoch, "best_val_mae": state.best,
                     "elapsed_s": round(state.elapsed_s, 1)}
@@ -232,13 +229,18 @@ def _full_member(k: int, base, trained: list, out: Path, cfg: OracleConfig, df, 
     mdir = out / f"member_{k}"
     if not (mdir / "train_state" / "state.json").exists():
         raise ModelError(f"non-metal member {k} starts from full member {k}: train it first ({mdir} has no state)")
-    if "full" not in feats:
-        feats["full"] = _split_features(df, full_cfg, limit)
-    if full_cfg.pretrain_epochs and "formation" not in feats:
-        feats["formation"] = _formation_features(df, full_cfg, limit)
-    net, state = _train_member(mdir, k, full_cfg, feats["full"], emb, kwargs, device, sha, limit,
-                               f"oracle member {k + 1}", pretrain=feats.get("formation"))
-    return net
+    _add_features(feats, df, full_cfg, limit, pretrain=bool(full_cfg.pretrain_epochs))
+    return _train_member(mdir, k, full_cfg, feats["full"], emb, kwargs, device, sha, limit,
+                         f"oracle member {k + 1}", pretrain=feats.get("formation"))[0]
+
+
+def _add_features(feats: dict, df: pd.DataFrame, cfg: OracleConfig, limit: int | None, pretrain: bool) -> None:
+    """Featurise, once per run, the rows a member of this config learns (and the formation energies
+    when it is pre-trained on them)."""
+    if cfg.train_on not in feats:
+        feats[cfg.train_on] = _split_features(df, cfg, limit)
+    if pretrain and "formation" not in feats:
+        feats["formation"] = _formation_features(df, cfg, limit)
 
 
 def _train_member(mdir: Path, k: int, cfg: OracleConfig, feats: dict, emb: torch.Tensor, kwargs: dict,
