@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wbg_core.composition.featurize import featurise
+from pilot_head_inputs import head_inputs
 from wbg_core.data import load_bandgaps, split
 from wbg_core.models.oracle import load
 from wbg_core.settings import set_torch_threads
@@ -19,11 +19,8 @@ parts = split(load_bandgaps(), seed=0)
 for directory in sys.argv[1:]:
     oracle = load(Path(directory))
     for name in ("val", "test"):
-        rows = parts[name].query("band_gap > 0")
-        z, w, _ = featurise(rows["formula"])
-        y = rows["band_gap"].to_numpy()
-        out, detail = oracle.ensemble_outputs(z, w), oracle.predict_detail(z, w)
-        mae = {"non-metal members' mean": np.clip(out.nonmetal_means.mean(0), 0, None),
-               "full members' mean": np.clip(out.means.mean(0), 0, None),
-               "head, gap of a non-metal": detail["gap_if_nonmetal"], "shown": detail["mean"]}
-        print(directory, name, ", ".join(f"{k} {np.abs(v - y).mean():.4f}" for k, v in mae.items()), flush=True)
+        d = head_inputs(oracle, parts[name].query("band_gap > 0"))
+        mae = {"non-metal members' mean": np.clip(d["out"].nonmetal_means.mean(0), 0, None),
+               "full members' mean": np.clip(d["out"].means.mean(0), 0, None),
+               "head, gap of a non-metal": d["detail"]["gap_if_nonmetal"], "shown": d["detail"]["mean"]}
+        print(directory, name, ", ".join(f"{k} {np.abs(v - d['y']).mean():.4f}" for k, v in mae.items()), flush=True)

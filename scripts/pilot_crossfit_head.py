@@ -16,29 +16,21 @@ import lightgbm as lgb
 import numpy as np
 from sklearn.model_selection import KFold
 
-from wbg_core.composition.featurize import featurise
+from pilot_head_inputs import head_inputs
 from wbg_core.data import load_bandgaps, split
-from wbg_core.models.forest import statistics_with_ionic
 from wbg_core.models.oracle import load
 from wbg_core.models.oracle_eval import evaluate_predictions
-from wbg_core.models.oracle_head import (PRED_BINS, HeadConfig, calibrated_p, combine, conformal_scales, head_features,
-                                         hurdle_window_probability, regressor_start, residual_quantiles)
+from wbg_core.models.oracle_head import (PRED_BINS, HeadConfig, combine, conformal_scales, hurdle_window_probability,
+                                         residual_quantiles)
 from wbg_core.settings import set_torch_threads
 
 set_torch_threads(1)
 oracle = load(Path(sys.argv[1] if len(sys.argv) > 1 else "models/oracle"))
 shipped, cfg = oracle.head.calibration, HeadConfig()
 parts = split(load_bandgaps(), seed=0)
-data = {}
-for name in ("val", "test"):
-    z, w, _ = featurise(parts[name]["formula"])
-    out = oracle.ensemble_outputs(z, w)
-    x = head_features(out, statistics_with_ionic(z, w))
-    off = int(shipped["classifier_first_column"])
-    p = calibrated_p(oracle.head.classifier.predict(x[:, off:]), shipped)
-    data[name] = {"x": x, "s": out.regressor_std(), "y": parts[name]["band_gap"].to_numpy(), "p": p,
-                  "start": regressor_start(x, shipped), "detail": oracle.predict_detail(z, w)}
-
+data = {name: head_inputs(oracle, parts[name]) for name in ("val", "test")}
+for d in data.values():
+    d["p"] = d["detail"]["p_nonmetal"].astype(np.float64)  # the shipped P(non-metal), kept
 
 def summary(label: str, y, d: dict, cal: dict) -> None:
     m = evaluate_predictions(y, d["mean"], d["std"], lambda win: hurdle_window_probability(

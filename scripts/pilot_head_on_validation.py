@@ -12,26 +12,20 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
-from wbg_core.composition.featurize import featurise
+from pilot_head_inputs import head_inputs
 from wbg_core.data import load_bandgaps, split
-from wbg_core.models.forest import statistics_with_ionic
 from wbg_core.models.oracle import load
-from wbg_core.models.oracle_head import HeadConfig, head_features, regressor_start
+from wbg_core.models.oracle_head import HeadConfig
 from wbg_core.settings import set_torch_threads
 
 set_torch_threads(1)
 oracle = load(Path(sys.argv[1] if len(sys.argv) > 1 else "models/oracle"))
-cal, cfg = oracle.head.calibration, HeadConfig()
+cfg = HeadConfig()
 parts = split(load_bandgaps(), seed=0)
-data = {}
-for name in ("val", "test"):
-    rows = parts[name].query("band_gap > 0")
-    z, w, _ = featurise(rows["formula"])
-    out = oracle.ensemble_outputs(z, w)
-    x = head_features(out, statistics_with_ionic(z, w))
-    data[name] = (x, rows["band_gap"].to_numpy(), regressor_start(x, cal), oracle.predict_detail(z, w)["gap_if_nonmetal"])
-x_va, y_va, s_va, _ = data["val"]
-x_te, y_te, s_te, head_te = data["test"]
+data = {name: head_inputs(oracle, parts[name].query("band_gap > 0")) for name in ("val", "test")}
+x_va, y_va, s_va = (data["val"][k] for k in ("x", "y", "start"))
+x_te, y_te, s_te = (data["test"][k] for k in ("x", "y", "start"))
+head_te = data["test"]["detail"]["gap_if_nonmetal"]
 print(f"test non-metals: members' mean {np.abs(np.clip(s_te, 0, None) - y_te).mean():.4f}, "
       f"shipped head {np.abs(head_te - y_te).mean():.4f}", flush=True)
 for leaves, rate, min_leaf in ((255, 0.1, 20), (31, 0.03, 50), (15, 0.02, 100)):
