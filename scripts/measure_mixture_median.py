@@ -6,6 +6,7 @@ import numpy as np
 from wbg_core.data import load_bandgaps, split
 from wbg_core.models.oracle import load_oracle
 from wbg_core.models import oracle_head as oh
+from wbg_core.models.oracle_head_fit import conformal_scales
 from wbg_core.models.oracle_eval import evaluate_predictions, PRED_BINS
 from wbg_core.composition.featurize import featurise
 o = load_oracle(); cal = o.head.calibration
@@ -30,7 +31,7 @@ def raw_std(p, r, s_r, c):
     return np.sqrt(np.maximum(p * (s_r ** 2 + (r - c) ** 2) + (1 - p) * c ** 2, 1e-6))
 d, y = D["val"]; p, r, s = (d[k].astype(np.float64) for k in ("p_nonmetal", "gap_if_nonmetal", "std_if_nonmetal"))
 m = median(p, r, s); raw = raw_std(p, r, s, m)
-scales = oh.conformal_scales(m, raw, y)
+scales = conformal_scales(m, raw, y)
 print("total scales mean-centred", np.round(cal["total_scales"], 3), "median-centred", np.round(scales, 3))
 for name in ("val", "test"):
     d, y = D[name]; p, r, s = (d[k].astype(np.float64) for k in ("p_nonmetal", "gap_if_nonmetal", "std_if_nonmetal"))

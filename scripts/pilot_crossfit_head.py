@@ -20,8 +20,8 @@ from pilot_head_inputs import head_inputs
 from wbg_core.data import load_bandgaps, split
 from wbg_core.models.oracle import load
 from wbg_core.models.oracle_eval import evaluate_predictions
-from wbg_core.models.oracle_head import (PRED_BINS, HeadConfig, combine, conformal_scales, hurdle_window_probability,
-                                         residual_quantiles)
+from wbg_core.models.oracle_head import PRED_BINS, combine, hurdle_window_probability
+from wbg_core.models.oracle_head_fit import HeadConfig, conformal_scales, residual_quantiles
 from wbg_core.settings import set_torch_threads
 
 set_torch_threads(1)

@@ -15,7 +15,7 @@ import numpy as np
 from pilot_head_inputs import head_inputs
 from wbg_core.data import load_bandgaps, split
 from wbg_core.models.oracle import load
-from wbg_core.models.oracle_head import HeadConfig
+from wbg_core.models.oracle_head_fit import HeadConfig
 from wbg_core.settings import set_torch_threads
 
 set_torch_threads(1)

@@ -3,6 +3,7 @@
 Copies of the shipped files in tmp_path, truncated, garbled or emptied, loaded through the
 real loaders; bench/robust_corruption.py runs the same over every file.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -14,11 +15,15 @@ import pytest
 
 from wbg_core.models.errors import ModelError
 from wbg_core.models.latent_map import FILE, LatentMap
+from wbg_core.models.oracle_head import CALIBRATION_FILE, booster_files
 from wbg_core.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 import robust_corruption  # noqa: E402
+
+# the shipped head's booster files (one gap regressor or k cross-fitted ones, any stacked classifiers)
+_SHIPPED_HEAD = booster_files(json.loads((get_settings().models_dir / "oracle" / CALIBRATION_FILE).read_text()))
 
 
 @pytest.fixture
@@ -70,7 +75,7 @@ def test_a_well_formed_but_inconsistent_map_is_refused(map_copy, key, value):
         LatentMap.load(map_copy)
 
 
-@pytest.mark.parametrize("name", ["head_gap.lgb.txt.gz", "head_nonmetal.lgb.txt.gz"])
+@pytest.mark.parametrize("name", [*_SHIPPED_HEAD["regressor"][:1], *_SHIPPED_HEAD["stack"][:1], "head_nonmetal.lgb.txt.gz"])
 @pytest.mark.parametrize("how", ["truncated gzip", "truncated text, gzipped again"])
 def test_a_truncated_booster_is_named_even_without_checksums(tmp_path, name, how):
     """LightGBM aborts the process on a truncated model string: checked before it sees one

@@ -296,11 +296,12 @@ def test_build_module_checks_shapes_on_the_meta_device():
 
 
 def test_the_oracle_head_files_and_the_weights_share_one_checksum_check(tmp_path):
-    from wbg_core.models.oracle_head import REGRESSOR_FILE
+    from wbg_core.models.oracle_head import CALIBRATION_FILE, booster_files
 
     d = _copy("oracle", tmp_path)
-    _garble(d / REGRESSOR_FILE)
-    with pytest.raises(ModelError, match=rf"{REGRESSOR_FILE} is corrupt or was changed: its sha256 .*config\.json"):
+    gap_file = booster_files(json.loads((d / CALIBRATION_FILE).read_text()))["regressor"][0]
+    _garble(d / gap_file)
+    with pytest.raises(ModelError, match=rf"{gap_file} is corrupt or was changed: its sha256 .*config\.json"):
         _loader("oracle")(d)
 
 

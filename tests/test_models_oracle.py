@@ -1,5 +1,7 @@
 from dataclasses import replace
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -245,28 +247,43 @@ def test_nonmetal_members_can_start_from_the_full_members(tmp_path):
         train(tmp_path / "e", flagged, cpu, limit=300, nonmetal_members=1, nonmetal_from=tmp_path / "d")
 
 
-def test_the_gap_regressor_can_learn_on_validation_with_out_of_fold_calibration(tmp_path, bandgaps):
+def test_the_head_learns_on_validation_with_out_of_fold_calibration(tmp_path, bandgaps):
     """Cross-fitted on the validation split, the regressor's σ and window distribution must come
-    from out-of-fold predictions: the final booster has seen every validation non-metal."""
+    from out-of-fold predictions: the fold boosters together have seen every validation non-metal.
+    The shown gap is the mean of k fold regressors, P(non-metal) that of k stacked classifiers."""
     from wbg_core.data import split
-    from wbg_core.models.oracle_head import HeadConfig
+    from wbg_core.models.forest import statistics_with_ionic
+    from wbg_core.models.oracle_head import head_features, regressor_start
+    from wbg_core.models.oracle_head_fit import HeadConfig
     from wbg_core.models.oracle_training import calibrate
 
     train(tmp_path, OracleConfig(members=1, epochs=1), pick_device("cpu"), limit=300, nonmetal_members=1, with_head=False)
-    calibrate(tmp_path, HeadConfig(regressor_fit_on="validation", regressor_rounds=30), limit=300)
+    calibrate(tmp_path, HeadConfig(regressor_rounds=30, folds=3), limit=300)
     oracle = load(tmp_path)
-    cal = oracle.head.calibration
-    assert cal["regressor_fit_on"] == "validation" and cal["regressor_rounds"] >= 1
+    head, cal = oracle.head, oracle.head.calibration
+    assert cal["regressor_fit_on"] == cal["classifier_fit_on"] == "validation" and cal["regressor_rounds"] >= 1
+    assert len(head.regressors) == len(head.stack) == 3 and cal["point"] == "mean"
+    files = json.loads((tmp_path / "config.json").read_text())["head"]["files"]
+    assert {"head_gap.2.lgb.txt.gz", "head_nonmetal_stack.2.lgb.txt.gz"} <= set(files)
+    assert "head_gap.lgb.txt.gz" not in files
     val = split(bandgaps, seed=0, subset="full")["val"].iloc[:300]
     val = val[val["band_gap"] > 0]
     z, w, _ = featurise(val["formula"])
-    gap = oracle.predict_detail(z, w)["gap_if_nonmetal"].astype(np.float64)
+    detail = oracle.predict_detail(z, w)
+    gap = detail["gap_if_nonmetal"].astype(np.float64)
+    x = head_features(oracle.ensemble_outputs(z, w), statistics_with_ionic(z, w))
+    by_hand = np.mean([b.predict(x) for b in head.regressors], axis=0) + regressor_start(x, cal)
+    assert np.allclose(gap, np.clip(by_hand, 0, None), atol=1e-5)
     in_sample = float(np.abs(gap - val["band_gap"].to_numpy()).mean())
     assert in_sample < cal["regressor_out_of_fold_mae"], (in_sample, cal["regressor_out_of_fold_mae"])
-    # and σ was scaled on those wider out-of-fold residuals, not on the booster's own
-    from wbg_core.models.oracle_head import conformal_scales
+    # and σ was scaled on those wider out-of-fold residuals, not on the boosters' own
+    from wbg_core.models.oracle_head_fit import conformal_scales
     own = conformal_scales(gap, oracle.ensemble_outputs(z, w).regressor_std(), val["band_gap"].to_numpy())
     assert np.mean(cal["regressor_scales"]) > np.mean(own), (cal["regressor_scales"], own)
+    # the point prediction is P x the mean of the gap's distribution, not x its median
+    assert not np.allclose(detail["mean"], detail["p_nonmetal"] * detail["gap_if_nonmetal"], atol=1e-3)
     with pytest.raises(ValueError, match="regressor_fit_on must be 'train' or 'validation'"):
         calibrate(tmp_path, HeadConfig(regressor_fit_on="test"), limit=300)
+    with pytest.raises(ValueError, match="folds must be at least 2"):
+        calibrate(tmp_path, HeadConfig(folds=1), limit=300)
     assert load(tmp_path).head.calibration == cal  # the refused fit left the head as it was

@@ -85,7 +85,11 @@ def _rewrite_calibration(directory, change):
 
 
 def test_a_calibration_from_before_the_residual_quantiles_uses_the_normal(oracle_copy):
-    _rewrite_calibration(oracle_copy, lambda cal: cal.pop("residual_quantiles"))
+    def before(cal):  # heads before 2026-12-03 had neither the quantiles nor a point prediction built on them
+        cal.pop("residual_quantiles")
+        cal.pop("point", None)
+
+    _rewrite_calibration(oracle_copy, before)
     old = load(oracle_copy)
     pred = old.predict(["MgO", "GaN", "Cu"])
     detail = {"mean": pred.mean, "std": pred.std, **pred.extra, **pred.window_detail}
@@ -98,6 +102,16 @@ def test_damaged_residual_quantiles_are_refused_by_name(oracle_copy):
 
     _rewrite_calibration(oracle_copy, falling)
     with pytest.raises(ModelError, match=rf"{CALIBRATION_FILE} is corrupt: .*'residual_quantiles'"):
+        load(oracle_copy)
+
+
+def test_a_mean_point_without_its_residual_distribution_is_refused(oracle_copy):
+    def broken(cal):
+        cal.pop("residual_quantiles")
+        cal["point"] = "mean"
+
+    _rewrite_calibration(oracle_copy, broken)
+    with pytest.raises(ModelError, match=rf"{CALIBRATION_FILE} is corrupt: .*'point' is 'mean', which needs 'residual_quantiles'"):
         load(oracle_copy)
 
 

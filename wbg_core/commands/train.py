@@ -71,9 +71,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", type=Path, default=None, help="checkpoint directory (default: the shipped one)")
     p.add_argument("--limit", type=positive_int, default=None, help="the first N rows of each split only (smoke tests)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch and LightGBM threads (default: settings, 2)")
-    p.add_argument("--regressor-on", choices=("train", "validation"), default="train",
-                   help="where the gap regressor learns: the train split (shipped), or cross-fitted on the validation "
-                        "split, where the members' outputs are out-of-sample, with σ calibrated out-of-fold")
+    p.add_argument("--regressor-on", choices=("train", "validation"), default="validation",
+                   help="where the gap regressor learns: cross-fitted on the validation split, where the members' "
+                        "outputs are out-of-sample, its k boosters averaged and σ calibrated out-of-fold (default), "
+                        "or one booster on the train split (heads before 2026-12-05)")
+    p.add_argument("--classifier-on", choices=("train", "validation"), default="validation",
+                   help="P(non-metal): the train-split classifier with a second one stacked on it, cross-fitted on the "
+                        "validation split with the members' outputs (default), or the train-split one alone")
+    p.add_argument("--point", choices=("mean", "median"), default="mean",
+                   help="the shown gap is P(non-metal) x the mean of the non-metal gap's calibrated distribution "
+                        "(default), or x the regressor's median")
     p.set_defaults(handler=_calibrate)
 
 
@@ -200,9 +207,10 @@ def _calibrate(args) -> int:
         raise UserError("--limit must be at least 50 rows per split")
     threads = set_torch_threads(args.threads)
     directory = args.dir or get_settings().models_dir / NAME
-    from ..models.oracle_head import HeadConfig
+    from ..models.oracle_head_fit import HeadConfig
 
-    card = calibrate(directory, HeadConfig(regressor_fit_on=args.regressor_on), command=_command_line(), threads=threads,
+    card = calibrate(directory, HeadConfig(regressor_fit_on=args.regressor_on, classifier_fit_on=args.classifier_on,
+                                                  point=args.point), command=_command_line(), threads=threads,
                      limit=args.limit)
     m = card["metrics"]
     print_json({k: m[k] for k in ("sample", "test_full", "test_nonmetal", "by_predicted_gap", "window_mean_f1",

@@ -20,6 +20,9 @@ from .errors import ModelError
 
 HEAD_FILES = ("head_nonmetal.lgb.txt.gz", "head_gap.lgb.txt.gz", "calibration.json",
               "head_nonmetal.lgb.txt", "head_gap.lgb.txt")  # the last two: plain-text boosters before 2026-12
+# a cross-fitted head's k gap regressors and k stacked classifiers (oracle_head.booster_files)
+HEAD_FILE = Annotated[str, Field(pattern=r"^(" + "|".join(n.replace(".", r"\.") for n in HEAD_FILES)
+                                 + r"|head_gap\.[0-9]{1,2}\.lgb\.txt\.gz|head_nonmetal_stack\.[0-9]{1,2}\.lgb\.txt\.gz)$")]
 MAX_MEMBERS = 32  # oracle ensemble members a checkpoint may hold (wbg train --members is held to it)
 SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -60,9 +63,9 @@ class OracleKwargs(_Strict):
 
 
 class OracleHeadSection(_Strict):
-    files: list[Literal[HEAD_FILES]] = list(HEAD_FILES)  # type: ignore[valid-type]
+    files: list[HEAD_FILE] = list(HEAD_FILES)
     config: dict[str, Any] = {}
-    sha256: dict[Literal[HEAD_FILES], SHA256] = {}  # type: ignore[valid-type]
+    sha256: dict[HEAD_FILE, SHA256] = {}
 
 
 class OracleFile(_Strict):

@@ -18,7 +18,8 @@ import torch
 from .checkpoint import ModelError, _jsonable, save_checkpoint
 from ..composition.featurize import embedding_table, featurise
 from .oracle import LOSSES, NAME, NONMETAL_PREFIX, Oracle, OracleConfig, RoostGap, _bucket_batches, _trim, load
-from .oracle_head import CALIBRATION_FILE, CLASSIFIER_FILE, REGRESSOR_FILE, HeadConfig, fit_head, head_features
+from .oracle_head import head_features
+from .oracle_head_fit import HeadConfig, fit_head
 
 
 WIDTH_KEYS = ("heads", "hidden")  # what the non-metal members may change against full members taken --init-from
@@ -320,9 +321,11 @@ def calibrate(directory: Path, cfg: HeadConfig | None = None, command: str | Non
                     nonmetal_mean_columns=(first_nm, first_nm + len(base.nonmetal_members)))
     fit_s = timer()
     config = read_json(directory / CONFIG)
-    config["head"] = {"files": [CLASSIFIER_FILE, REGRESSOR_FILE, CALIBRATION_FILE], "config": asdict(cfg),
-                      "sha256": head.save(directory)}
+    sha256 = head.save(directory)
+    config["head"] = {"files": list(sha256), "config": asdict(cfg), "sha256": sha256}
     atomic_write_text(directory / CONFIG, json.dumps(config, indent=2) + "\n")
+    for stale in set(directory.glob("head_*.lgb.txt*")) - {directory / name for name in sha256}:
+        stale.unlink()  # boosters of the head this one replaces (another fold count or layout)
     oracle = load(directory)
     if card.get("metrics") and "earlier_metrics" not in card:
         card["earlier_metrics"] = card["metrics"]
