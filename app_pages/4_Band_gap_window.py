@@ -245,8 +245,9 @@ with left:
                            "p_nonmetal": st.column_config.NumberColumn("P(non-metal)", format="%.2f"),
                            "gap_if_nonmetal": st.column_config.NumberColumn(
                                "gap if non-metal (eV)", format="%.2f",
-                               help="the oracle's gap for this formula if it is not a metal; the 'gap' column "
-                                    "is P(non-metal) times it"),
+                               help="the oracle's most likely gap for this formula if it is not a metal (the "
+                                    "median of its distribution); the 'gap' column is P(non-metal) times that "
+                                    "distribution's mean, which sits a little lower where wide gaps run low"),
                            "std_if_nonmetal": st.column_config.NumberColumn("± σ if non-metal", format="%.2f")})
         rows = list(ev.selection.rows) if ev is not None else []
         chosen = cand.iloc[rows]["formula"].tolist()

@@ -14,7 +14,7 @@ from wbg_core.services.figures import calibration_curve, generator_vs_data, orac
 from wbg_core.services.jobs import (
     JobError, PublicModeError, cancel_job, job_log, job_running, job_status, progress_bar, running_job,
 )
-from wbg_core.services.status import headline_metrics, model_status, read_card
+from wbg_core.services.status import head_summary, headline_metrics, model_status, read_card
 from wbg_core.settings import get_settings
 
 ac.page("Models", "📈")
@@ -87,6 +87,7 @@ def _card(name: str):
                           if isinstance(card.get(key), dict) and card[key].get("command"))
                 + (f"**Head (P(non-metal), conformal σ) fitted by**: `{card['head'].get('command')}`  \n"
                    if isinstance(card.get("head"), dict) else "")
+                + (f"**Head**: {head_summary(card)}  \n" if head_summary(card) else "")
                 + f"**Directory**: `{ac.shown_path(dirs[name])}`")
     with st.expander("Full card (card.json)"):
         st.json({k: v for k, v in card.items() if k != "history"}, expanded=False)

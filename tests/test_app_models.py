@@ -59,6 +59,9 @@ def test_cards_and_figures():
     full_from = load_oracle().card.get("full_members_from")
     if full_from:
         assert "Full members trained by" in t and full_from["command"] in t
+    # which head turns the members' outputs into the shown gap, from the shipped calibration
+    assert "mean of 5 LightGBM regressors cross-fitted on the validation split" in t
+    assert "shown gap: P(non-metal) × the mean of the non-metal gap's calibrated distribution" in t
     assert len(at.tabs) == 4
     assert "/models/" not in t.replace("`models/`", "")  # card directories shown relative to the repository
     # the classic compounds say where each label comes from: most are the largest gap over polymorphs

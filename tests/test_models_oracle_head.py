@@ -13,7 +13,12 @@ from wbg_core.models import ModelError, load_oracle
 from wbg_core.models.oracle import featurise, load
 from wbg_core.models.oracle_eval import (binned, classic_table, evaluate_model, evaluate_predictions,
                                          model_predictor, random_sample, window_selection)
-from wbg_core.models.oracle_head import CALIBRATION_FILE, CLASSIFIER_FILE, REGRESSOR_FILE
+from wbg_core.models.oracle_head import CALIBRATION_FILE, CLASSIFIER_FILE, booster_files
+from wbg_core.settings import get_settings
+
+# the shipped head's booster files: one gap regressor or k cross-fitted ones, and any stacked classifiers
+SHIPPED = booster_files(json.loads((get_settings().models_dir / "oracle" / CALIBRATION_FILE).read_text()))
+GAP_FILE = SHIPPED["regressor"][-1]
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +57,29 @@ def test_the_head_beats_the_ensemble_alone_on_the_same_formulas(sample_eval):
     assert head["test_full"]["mae"] < alone["test_full"]["mae"] - 0.01
     assert head["test_nonmetal"]["mae"] < alone["test_nonmetal"]["mae"]
     assert head["roc_auc_gap_ge_3eV"] > 0.97
+
+
+def test_the_stacked_classifier_tells_non_metals_better_than_the_statistics_alone(sample_eval):
+    """P(non-metal) stacks a classifier cross-fitted on the validation split (members' outputs beside
+    the statistics and the train-split classifier's score) on that classifier: on unseen formulas it
+    must rank non-metals above metals better than the statistics alone (test split: AUC 0.9607 vs
+    0.9544, log-loss 0.2540 vs 0.2728)."""
+    from sklearn.metrics import roc_auc_score
+
+    from wbg_core.models.forest import statistics_with_ionic
+    from wbg_core.models.oracle_head import head_features
+
+    _, _, frame = sample_eval
+    oracle = load_oracle()
+    head = oracle.head
+    assert len(head.stack) == 5 and len(head.regressors) == 5
+    z, w, _ = featurise(frame["formula"])
+    out = oracle.ensemble_outputs(z, w)
+    x = head_features(out, statistics_with_ionic(z, w))
+    statistics_alone = head.classifier.predict(x[:, head.calibration["classifier_first_column"]:])
+    stacked = head.predict(x, out.regressor_std())["p_nonmetal"]
+    nonmetal = frame["band_gap"].to_numpy() > 0
+    assert roc_auc_score(nonmetal, stacked) > roc_auc_score(nonmetal, statistics_alone) + 0.002
 
 
 def test_the_sample_is_random_and_says_its_n(sample_eval, bandgaps):
@@ -116,14 +144,14 @@ def oracle_copy(tmp_path):
     return dst
 
 
-@pytest.mark.parametrize("name", [CALIBRATION_FILE, CLASSIFIER_FILE, REGRESSOR_FILE])
+@pytest.mark.parametrize("name", [CALIBRATION_FILE, CLASSIFIER_FILE, GAP_FILE, *SHIPPED["stack"][-1:]])
 def test_a_missing_head_file_is_named(oracle_copy, name):
     (oracle_copy / name).unlink()
     with pytest.raises(ModelError, match=f"{name} is missing"):
         load(oracle_copy)
 
 
-@pytest.mark.parametrize("name", [CALIBRATION_FILE, REGRESSOR_FILE])
+@pytest.mark.parametrize("name", [CALIBRATION_FILE, GAP_FILE, *SHIPPED["stack"][-1:]])
 def test_a_garbled_head_file_is_named(oracle_copy, name):
     data = bytearray((oracle_copy / name).read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -193,13 +221,16 @@ def test_a_checkpoint_with_plain_text_boosters_still_loads_and_predicts_the_same
     from wbg_core.models.oracle_head import LEGACY_FILES
 
     config = json.loads((oracle_copy / "config.json").read_text())
-    for packed, plain in LEGACY_FILES.items():
+    converted = [packed for packed in LEGACY_FILES if (oracle_copy / packed).exists()]  # a k-fold head has no head_gap
+    assert CLASSIFIER_FILE in converted
+    for packed in converted:
+        plain = LEGACY_FILES[packed]
         text = gzip.decompress((oracle_copy / packed).read_bytes())
         (oracle_copy / plain).write_bytes(text)
         (oracle_copy / packed).unlink()
         config["head"]["sha256"][plain] = hashlib.sha256(text).hexdigest()
         del config["head"]["sha256"][packed]
-    config["head"]["files"] = [*LEGACY_FILES.values(), CALIBRATION_FILE]
+    config["head"]["files"] = [LEGACY_FILES.get(name, name) for name in config["head"]["files"]]
     (oracle_copy / "config.json").write_text(json.dumps(config))
     old = load(oracle_copy).predict(["SrYF5", "MgO", "Cu"])
     new = load_oracle().predict(["SrYF5", "MgO", "Cu"])
@@ -213,12 +244,12 @@ def test_a_booster_that_unpacks_to_too_much_is_refused(oracle_copy, monkeypatch)
     from wbg_core.models import oracle_head
 
     bomb = gzip.compress(b"tree\n" + b"x" * (20 * 2 ** 20), mtime=0)  # 20 kB that unpack to 20 MB
-    (oracle_copy / REGRESSOR_FILE).write_bytes(bomb)
+    (oracle_copy / GAP_FILE).write_bytes(bomb)
     config = json.loads((oracle_copy / "config.json").read_text())
-    config["head"]["sha256"][REGRESSOR_FILE] = hashlib.sha256(bomb).hexdigest()
+    config["head"]["sha256"][GAP_FILE] = hashlib.sha256(bomb).hexdigest()
     (oracle_copy / "config.json").write_text(json.dumps(config))
     monkeypatch.setattr(oracle_head, "MAX_BOOSTER_BYTES", 10 * 2 ** 20)  # the shipped ones unpack to 5-7 MB
-    with pytest.raises(ModelError, match=rf"{REGRESSOR_FILE} is corrupt: it unpacks to more than 10 MB"):
+    with pytest.raises(ModelError, match=rf"{GAP_FILE} is corrupt: it unpacks to more than 10 MB"):
         load(oracle_copy)
 
 

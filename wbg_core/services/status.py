@@ -60,6 +60,24 @@ def headline_metrics(name: str, card: dict) -> dict[str, str]:
     return out
 
 
+def head_summary(card: dict) -> str | None:
+    """One line on how the oracle's head turns the members' outputs into the shown gap, read from
+    its calibration: a scientist comparing two checkpoints needs to know which head each has."""
+    cal = (card.get("head") or {}).get("calibration") if isinstance(card.get("head"), dict) else None
+    if not isinstance(cal, dict):
+        return None
+    k_reg, k_stack = int(cal.get("regressor_boosters", 1)), int(cal.get("classifier_stack_boosters", 0))
+    rounds = cal.get("regressor_rounds", "?")
+    rounds = f"{rounds} round{'' if rounds == 1 else 's'}"
+    gap = (f"the mean of {k_reg} LightGBM regressors cross-fitted on the validation split ({rounds} each)"
+           if cal.get("regressor_fit_on") == "validation" else f"one LightGBM regressor on the train split ({rounds})")
+    p = ("a classifier on composition statistics, with " + (f"{k_stack} classifiers cross-fitted on the validation "
+         "split stacked on it (they also read the members' outputs)" if k_stack else "nothing stacked on it"))
+    shown = ("P(non-metal) × the mean of the non-metal gap's calibrated distribution" if cal.get("point") == "mean"
+             else "P(non-metal) × the regressor's gap")
+    return f"gap of a non-metal: {gap}; P(non-metal): {p}; shown gap: {shown}; σ calibrated on the validation split"
+
+
 def read_card(directory: Path) -> dict:
     """A model's card.json, or {"error": ...} naming it by set and model only (the app shows it)."""
     path = Path(directory) / "card.json"
