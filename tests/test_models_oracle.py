@@ -214,6 +214,23 @@ def test_weights_with_a_nonmetal_member_the_config_does_not_name_are_refused(tmp
         load(tmp_path / "b", with_head=False)
 
 
+def test_a_nonmetal_member_never_trains_an_unfinished_full_member(tmp_path):
+    """With --nonmetal-from-full, `--member K` for a non-metal member reads full member K's finished
+    resume state. A state that another process may still be writing, or one saved with other
+    settings, is refused by name and left as it is: two processes never write one state."""
+    cpu = pick_device("cpu")
+    one = OracleConfig(members=1, epochs=1, nonmetal_from_full=True)
+    train(tmp_path, one, cpu, limit=300, nonmetal_members=1, only_member=0)
+    state = tmp_path / "member_0" / "train_state" / "state.json"
+    before = state.read_bytes()
+    with pytest.raises(ModelError, match=r"oracle member 1 is not finished: .*member_0 holds 0 of its 2 epochs"):
+        train(tmp_path, replace(one, epochs=2), cpu, limit=300, nonmetal_members=1, only_member=1)
+    assert state.read_bytes() == before
+    done = train(tmp_path, one, cpu, limit=300, nonmetal_members=1, only_member=1)
+    assert done["kind"] == "nonmetal_member" and done["epochs"] == 1
+    assert state.read_bytes() == before
+
+
 def test_nonmetal_members_can_start_from_the_full_members(tmp_path):
     import json
 

@@ -230,9 +230,10 @@ def _full_member(k: int, base, trained: list, out: Path, cfg: OracleConfig, df, 
     mdir = out / f"member_{k}"
     if not (mdir / "train_state" / "state.json").exists():
         raise ModelError(f"non-metal member {k} starts from full member {k}: train it first ({mdir} has no state)")
-    _add_features(feats, df, full_cfg, limit, pretrain=bool(full_cfg.pretrain_epochs))
+    _add_features(feats, df, full_cfg, limit, pretrain=False)
+    # finished only: this process must not train a member that another one may be writing
     return _train_member(mdir, k, full_cfg, feats["full"], emb, kwargs, device, sha, limit,
-                         f"oracle member {k + 1}", pretrain=feats.get("formation"))[0]
+                         f"oracle member {k + 1}", finished_only=True)[0]
 
 
 def _add_features(feats: dict, df: pd.DataFrame, cfg: OracleConfig, limit: int | None, pretrain: bool) -> None:
@@ -246,13 +247,14 @@ def _add_features(feats: dict, df: pd.DataFrame, cfg: OracleConfig, limit: int |
 
 def _train_member(mdir: Path, k: int, cfg: OracleConfig, feats: dict, emb: torch.Tensor, kwargs: dict,
                   device: torch.device, sha: str, limit: int | None, label: str, pretrain: dict | None = None,
-                  start: RoostGap | None = None):
+                  start: RoostGap | None = None, finished_only: bool = False):
     """One member, resumable per epoch; returns (the best-validation network on the CPU, its state).
 
     pretrain (cfg.pretrain_epochs > 0): the formation-energy features; the member first learns them
     (its own resumable state in mdir/pretrain), then the gaps from that stage's best weights.
     start: a trained member whose weights begin the gap stage instead (no pre-training); a digest of
     them joins the resume signature, so another start trains anew.
+    finished_only: read the finished member from its resume state, or raise ModelError; never train.
     """
     seed = cfg.seed * 1000 + k
     torch.manual_seed(seed)
@@ -268,7 +270,7 @@ def _train_member(mdir: Path, k: int, cfg: OracleConfig, feats: dict, emb: torch
             digest.update(name.encode() + state_dict[name].detach().cpu().contiguous().numpy().tobytes())
         signature["start"] = digest.hexdigest()
         net.load_state_dict(state_dict)
-    elif cfg.pretrain_epochs:
+    elif cfg.pretrain_epochs and not finished_only:  # a finished member's gap stage holds its weights
         if pretrain is None:
             raise ModelError(f"{label}: pretrain_epochs={cfg.pretrain_epochs} needs the formation-energy features")
         pre = _trainer(mdir / "pretrain", {**signature, "stage": "formation energy"}, net, cfg, len(pretrain["train"][2]),
@@ -276,6 +278,11 @@ def _train_member(mdir: Path, k: int, cfg: OracleConfig, feats: dict, emb: torch
         _fit_epochs(pre, cfg, pretrain, cfg.pretrain_epochs, device, clip_at_zero=False)
         net.load_state_dict(pre.best_state())
     trainer = _trainer(mdir, signature, net, cfg, len(feats["train"][2]), cfg.epochs, label, seed)
+    if finished_only and trainer.state.epoch < cfg.epochs:
+        raise ModelError(f"{label} is not finished: {mdir} holds {trainer.state.epoch} of its {cfg.epochs} epochs under "
+                         "this configuration (it may be training in another process, have stopped, or have been "
+                         "trained with other settings); finish it first with the same command and --member "
+                         f"{k}, or start from a finished checkpoint with --init-from")
     _fit_epochs(trainer, cfg, feats, cfg.epochs, device, clip_at_zero=True)
     net.load_state_dict(trainer.best_state())
     return net.cpu().eval(), trainer.state
