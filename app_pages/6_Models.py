@@ -87,7 +87,7 @@ def _card(name: str):
                           if isinstance(card.get(key), dict) and card[key].get("command"))
                 + (f"**Head (P(non-metal), conformal σ) fitted by**: `{card['head'].get('command')}`  \n"
                    if isinstance(card.get("head"), dict) else "")
-                + (f"**Head**: {head_summary(card)}  \n" if head_summary(card) else "")
+                + (f"**Head**: {summary}  \n" if (summary := head_summary(card)) else "")
                 + f"**Directory**: `{ac.shown_path(dirs[name])}`")
     with st.expander("Full card (card.json)"):
         st.json({k: v for k, v in card.items() if k != "history"}, expanded=False)

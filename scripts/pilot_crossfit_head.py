@@ -6,8 +6,8 @@ in-sample. Here the same regressor (features, start, parameters) is cross-fitted
 validation split: 5 folds, each model trained on the non-metals of the other 4; the validation
 predictions are out-of-fold and the test prediction is the 5 models' mean. The shipped P(non-metal)
 is kept; σ scales and the window distribution are re-fitted from the out-of-fold predictions by
-oracle_head's own functions (cross-conformal). Test figures by oracle_eval.evaluate_predictions,
-beside the shipped head's in the same run.
+oracle_head_fit.calibrate_distribution, as the head's own are (cross-conformal). Test figures by
+oracle_eval.evaluate_predictions, beside the shipped head's in the same run.
 """
 import sys
 from pathlib import Path
@@ -16,12 +16,11 @@ import lightgbm as lgb
 import numpy as np
 from sklearn.model_selection import KFold
 
-from pilot_head_inputs import head_inputs
+from pilot_head_inputs import head_inputs, print_figures
 from wbg_core.data import load_bandgaps, split
 from wbg_core.models.oracle import load
-from wbg_core.models.oracle_eval import evaluate_predictions
-from wbg_core.models.oracle_head import PRED_BINS, combine, hurdle_window_probability
-from wbg_core.models.oracle_head_fit import HeadConfig, conformal_scales, residual_quantiles
+from wbg_core.models.oracle_head import combine
+from wbg_core.models.oracle_head_fit import HeadConfig, calibrate_distribution
 from wbg_core.settings import set_torch_threads
 
 set_torch_threads(1)
@@ -32,17 +31,8 @@ data = {name: head_inputs(oracle, parts[name]) for name in ("val", "test")}
 for d in data.values():
     d["p"] = d["detail"]["p_nonmetal"].astype(np.float64)  # the shipped P(non-metal), kept
 
-def summary(label: str, y, d: dict, cal: dict) -> None:
-    m = evaluate_predictions(y, d["mean"], d["std"], lambda win: hurdle_window_probability(
-        d["p_nonmetal"], d["gap_if_nonmetal"], d["std_if_nonmetal"], win, cal))
-    bins = [b for b in m["by_predicted_gap"] if b["n"]]
-    print(f"{label}: MAE {m['test_full']['mae']:.4f}, gap > 0 {m['test_nonmetal']['mae']:.4f}, "
-          f"window F1 {m['window_mean_f1']:.4f}, worst |bias| {max(abs(b['bias']) for b in bins):.3f}, "
-          f"±1σ {min(b['within_1_sigma'] for b in bins):.1%}-{max(b['within_1_sigma'] for b in bins):.1%}", flush=True)
-
-
 te, va = data["test"], data["val"]
-summary("shipped head", te["y"], te["detail"], shipped)
+print_figures("shipped head", te["y"], te["detail"], shipped)
 params = {"objective": "l1", "learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves,
           "min_data_in_leaf": cfg.min_data_in_leaf, "feature_fraction": cfg.feature_fraction, "bagging_fraction": 0.8,
           "bagging_freq": 1, "seed": 0, "num_threads": 1, "verbose": -1, "deterministic": True, "force_row_wise": True}
@@ -57,10 +47,5 @@ for fit_rows, held in KFold(5, shuffle=True, random_state=0).split(va["x"]):
     r_va[held] = reg.predict(va["x"][held]) + va["start"][held]
     r_te += (reg.predict(te["x"]) + te["start"]) / 5
 r_va, r_te = np.clip(r_va, 0, None), np.clip(r_te, 0, None)
-edges = list(PRED_BINS)
-cal = {**shipped, "regressor_scales": conformal_scales(r_va[nm], va["s"][nm], va["y"][nm], edges),
-       "total_scales": [1.0] * (len(edges) - 1)}
-first = combine(va["p"], r_va, va["s"], cal)
-cal["residual_quantiles"] = residual_quantiles(r_va[nm], first["std_if_nonmetal"][nm].astype(np.float64), va["y"][nm], edges)
-cal["total_scales"] = conformal_scales(first["mean"].astype(np.float64), first["std"].astype(np.float64), va["y"], edges)
-summary(f"cross-fitted on validation ({rounds} rounds x 5 folds)", te["y"], combine(te["p"], r_te, te["s"], cal), cal)
+cal = calibrate_distribution({}, va["p"], r_va, va["s"], va["y"], point="median")
+print_figures(f"cross-fitted on validation ({rounds} rounds x 5 folds)", te["y"], combine(te["p"], r_te, te["s"], cal), cal)

@@ -1,13 +1,15 @@
 """Does P(non-metal) gain from the ensemble's outputs once it learns where they are out-of-sample?
 
-python scripts/pilot_stacked_head.py [CHECKPOINT_DIR]  (1 thread; about 8 min)
+python scripts/pilot_stacked_head.py [CHECKPOINT_DIR]  (1 thread; about 4 min)
 The shipped classifier reads only the Magpie statistics, because on the train split the members'
 outputs are in-sample (with them it stopped early with a worse log-loss). On the validation split
 they are out-of-sample, and so is the shipped classifier's own score. Here a second classifier is
 cross-fitted on the validation split (5 folds) on [members' outputs, statistics, shipped score];
 its out-of-fold probabilities get the isotonic map, and the test probability is the 5 fold models'
 mean score through that map. The gap regressor is cross-fitted as in pilot_crossfit_head.py.
-Test figures by oracle_eval.evaluate_predictions, beside the shipped head's in the same run.
+Each P is shown with the regressor's median and with the mean of its calibrated distribution
+(calibration "point"). Test figures by oracle_eval.evaluate_predictions, beside the shipped
+head's in the same run.
 """
 import sys
 from pathlib import Path
@@ -15,15 +17,13 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
-from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import KFold
 
-from pilot_head_inputs import head_inputs
+from pilot_head_inputs import head_inputs, print_figures
 from wbg_core.data import load_bandgaps, split
 from wbg_core.models.oracle import load
-from wbg_core.models.oracle_eval import evaluate_predictions
-from wbg_core.models.oracle_head import PRED_BINS, combine, hurdle_window_probability
-from wbg_core.models.oracle_head_fit import HeadConfig, conformal_scales, residual_quantiles
+from wbg_core.models.oracle_head import combine
+from wbg_core.models.oracle_head_fit import HeadConfig, calibrate_distribution
 from wbg_core.settings import set_torch_threads
 
 set_torch_threads(1)
@@ -38,23 +38,8 @@ for d in data.values():
     d["x2"] = np.c_[d["x"], d["raw"]]
 
 
-def summary(label: str, y, d: dict, cal: dict) -> None:
-    m = evaluate_predictions(y, d["mean"], d["std"], lambda win: hurdle_window_probability(
-        d["p_nonmetal"], d["gap_if_nonmetal"], d["std_if_nonmetal"], win, cal))
-    bins = [b for b in m["by_predicted_gap"] if b["n"]]
-    bin_text = ", ".join(f"{b['bin']} {b['bias']:+.3f} (n {b['n']})" for b in bins)
-    p = np.clip(d["p_nonmetal"].astype(np.float64), 1e-6, 1 - 1e-6)
-    print(f"{label}: MAE {m['test_full']['mae']:.4f}, gap > 0 {m['test_nonmetal']['mae']:.4f}, "
-          f"window F1 {m['window_mean_f1']:.4f}, AUC>=3 {m['roc_auc_gap_ge_3eV']:.4f}, "
-          f"worst |bias| {max(abs(b['bias']) for b in bins):.3f}, "
-          f"±1σ {min(b['within_1_sigma'] for b in bins):.1%}-{max(b['within_1_sigma'] for b in bins):.1%}; "
-          f"P(non-metal) log-loss {log_loss(y > 0, p):.4f}, AUC {roc_auc_score(y > 0, p):.4f}\n"
-          f"    bias by predicted bin: {bin_text}",
-          flush=True)
-
-
 te, va = data["test"], data["val"]
-summary("shipped head", te["y"], te["detail"], shipped)
+print_figures("shipped head", te["y"], te["detail"], shipped)
 common = {"learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves, "min_data_in_leaf": cfg.min_data_in_leaf,
           "feature_fraction": cfg.feature_fraction, "bagging_fraction": 0.8, "bagging_freq": 1, "seed": 0,
           "num_threads": 1, "verbose": -1, "deterministic": True, "force_row_wise": True}
@@ -78,15 +63,9 @@ print(f"regressor: {rounds} rounds; test non-metal MAE of r {np.abs(r_te - te['y
 
 
 def calibrate(p_va, p_te, label):
-    edges = list(PRED_BINS)
-    cal = {**shipped, "regressor_scales": conformal_scales(r_va[nm], va["s"][nm], va["y"][nm], edges),
-           "total_scales": [1.0] * (len(edges) - 1)}
-    first = combine(p_va, r_va, va["s"], cal)
-    cal["residual_quantiles"] = residual_quantiles(r_va[nm], first["std_if_nonmetal"][nm].astype(np.float64),
-                                                   va["y"][nm], edges)
-    cal["total_scales"] = conformal_scales(first["mean"].astype(np.float64), first["std"].astype(np.float64),
-                                           va["y"], edges)
-    summary(label, te["y"], combine(p_te, r_te, te["s"], cal), cal)
+    for point in ("median", "mean"):
+        cal = calibrate_distribution({}, p_va, r_va, va["s"], va["y"], point)
+        print_figures(f"{label}, the {point} shown", te["y"], combine(p_te, r_te, te["s"], cal), cal)
 
 
 calibrate(va["p"], te["p"], "shipped P, cross-fitted regressor")
@@ -105,7 +84,3 @@ for name, cols in (("outputs+stats+score", slice(None)), ("outputs+stats", slice
         raw_te += clf.predict(te["x2"][:, cols]) / 5
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw_va, lab)
     calibrate(iso.predict(raw_va), iso.predict(raw_te), f"stacked P ({name}, {crounds} rounds), cross-fitted regressor")
-    if len(sys.argv) > 2:  # keep the arrays for further variants
-        np.savez(sys.argv[2], **{f"{k}_{n}": d[k] for n, d in (("va", va), ("te", te)) for k in ("x2", "s", "y", "start", "p")},
-                 r_va=r_va, r_te=r_te, raw_va=raw_va, raw_te=raw_te)
-        break

@@ -53,6 +53,7 @@ CONFIDENCE = 0.6827  # ±1σ of a normal
 RESIDUAL_LEVELS = 101  # quantiles 0%, 1%, ..., 100% of the standardised residual, per bin
 MIN_BIN_ROWS = 20  # a bin with fewer validation rows borrows all of them
 START_DECIMALS = 4  # the regressor's start is rounded to 0.1 meV (regressor_start)
+POINTS = ("median", "mean")  # the non-metal gap P(non-metal) multiplies: the regressor's, or its distribution's mean
 
 
 def head_features(outputs, magpie: np.ndarray) -> np.ndarray:
@@ -220,8 +221,8 @@ def _check_calibration(cal: dict) -> None:
             raise ValueError(f"{CALIBRATION_FILE}: '{key}' must be a count of boosters, got {cal[key]!r}")
     if int(cal.get("regressor_boosters", 1)) < 1:
         raise ValueError(f"{CALIBRATION_FILE}: 'regressor_boosters' must be at least 1")
-    if cal.get("point", "median") not in ("median", "mean"):
-        raise ValueError(f"{CALIBRATION_FILE}: 'point' must be 'median' or 'mean', got {cal.get('point')!r}")
+    if cal.get("point", "median") not in POINTS:
+        raise ValueError(f"{CALIBRATION_FILE}: 'point' must be {' or '.join(map(repr, POINTS))}, got {cal.get('point')!r}")
     if cal.get("point") == "mean" and "residual_quantiles" not in cal:
         raise ValueError(f"{CALIBRATION_FILE}: 'point' is 'mean', which needs 'residual_quantiles', and it has none")
     if "residual_quantiles" in cal:  # optional: calibrations before 2026-12-03 lack it

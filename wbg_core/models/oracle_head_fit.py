@@ -22,11 +22,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from .oracle_eval import PRED_BINS
-from .oracle_head import (CONFIDENCE, MIN_BIN_ROWS, RESIDUAL_LEVELS, OracleHead, _bin_index, calibrated_p, combine,
-                          regressor_start)
+from .oracle_head import (CONFIDENCE, MIN_BIN_ROWS, POINTS, RESIDUAL_LEVELS, OracleHead, _bin_index, calibrated_p,
+                          combine, regressor_start)
 
 FIT_ON = ("train", "validation")
-POINTS = ("median", "mean")
 
 
 @dataclass
@@ -112,6 +111,25 @@ def residual_quantiles(r: np.ndarray, s_r: np.ndarray, y: np.ndarray, edges=PRED
     return out
 
 
+def calibrate_distribution(cal: dict, p: np.ndarray, r: np.ndarray, s: np.ndarray, y: np.ndarray, point: str,
+                           edges=PRED_BINS) -> dict:
+    """Fill `cal` with what combine() and P(in window) read, from validation rows the boosters did not
+    learn: P(non-metal) p, the non-metal gap r, the ensemble's σ s and the truth y. The non-metal σ
+    scales and the residual quantiles come from the non-metals; the total σ scales from every row,
+    about the point prediction `point` gives."""
+    nm = y > 0
+    edges = list(edges)
+    cal.update(edges=[None if not np.isfinite(e) else e for e in edges],
+               regressor_scales=conformal_scales(r[nm], s[nm], y[nm], edges), total_scales=[1.0] * (len(edges) - 1))
+    s_r = combine(p, r, s, cal)["std_if_nonmetal"].astype(np.float64)
+    cal["residual_quantiles"] = residual_quantiles(r[nm], s_r[nm], y[nm], edges)
+    cal["point"] = point  # from here on combine() gives the point prediction the head will show
+    unscaled = combine(p, r, s, cal)
+    cal["total_scales"] = conformal_scales(unscaled["mean"].astype(np.float64), unscaled["std"].astype(np.float64),
+                                           y, edges)
+    return cal
+
+
 def _crossfit(lgb, params: dict, x: np.ndarray, target: np.ndarray, learn: np.ndarray, cfg: HeadConfig,
               max_rounds: int, init: np.ndarray | None = None, stratified: bool = False):
     """k boosters, each trained on the `learn` rows of the other k-1 folds, for the number of rounds
@@ -183,18 +201,7 @@ def fit_head(feats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: H
         reg_rounds = int(reg.best_iteration or reg.current_iteration())
         regressors = [lgb.Booster(model_str=reg.model_to_string(num_iteration=reg.best_iteration))]
         r_va = regressors[0].predict(x_va) + start_va
-    r_va = np.clip(r_va, 0.0, None)
-
-    edges = list(PRED_BINS)
-    cal.update(edges=[None if not np.isfinite(e) else e for e in edges],
-               regressor_scales=conformal_scales(r_va[vnm], s_va[vnm], y_va[vnm], edges),
-               total_scales=[1.0] * (len(edges) - 1))
-    s_r = combine(p_va, r_va, s_va, cal)["std_if_nonmetal"].astype(np.float64)
-    cal["residual_quantiles"] = residual_quantiles(r_va[vnm], s_r[vnm], y_va[vnm], edges)
-    cal["point"] = cfg.point  # from here on combine() gives the point prediction the head will show
-    unscaled = combine(p_va, r_va, s_va, cal)
-    cal["total_scales"] = conformal_scales(unscaled["mean"].astype(np.float64), unscaled["std"].astype(np.float64),
-                                           y_va, edges)
+    calibrate_distribution(cal, p_va, np.clip(r_va, 0.0, None), s_va, y_va, cfg.point)
     cal.update(confidence=CONFIDENCE, fitted_on="validation split", n_val=int(len(y_va)), method=(
         "MAPIE SplitConformalRegressor, StdConformityScore, one conformalisation per predicted-gap bin; "
         "P(in window) from the quantiles of the non-metals' standardised residuals per bin"),
