@@ -14,7 +14,7 @@ import streamlit as st
 import app_common as ac
 from wbg_core.services.inputs import plural
 from wbg_core.services import window_jobs
-from wbg_core.services.window import screen_query, window_model
+from wbg_core.services.window import csv_table, screen_query, window_model
 from wbg_core.services.window_query import (
     GAP_LIMITS, METAL_GAP, WINDOW_GENERATORS, WINDOW_MODELS, WINDOW_POOLS, WindowQuery, split_elements)
 from wbg_core.composition.validity import RULES
@@ -237,17 +237,21 @@ with left:
         ev = st.dataframe(
             cand, hide_index=True, width="stretch", height=380, on_select="rerun", selection_mode="multi-row",
             key="cand_table",
+            # what a non-metal would be sits beside the gap; the median of its distribution is in the CSV only
+            column_order=[c for c in ("formula", "band_gap_mean", "band_gap_std", "p_in_window", "p_nonmetal",
+                                      "mean_gap_if_nonmetal", "std_if_nonmetal", "compound_valid", "novel",
+                                      "n_atoms", "n_elements") if c in cand],
             column_config={"band_gap_mean": st.column_config.NumberColumn("gap (eV)", format="%.2f"),
                            "band_gap_std": st.column_config.NumberColumn("± σ", format="%.2f"),
                            "p_in_window": st.column_config.ProgressColumn("P(in window)", min_value=0, max_value=1,
                                                                           format="%.2f"),
                            "compound_valid": st.column_config.CheckboxColumn("compound", help=RULES["compound"]),
                            "p_nonmetal": st.column_config.NumberColumn("P(non-metal)", format="%.2f"),
-                           "gap_if_nonmetal": st.column_config.NumberColumn(
+                           "mean_gap_if_nonmetal": st.column_config.NumberColumn(
                                "gap if non-metal (eV)", format="%.2f",
-                               help="the oracle's most likely gap for this formula if it is not a metal (the "
-                                    "median of its distribution); the 'gap' column is P(non-metal) times that "
-                                    "distribution's mean, which sits a little lower where wide gaps run low"),
+                               help="the gap this formula averages if it is not a metal: the 'gap' column is "
+                                    "P(non-metal) times it. P(in window) reads the whole distribution, whose "
+                                    "median is in the CSV (median_gap_if_nonmetal)"),
                            "std_if_nonmetal": st.column_config.NumberColumn("± σ if non-metal", format="%.2f")})
         rows = list(ev.selection.rows) if ev is not None else []
         chosen = cand.iloc[rows]["formula"].tolist()
@@ -258,5 +262,5 @@ with left:
             st.session_state["struct_formula"] = chosen[0]
             st.session_state["cand_pick"] = st.session_state["_last_pick"] = chosen[0]
             st.switch_page("app_pages/5_Structures.py")
-        c2.download_button("Download the table (CSV)", cand.to_csv(index=False).encode(), "window_candidates.csv",
+        c2.download_button("Download the table (CSV)", csv_table(cand).encode(), "window_candidates.csv",
                            "text/csv", key="dl_cand")

@@ -25,6 +25,11 @@ def test_small_screening_from_a_shared_window():
 
     cand = at.session_state["screen_result"]["cand"]
     assert len(cand) and all(reduced_formula(f) == f for f in cand["formula"])  # S2O4 would be SO2
+    # the CSV names which gap of a non-metal each column holds: the mean the shown gap is P times, the median
+    from wbg_core.services.window import csv_table
+
+    header = csv_table(cand).splitlines()[0].split(",")
+    assert {"mean_gap_if_nonmetal", "median_gap_if_nonmetal"} <= set(header) and "gap_if_nonmetal" not in header
     assert "predicted metal" in texts(at)  # the histogram's caption says the metals are left out
 
 

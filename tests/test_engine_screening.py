@@ -68,8 +68,13 @@ def test_screening_a_small_pool(data_pool, oracle, window, extra):
     res = screen(cfg, oracle, pool_counts=data_pool, progress_callback=lambda f, m: seen.append(f))
     df = res.candidates
     # the columns the oracle's P(in window) reads come with each row, so another window can be asked
-    assert list(df.columns) == COLUMNS + list(oracle.window_columns)
+    assert list(df.columns) == COLUMNS + list(oracle.window_columns) + ["mean_gap_if_nonmetal"]
     assert len(df) > 0 and seen[-1] == 1.0
+    # the gap shown is P(non-metal) times the gap a non-metal averages, not times the median
+    assert np.allclose(df["band_gap_mean"], df["p_nonmetal"] * df["mean_gap_if_nonmetal"], atol=2e-3)
+    wide = df["gap_if_nonmetal"] > 3
+    if wide.any():  # there the two differ: the residuals are skewed towards lower gaps
+        assert not np.allclose(df.loc[wide, "mean_gap_if_nonmetal"], df.loc[wide, "gap_if_nonmetal"], atol=1e-2)
     assert (df["p_in_window"] >= cfg.p_threshold).all()
     detail = {"mean": df["band_gap_mean"].to_numpy(), "std": df["band_gap_std"].to_numpy(),
               **{c: df[c].to_numpy() for c in oracle.window_columns}}
@@ -88,7 +93,8 @@ def test_screening_a_small_pool(data_pool, oracle, window, extra):
 
 def test_nothing_passes_gives_an_empty_frame_and_a_reason(data_pool, oracle):
     res = screen(ScreenConfig(min_gap=40.0), oracle, pool_counts=data_pool)
-    assert len(res) == 0 and list(res.candidates.columns) == COLUMNS + list(oracle.window_columns)
+    assert len(res) == 0 and list(res.candidates.columns) == COLUMNS + list(oracle.window_columns) + [
+        "mean_gap_if_nonmetal"]
     assert "no candidate passed" in res.describe_empty() and "in_window 0" in res.describe_empty()
 
 

@@ -65,6 +65,11 @@ class GapModel(ABC):
 
         return p_in_window(detail["mean"], detail["std"], window)
 
+    def mean_gap_if_nonmetal(self, detail: dict[str, np.ndarray]) -> np.ndarray | None:
+        """The gap a non-metal averages, for models that tell metals apart (None here): the mean the
+        shown gap is P(non-metal) times, so a table can show both and they agree."""
+        return None
+
     def predict(self, formulas) -> Prediction:
         """Any iterable of formulas; a bad one gets its error and NaN, the others their prediction."""
         from ..composition.featurize import featurise

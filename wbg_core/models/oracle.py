@@ -268,6 +268,13 @@ class Oracle(GapModel):
         return hurdle_window_probability(detail["p_nonmetal"], detail["gap_if_nonmetal"], detail["std_if_nonmetal"],
                                          window, cal)
 
+    def mean_gap_if_nonmetal(self, detail: dict[str, np.ndarray]) -> np.ndarray | None:
+        if self.head is None or any(c not in detail for c in self.window_columns):
+            return None
+        from .oracle_head import nonmetal_mean
+
+        return nonmetal_mean(detail["gap_if_nonmetal"], detail["std_if_nonmetal"], self.head.calibration)
+
     def predict_arrays(self, z: np.ndarray, w: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         if len(z) == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.float32)

@@ -100,3 +100,8 @@ def window_model(query, *, oracle=None, campaign_dir: str | None = None, progres
 
     lab = Campaign.load(campaign_dir, autoencoder=None, labeller=None).labelled()
     return forest_on(lab["formula"], lab["band_gap"], seed=query.seed)
+
+
+def csv_table(cand: pd.DataFrame) -> str:
+    """The candidates as the page's CSV: each gap column says which gap it is."""
+    return cand.rename(columns={"gap_if_nonmetal": "median_gap_if_nonmetal"}).to_csv(index=False)
