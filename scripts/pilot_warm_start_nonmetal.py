@@ -3,11 +3,13 @@ from every train row (metals too: twice the formulas), so their chemistry may tr
 gap > 0 rows that limit the head (learning curve, docs/models.md).
 
 python scripts/pilot_warm_start_nonmetal.py MEMBER EPOCHS LR [START.safetensors]  (2 threads; about 4 s per epoch)
+WEIGHT_DECAY=X in the environment: AdamW's weight decay instead of the members' 1e-6.
 START: a member pre-trained elsewhere (pilot_formation_pretrain.py) instead of the shipped full member MEMBER.
 Prints the validation MAE on the non-metals per epoch: the start as it is, then fine-tuned on the
 gap > 0 train rows with a one-cycle rate peaking at LR (same loss, batch, bucketing as the members).
 """
 import copy
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +25,9 @@ from wbg_core.models.oracle_training import _member_predict, _split_features
 
 torch.set_num_threads(2)
 member, epochs, lr = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-cfg = OracleConfig(epochs=epochs, train_on="nonmetal", lr=lr)
+# WEIGHT_DECAY=... overrides the members' AdamW weight decay (1e-6)
+cfg = OracleConfig(epochs=epochs, train_on="nonmetal", lr=lr,
+                   weight_decay=float(os.environ.get("WEIGHT_DECAY", OracleConfig().weight_decay)))
 feats = _split_features(load_bandgaps(), cfg, None)
 net = copy.deepcopy(load(Path("models/oracle"), with_head=False).members[member]).train()
 if len(sys.argv) > 4:
