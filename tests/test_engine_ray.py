@@ -47,6 +47,8 @@ def test_a_killed_run_resumes_and_a_damaged_file_is_computed_again(first_run, mo
     out, before = first_run
     shards = sorted((out / SHARD_DIR).glob("*.npz"))
     assert len(shards) == 4 and (out / TOP_FILE).exists()
+    top = (out / TOP_FILE).read_text().splitlines()[0].split(",")
+    assert "median_gap_if_nonmetal" in top and "gap_if_nonmetal" not in top  # named as wbg screen names it
     kept = {p: p.stat().st_mtime_ns for p in shards[:2]}
     shards[2].unlink()  # killed before this shard was written
     data = bytearray(shards[3].read_bytes())

@@ -129,6 +129,8 @@ def test_screen_cli_on_a_generated_pool(tmp_path):
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(out)
     assert list(df.columns)[:6] == ["formula", "band_gap_mean", "band_gap_std", "p_in_window", "compound_valid", "novel"]
+    # named as the page's CSV names them: which gap of a non-metal is the median, which the mean
+    assert {"median_gap_if_nonmetal", "mean_gap_if_nonmetal"} <= set(df.columns) and "gap_if_nonmetal" not in df
     assert "funnel:" in r.stderr and "compound_readings" in r.stderr
     r = subprocess.run([sys.executable, "-m", "wbg_core", "screen", "--min-gap", "5", "--max-gap", "2"],
                        capture_output=True, text=True, timeout=120)

@@ -82,7 +82,9 @@ def _screen(args) -> int:
             res = screen(cfg, model, models.generator(cfg.generator), progress_callback=_progress(args.json))
     except _engine_errors() as exc:
         raise UserError(str(exc)) from exc
-    df = res.candidates
+    from ..engine.screening import written
+
+    df = written(res.candidates)
     if args.output:  # checked by cli.output_file before the screening
         write_output(args.output, lambda path: df.to_csv(path, index=False))
         print(f"wrote {len(df)} candidates to {args.output}", file=sys.stderr)

@@ -40,7 +40,7 @@ import pandas as pd
 
 from ..files import atomic_write_bytes, atomic_write_text
 from .screening import (ScreenConfig, ScreenError, ScreenResult, first_occurrences, generate_chunk, label_pool,
-                        rank_candidates)
+                        rank_candidates, written)
 
 RUN_FILE = "run.json"
 SHARD_DIR, PART_DIR = "shards", "parts"
@@ -253,7 +253,7 @@ def screen_ray(cfg: ScreenConfig, models_dir: Path, out: Path, *, address: str |
     if cfg.top:
         df = df.head(cfg.top)
     df = df.reset_index(drop=True)
-    atomic_write_text(out / TOP_FILE, df.to_csv(index=False))
+    atomic_write_text(out / TOP_FILE, written(df).to_csv(index=False))
     stage["rank"] = time.perf_counter() - t
     stage["total"] = time.perf_counter() - t_all
     keys = ("generated", "decoded_valid", "compound_readings", "structure_filter")

@@ -31,6 +31,14 @@ from ..models.sampling import CompositionSampler
 
 Progress = Callable[[float, str], None] | None
 COLUMNS = ["formula", "band_gap_mean", "band_gap_std", "p_in_window", "compound_valid", "novel", "n_atoms", "n_elements"]
+# a written table (CSV, JSON) says which gap of a non-metal each column holds: the frame's
+# gap_if_nonmetal, which P(in window) reads, is the distribution's median; mean_gap_if_nonmetal the mean
+WRITTEN_NAMES = {"gap_if_nonmetal": "median_gap_if_nonmetal"}
+
+
+def written(candidates: pd.DataFrame) -> pd.DataFrame:
+    """The candidates as every written table (wbg screen, Ray's top.csv, the page's CSV) names them."""
+    return candidates.rename(columns=WRITTEN_NAMES)
 PAPER_POOL = 1_180_000
 _VOCAB_Z = np.array([ATOMIC_NUMBER[s] for s in VOCAB], np.int64)
 

@@ -103,5 +103,7 @@ def window_model(query, *, oracle=None, campaign_dir: str | None = None, progres
 
 
 def csv_table(cand: pd.DataFrame) -> str:
-    """The candidates as the page's CSV: each gap column says which gap it is."""
-    return cand.rename(columns={"gap_if_nonmetal": "median_gap_if_nonmetal"}).to_csv(index=False)
+    """The candidates as the page's CSV, named as `wbg screen` names them."""
+    from ..engine.screening import written
+
+    return written(cand).to_csv(index=False)
