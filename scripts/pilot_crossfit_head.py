@@ -33,9 +33,7 @@ for d in data.values():
 
 te, va = data["test"], data["val"]
 print_figures("shipped head", te["y"], te["detail"], shipped)
-params = {"objective": "l1", "learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves,
-          "min_data_in_leaf": cfg.min_data_in_leaf, "feature_fraction": cfg.feature_fraction, "bagging_fraction": 0.8,
-          "bagging_freq": 1, "seed": 0, "num_threads": 1, "verbose": -1, "deterministic": True, "force_row_wise": True}
+params = {**cfg.booster_params(threads=1), "objective": "l1"}
 nm = va["y"] > 0
 cv = lgb.cv(params, lgb.Dataset(va["x"][nm], va["y"][nm], init_score=va["start"][nm]), num_boost_round=2000,
             nfold=5, seed=0, stratified=False, callbacks=[lgb.early_stopping(50, verbose=False)])

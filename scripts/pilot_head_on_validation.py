@@ -29,9 +29,8 @@ head_te = data["test"]["detail"]["gap_if_nonmetal"]
 print(f"test non-metals: members' mean {np.abs(np.clip(s_te, 0, None) - y_te).mean():.4f}, "
       f"shipped head {np.abs(head_te - y_te).mean():.4f}", flush=True)
 for leaves, rate, min_leaf in ((255, 0.1, 20), (31, 0.03, 50), (15, 0.02, 100)):
-    params = {"objective": "l1", "learning_rate": rate, "num_leaves": leaves, "min_data_in_leaf": min_leaf,
-              "feature_fraction": cfg.feature_fraction, "bagging_fraction": 0.8, "bagging_freq": 1, "seed": 0,
-              "num_threads": 1, "verbose": -1, "deterministic": True, "force_row_wise": True}
+    params = {**cfg.booster_params(threads=1), "objective": "l1", "learning_rate": rate, "num_leaves": leaves,
+              "min_data_in_leaf": min_leaf}
     cv = lgb.cv(params, lgb.Dataset(x_va, y_va, init_score=s_va), num_boost_round=2000, nfold=5, seed=0, stratified=False,
                 callbacks=[lgb.early_stopping(50, verbose=False)])
     rounds = len(next(iter(cv.values())))

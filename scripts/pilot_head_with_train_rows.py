@@ -28,9 +28,7 @@ cfg = HeadConfig()
 parts = split(load_bandgaps(), seed=0)
 tr, va, te = (head_inputs(oracle, parts[name].query("band_gap > 0")) for name in ("train", "val", "test"))
 rounds = int(oracle.head.calibration["regressor_rounds"])
-params = {"objective": "l1", "learning_rate": cfg.learning_rate, "num_leaves": cfg.crossfit_num_leaves,
-          "min_data_in_leaf": cfg.min_data_in_leaf, "feature_fraction": cfg.feature_fraction, "bagging_fraction": 0.8,
-          "bagging_freq": 1, "seed": 0, "num_threads": 2, "verbose": -1, "deterministic": True, "force_row_wise": True}
+params = {**cfg.booster_params(threads=2), "objective": "l1", "num_leaves": cfg.crossfit_num_leaves}
 folds = list(KFold(cfg.folds, shuffle=True, random_state=0).split(va["x"]))
 
 

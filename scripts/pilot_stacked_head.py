@@ -40,9 +40,7 @@ for d in data.values():
 
 te, va = data["test"], data["val"]
 print_figures("shipped head", te["y"], te["detail"], shipped)
-common = {"learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves, "min_data_in_leaf": cfg.min_data_in_leaf,
-          "feature_fraction": cfg.feature_fraction, "bagging_fraction": 0.8, "bagging_freq": 1, "seed": 0,
-          "num_threads": 1, "verbose": -1, "deterministic": True, "force_row_wise": True}
+common = cfg.booster_params(threads=1)
 folds = list(KFold(5, shuffle=True, random_state=0).split(va["x"]))
 stop = [lgb.early_stopping(50, verbose=False)]
 

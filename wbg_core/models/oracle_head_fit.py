@@ -59,6 +59,13 @@ class HeadConfig:
     # x the regressor's own (L1) gap, as heads before 2026-12-05 did
     point: str = "mean"
 
+    def booster_params(self, threads: int) -> dict:
+        """LightGBM's parameters every head booster shares (fit_head; the head pilots in scripts/)."""
+        return {"learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
+                "min_data_in_leaf": self.min_data_in_leaf, "feature_fraction": self.feature_fraction,
+                "bagging_fraction": 0.8, "bagging_freq": 1, "seed": self.seed, "num_threads": threads, "verbose": -1,
+                "deterministic": True, "force_row_wise": True}
+
     def check(self) -> None:
         for name, allowed in (("regressor_fit_on", FIT_ON), ("classifier_fit_on", FIT_ON), ("point", POINTS)):
             if getattr(self, name) not in allowed:
@@ -163,9 +170,7 @@ def fit_head(feats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: H
     cfg.check()
     x_tr, _, y_tr = feats["train"]
     x_va, s_va, y_va = feats["val"]
-    common = {"learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves, "min_data_in_leaf": cfg.min_data_in_leaf,
-              "feature_fraction": cfg.feature_fraction, "bagging_fraction": 0.8, "bagging_freq": 1, "seed": cfg.seed,
-              "num_threads": threads, "verbose": -1, "deterministic": True, "force_row_wise": True}
+    common = cfg.booster_params(threads)
     stop = [lgb.early_stopping(cfg.early_stopping, verbose=False)]
     off = magpie_first_column
     clf_params = {**common, "objective": "binary", "num_leaves": 63, "min_data_in_leaf": 50,
