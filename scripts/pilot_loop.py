@@ -1,5 +1,5 @@
 """The members' training loop for the pilot scripts (pilot_formation_pretrain.py,
-pilot_warm_start_nonmetal.py): the product's loss, one-cycle rate and bucketed batches, without
+pilot_warm_start_nonmetal.py, pilot_swa_member.py): the product's loss, rate and bucketed batches, without
 the Trainer's resume state, so a pilot sets its own start weights, rate and seed."""
 import math
 
@@ -10,12 +10,18 @@ from wbg_core.models.oracle import LOSSES, OracleConfig, RoostGap, _bucket_batch
 
 
 def one_cycle_epochs(net: RoostGap, cfg: OracleConfig, lr: float, train: tuple, epochs: int, rng: np.random.Generator):
-    """Trains `net` on train = (element indices, weights, target); yields each finished epoch (0-based),
-    with the network in eval mode, so the caller measures it."""
-    z_tr, w_tr, y_tr = train
+    """Trains `net` on train = (element indices, weights, target) with the members' one-cycle rate
+    peaking at lr; yields each finished epoch (0-based), with the network in eval mode, so the caller
+    measures it."""
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * math.ceil(len(y_tr) / cfg.batch_size),
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * math.ceil(len(train[2]) / cfg.batch_size),
                                                 pct_start=0.15)
+    yield from epochs_of(net, cfg, opt, train, epochs, rng, sched)
+
+
+def epochs_of(net: RoostGap, cfg: OracleConfig, opt, train: tuple, epochs: int, rng: np.random.Generator, sched=None):
+    """The loop itself, with the caller's optimiser (and scheduler, stepped per batch, if any)."""
+    z_tr, w_tr, y_tr = train
     n_el = (z_tr > 0).sum(axis=1)
     for epoch in range(epochs):
         net.train()
@@ -25,6 +31,7 @@ def one_cycle_epochs(net: RoostGap, cfg: OracleConfig, lr: float, train: tuple, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            if sched is not None:
+                sched.step()
         net.eval()
         yield epoch
