@@ -330,9 +330,6 @@ def label_pool(pool: np.ndarray, model: GapModel, cfg: ScreenConfig, progress_ca
         cb(0.65 + 0.3 * min(1.0, (s + step) / max(1, len(pool))), f"labelled {min(s + step, len(pool)):,}")
     mean, std = detail["mean"], detail["std"]
     window_cols = [c for c in detail if c not in ("mean", "std")]
-    # the gap a non-metal averages: band_gap_mean is P(non-metal) times it (gap_if_nonmetal is the median)
-    nonmetal_mean = model.mean_gap_if_nonmetal(detail)
-    shown = {} if nonmetal_mean is None else {"mean_gap_if_nonmetal": nonmetal_mean}
     stage["model"] = stage.get("model", 0.0) + time.perf_counter() - t
 
     t = time.perf_counter()
@@ -346,6 +343,10 @@ def label_pool(pool: np.ndarray, model: GapModel, cfg: ScreenConfig, progress_ca
     stage["validity"] = stage.get("validity", 0.0) + time.perf_counter() - t
     sel = np.flatnonzero(keep)
     counts_sel = pool[sel]
+    # the gap a non-metal averages, for the kept rows: band_gap_mean is P(non-metal) times it
+    # (gap_if_nonmetal is the median)
+    nonmetal_mean = model.mean_gap_if_nonmetal({c: v[sel] for c, v in detail.items()})
+    shown = {} if nonmetal_mean is None else {"mean_gap_if_nonmetal": nonmetal_mean}
     df = pd.DataFrame({
         "formula": formulas[sel].astype(str) if len(sel) else np.array([], dtype=object),
         "band_gap_mean": mean[sel].round(4),
@@ -357,7 +358,7 @@ def label_pool(pool: np.ndarray, model: GapModel, cfg: ScreenConfig, progress_ca
         "n_elements": (counts_sel > 0).sum(axis=1),
         # what the model's P(in window) reads, so another window can be asked of the same rows
         **{c: detail[c][sel].round(4) for c in window_cols},
-        **{c: v[sel].round(4) for c, v in shown.items()},
+        **{c: v.round(4) for c, v in shown.items()},
     }, columns=COLUMNS + window_cols + list(shown), index=rows[sel])
     if cfg.valid_only:
         df = df[df["compound_valid"]]
